@@ -1,0 +1,351 @@
+//! The journal file: opening is recovery, appends are framed and fsynced on demand.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::format::{self, Damage, HeaderCheck, HEADER_LEN, MAX_RECORD_LEN};
+use super::record::Record;
+use crate::Error;
+
+/// File name of the journal inside the store.
+pub const JOURNAL_FILE: &str = "journal";
+/// File name compaction writes before renaming it over the journal.
+pub const COMPACT_FILE: &str = "journal.compact";
+
+/// How hard an append is pushed to disk before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync before returning: the record survives a power cut once this returns.
+    Sync,
+    /// Written now, fsynced with the next `Sync` append or once [`BATCH_INTERVAL`] has
+    /// passed since the last fsync, whichever comes first. For progress checkpoints.
+    Batched,
+}
+
+/// The longest a batched record stays written but not fsynced while appends continue.
+pub const BATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What opening found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// There was no journal; an empty one was created.
+    Created,
+    /// Every byte checked out.
+    Clean,
+    /// A partial record at the end (what a crash during an append leaves) was cut off.
+    TornTail {
+        /// Where the journal now ends.
+        offset: u64,
+        /// Bytes removed.
+        dropped: u64,
+    },
+    /// Damage that a crash does not explain was found. The whole file as found was
+    /// copied to `saved_as`, and the journal keeps the records before the damage.
+    Corrupt {
+        /// Where the journal now ends.
+        offset: u64,
+        /// Bytes removed.
+        dropped: u64,
+        /// What was wrong.
+        reason: String,
+        /// The copy of the damaged file.
+        saved_as: PathBuf,
+    },
+}
+
+/// The open journal file.
+#[derive(Debug)]
+pub struct Journal {
+    pub(super) path: PathBuf,
+    pub(super) file: File,
+    /// Invariant: the file's length; everything before it is whole, checked records.
+    pub(super) len: u64,
+    /// Records in the file.
+    pub(super) records: u64,
+    pub(super) poisoned: bool,
+    unsynced: bool,
+    last_sync: Instant,
+    fsyncs: u64,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir`, recovering it to its last whole
+    /// record. The caller holds the store lock.
+    pub fn open(dir: &Path) -> Result<(Journal, Vec<Record>, Recovery), Error> {
+        let path = dir.join(JOURNAL_FILE);
+        remove_stale_compaction(dir)?;
+        let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let journal = create_empty(dir, &path)?;
+                return Ok((journal, Vec::new(), Recovery::Created));
+            }
+            Err(e) => return Err(Error::io("open journal", &path, e)),
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| Error::io("read journal", &path, e))?;
+        match format::check_header(&bytes) {
+            HeaderCheck::Valid => {}
+            HeaderCheck::TornHeader => {
+                log::warn!(
+                    "journal {} has a partial header ({} bytes); starting it afresh",
+                    path.display(),
+                    bytes.len()
+                );
+                drop(file);
+                let journal = create_empty(dir, &path)?;
+                return Ok((journal, Vec::new(), Recovery::Created));
+            }
+            HeaderCheck::NotRecognized => return Err(Error::JournalNotRecognized { path }),
+            HeaderCheck::Newer(found) => {
+                return Err(Error::JournalVersion {
+                    path,
+                    found,
+                    supported: format::VERSION,
+                })
+            }
+        }
+        let body = bytes.get(HEADER_LEN..).unwrap_or_default();
+        let scan = format::scan(body);
+        let valid = (HEADER_LEN + scan.valid_len) as u64;
+        let dropped = bytes.len() as u64 - valid;
+        let recovery = match scan.damage {
+            None => Recovery::Clean,
+            Some(Damage::TornTail) => {
+                log::warn!(
+                    "journal {}: cut a partial record at offset {valid} ({dropped} bytes), \
+                     as a crash during an append leaves",
+                    path.display()
+                );
+                truncate(&file, &path, valid)?;
+                Recovery::TornTail {
+                    offset: valid,
+                    dropped,
+                }
+            }
+            Some(Damage::Corrupt(reason)) => {
+                let saved_as = save_aside(dir, &bytes)?;
+                log::error!(
+                    "journal {} is damaged at offset {valid}: {reason}; kept the {} records \
+                     before it, dropped {dropped} bytes, saved the damaged file as {}",
+                    path.display(),
+                    scan.records.len(),
+                    saved_as.display()
+                );
+                truncate(&file, &path, valid)?;
+                Recovery::Corrupt {
+                    offset: valid,
+                    dropped,
+                    reason,
+                    saved_as,
+                }
+            }
+        };
+        file.seek(SeekFrom::Start(valid))
+            .map_err(|e| Error::io("seek journal", &path, e))?;
+        let journal = Journal {
+            path,
+            file,
+            len: valid,
+            records: scan.records.len() as u64,
+            poisoned: false,
+            unsynced: false,
+            last_sync: Instant::now(),
+            fsyncs: 0,
+        };
+        Ok((journal, scan.records, recovery))
+    }
+
+    /// Appends one record.
+    ///
+    /// # Errors
+    /// [`Error::RecordTooLarge`] (nothing written), [`Error::JournalPoisoned`] if an
+    /// earlier write or fsync failed, or [`Error::Io`] (and the journal is poisoned).
+    pub fn append(&mut self, record: &Record, durability: Durability) -> Result<(), Error> {
+        self.check_usable()?;
+        let frame = format::encode_frame(record).map_err(|len| Error::RecordTooLarge {
+            len,
+            max: MAX_RECORD_LEN,
+        })?;
+        if let Err(e) = self.file.write_all(&frame) {
+            self.poisoned = true;
+            return Err(Error::io("append to journal", &self.path, e));
+        }
+        self.len += frame.len() as u64;
+        self.records += 1;
+        self.unsynced = true;
+        match durability {
+            Durability::Sync => self.sync(),
+            Durability::Batched if self.last_sync.elapsed() >= BATCH_INTERVAL => self.sync(),
+            Durability::Batched => Ok(()),
+        }
+    }
+
+    /// fsyncs everything appended so far. After a failure the journal is poisoned: Linux
+    /// may have dropped the dirty pages, so no later success could be trusted.
+    pub fn sync(&mut self) -> Result<(), Error> {
+        self.check_usable()?;
+        if !self.unsynced {
+            return Ok(());
+        }
+        if let Err(e) = self.file.sync_data() {
+            self.poisoned = true;
+            return Err(Error::io("fsync journal", &self.path, e));
+        }
+        self.unsynced = false;
+        self.last_sync = Instant::now();
+        self.fsyncs += 1;
+        Ok(())
+    }
+
+    /// Whether batched records are waiting for an fsync.
+    pub fn has_unsynced(&self) -> bool {
+        self.unsynced
+    }
+
+    /// fsyncs issued by this handle (appends and compactions), for benchmarks.
+    pub fn fsyncs(&self) -> u64 {
+        self.fsyncs
+    }
+
+    /// Records currently in the file.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Length of the file in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the journal holds no records.
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// The journal's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(super) fn check_usable(&self) -> Result<(), Error> {
+        if self.poisoned {
+            return Err(Error::JournalPoisoned {
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn count_fsync(&mut self) {
+        self.fsyncs += 1;
+    }
+
+    pub(super) fn replace_file(&mut self, file: File, len: u64, records: u64) {
+        self.file = file;
+        self.len = len;
+        self.records = records;
+        self.unsynced = false;
+        self.last_sync = Instant::now();
+    }
+}
+
+/// Opens a store file for writing with mode 0600.
+pub(super) fn create_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// fsyncs a directory so that a create or rename in it is durable.
+pub(super) fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync store directory", dir, e))
+}
+
+/// Creates an empty journal atomically: header to a temp file, fsync, rename, fsync dir.
+fn create_empty(dir: &Path, path: &Path) -> Result<Journal, Error> {
+    let tmp = dir.join(COMPACT_FILE);
+    let mut f = create_private(&tmp).map_err(|e| Error::io("create journal", &tmp, e))?;
+    f.write_all(&format::header())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io("write journal header", &tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io("rename new journal into", path, e))?;
+    sync_dir(dir)?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("open journal", path, e))?;
+    file.seek(SeekFrom::End(0))
+        .map_err(|e| Error::io("seek journal", path, e))?;
+    Ok(Journal {
+        path: path.to_path_buf(),
+        file,
+        len: HEADER_LEN as u64,
+        records: 0,
+        poisoned: false,
+        unsynced: false,
+        last_sync: Instant::now(),
+        fsyncs: 2,
+    })
+}
+
+/// A compaction that did not reach its rename leaves its temp file: the journal beside it
+/// is complete, so the temp file is only in the way.
+fn remove_stale_compaction(dir: &Path) -> Result<(), Error> {
+    let tmp = dir.join(COMPACT_FILE);
+    match fs::remove_file(&tmp) {
+        Ok(()) => {
+            log::info!(
+                "removed {} left by an interrupted compaction",
+                tmp.display()
+            );
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove stale compaction file", &tmp, e)),
+    }
+}
+
+fn truncate(file: &File, path: &Path, len: u64) -> Result<(), Error> {
+    file.set_len(len)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io("truncate journal", path, e))
+}
+
+/// Copies the damaged journal to the first free `journal.corrupt-N`, durably.
+fn save_aside(dir: &Path, bytes: &[u8]) -> Result<PathBuf, Error> {
+    for n in 1..=1000u32 {
+        let path = dir.join(format!("{JOURNAL_FILE}.corrupt-{n}"));
+        let mut f = match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io("create copy of damaged journal", &path, e)),
+        };
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Error::io("write copy of damaged journal", &path, e))?;
+        sync_dir(dir)?;
+        return Ok(path);
+    }
+    Err(Error::io(
+        "find a free name for a copy of the damaged journal",
+        dir,
+        io::Error::other("journal.corrupt-1 to journal.corrupt-1000 all exist"),
+    ))
+}

@@ -1,0 +1,73 @@
+//! The store directory: created private (0700), and locked for as long as it is open.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// Name of the lock file inside the store. A separate file, not the journal itself:
+/// compaction renames a new journal into place, and a lock on the old inode would be lost.
+pub const LOCK_FILE: &str = "lock";
+
+/// An open, exclusively locked store directory. The lock is released when this is
+/// dropped, or by the kernel when the process dies (SIGKILL included).
+#[derive(Debug)]
+pub struct StoreLock {
+    dir: PathBuf,
+    // Held for its flock; never read.
+    _file: File,
+}
+
+impl StoreLock {
+    /// Creates `dir` (mode 0700) if needed and takes its lock without waiting.
+    ///
+    /// # Errors
+    /// [`Error::StoreLocked`] if another opener holds it (another process, or another
+    /// `Uploader` in this one: flock locks belong to the open file, not the process);
+    /// [`Error::Io`] if the directory cannot be created or the lock file opened.
+    pub fn acquire(dir: &Path) -> Result<StoreLock, Error> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io("create store directory", dir, e))?;
+        let meta = fs::metadata(dir).map_err(|e| Error::io("inspect store directory", dir, e))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            log::info!("tightening store directory {} to mode 0700", dir.display());
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .map_err(|e| Error::io("set mode 0700 on store directory", dir, e))?;
+        }
+        let path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io("open lock file", &path, e))?;
+        // Fully qualified: std's File::lock family (Rust >= 1.89) shares these names.
+        match fs2::FileExt::try_lock_exclusive(&file) {
+            Ok(()) => Ok(StoreLock {
+                dir: dir.to_path_buf(),
+                _file: file,
+            }),
+            Err(e) if is_contended(&e) => Err(Error::StoreLocked {
+                path: dir.to_path_buf(),
+            }),
+            Err(e) => Err(Error::io("lock", &path, e)),
+        }
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn is_contended(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+        || e.raw_os_error() == fs2::lock_contended_error().raw_os_error()
+}

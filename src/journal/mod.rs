@@ -1,0 +1,135 @@
+//! The crash-safe journal: an append-only, checksummed postcard log in a locked store.
+//!
+//! A store directory holds `lock` (the fs2 lock), `journal` (the log) and the upload
+//! files the engine keeps (response bodies, spooled sources). [`Store::open`] is recovery:
+//! it takes the lock, replays the journal up to its last whole record and folds the
+//! records into a [`State`]. Every later change goes through [`Store::commit`], which
+//! appends the record and then applies it to the state, so the two never disagree.
+//!
+//! Durability: records the program can observe (a create, a status change, a response)
+//! are committed with [`Durability::Sync`] and are on disk when `commit` returns.
+//! Progress checkpoints use [`Durability::Batched`]: at most one fsync per
+//! [`BATCH_INTERVAL`] for them, and every `Sync` commit carries them along.
+
+mod compact;
+mod file;
+pub mod format;
+#[doc(hidden)]
+pub mod fuzz;
+mod lock;
+pub mod record;
+pub mod replay;
+
+use std::path::{Path, PathBuf};
+
+pub use compact::CompactStep;
+pub use file::{Durability, Journal, Recovery, BATCH_INTERVAL, COMPACT_FILE, JOURNAL_FILE};
+pub use lock::{StoreLock, LOCK_FILE};
+pub use record::Record;
+pub use replay::{State, UploadState};
+
+use crate::Error;
+
+/// Compaction is considered once the journal holds this many records...
+const COMPACT_MIN_RECORDS: u64 = 4096;
+/// ...and runs when it holds more than this many times the live records.
+const COMPACT_RATIO: u64 = 4;
+
+/// A locked store with its journal and the state folded from it.
+#[derive(Debug)]
+pub struct Store {
+    journal: Journal,
+    state: State,
+    recovery: Recovery,
+    // Dropped last: the lock outlives every file handle of the store.
+    lock: StoreLock,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` and replays its journal.
+    ///
+    /// # Errors
+    /// [`Error::StoreLocked`] if another opener holds the store;
+    /// [`Error::JournalNotRecognized`] or [`Error::JournalVersion`] (file untouched);
+    /// [`Error::Io`] for file system failures.
+    pub fn open(dir: &Path) -> Result<Store, Error> {
+        let lock = StoreLock::acquire(dir)?;
+        let (journal, records, recovery) = Journal::open(dir)?;
+        let state = replay::fold(&records);
+        log::info!(
+            "opened store {}: {} records, {} uploads, {:?}",
+            dir.display(),
+            records.len(),
+            state.uploads.len(),
+            recovery
+        );
+        Ok(Store {
+            journal,
+            state,
+            recovery,
+            lock,
+        })
+    }
+
+    /// Appends `record` with the given durability, then applies it to the state.
+    /// Compacts the journal first when dead records dominate.
+    pub fn commit(&mut self, record: Record, durability: Durability) -> Result<(), Error> {
+        self.journal.append(&record, durability)?;
+        self.state.apply(&record);
+        self.maybe_compact()
+    }
+
+    /// fsyncs batched records.
+    pub fn sync(&mut self) -> Result<(), Error> {
+        self.journal.sync()
+    }
+
+    /// Rewrites the journal as the live state now.
+    pub fn compact(&mut self) -> Result<(), Error> {
+        let live = self.state.snapshot();
+        self.journal.compact(&live)
+    }
+
+    fn maybe_compact(&mut self) -> Result<(), Error> {
+        let records = self.journal.records();
+        if records < COMPACT_MIN_RECORDS || records % 256 != 0 {
+            return Ok(());
+        }
+        let live = self.state.live_records() as u64;
+        if records > COMPACT_RATIO * live.max(1) {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// The state folded from the journal.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// What opening found.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Mutable access to the journal, for tests that interrupt a compaction.
+    #[doc(hidden)]
+    pub fn journal_mut(&mut self) -> &mut Journal {
+        &mut self.journal
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        self.lock.dir()
+    }
+
+    /// A path inside the store.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.lock.dir().join(name)
+    }
+}

@@ -1,0 +1,276 @@
+//! The journal's record types: what an upload's life looks like on disk.
+//!
+//! postcard is not self-describing, so these types are the on-disk format. The rules:
+//! never reorder, remove or change a variant or field; a new field means a new variant
+//! (for example `CreatedV2`) appended at the end of the enum, and the fold in
+//! [`super::replay`] learns it. Variant order is the discriminant on disk.
+
+use serde::{Deserialize, Serialize};
+
+/// The identity of an upload inside one store. Never reused within a store.
+pub type UploadId = u64;
+
+/// One record of the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// A new upload was accepted. Written (and fsynced) before `create_upload` returns.
+    Created(CreatedV1),
+    /// The upload's user-visible status changed.
+    State(StateV1),
+    /// A progress checkpoint. Informational for plain HTTP (which restarts from 0), a hint
+    /// for resumable protocols (the server's offset is authoritative).
+    Progress(ProgressV1),
+    /// The URL where a resumable upload lives on the server (tus `Location`). Journaled
+    /// as soon as the server gives it, before the first body byte.
+    ResumeUrl(ResumeUrlV1),
+    /// The server's final response (status, headers, URL, stored body size).
+    Response(ResponseV1),
+    /// The upload and its files were removed from the store.
+    Removed(UploadId),
+    /// The next attempt of this upload starts again from byte 0.
+    Restarted(UploadId),
+    /// Settings of the upload that the program changed after creation.
+    Changed(ChangedV1),
+}
+
+impl Record {
+    /// The upload this record is about.
+    pub fn id(&self) -> UploadId {
+        match self {
+            Record::Created(c) => c.id,
+            Record::State(s) => s.id,
+            Record::Progress(p) => p.id,
+            Record::ResumeUrl(r) => r.id,
+            Record::Response(r) => r.id,
+            Record::Removed(id) | Record::Restarted(id) => *id,
+            Record::Changed(c) => c.id,
+        }
+    }
+}
+
+/// An upload accepted by the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedV1 {
+    /// Upload id.
+    pub id: UploadId,
+    /// Milliseconds since the Unix epoch when it was accepted.
+    pub created_ms: u64,
+    /// The full request.
+    pub request: RequestV1,
+}
+
+/// A request as persisted: everything needed to send it again after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestV1 {
+    /// Target URL (for tus, the creation endpoint).
+    pub url: String,
+    /// HTTP method, upper case (`POST`, `PUT`, ...).
+    pub method: String,
+    /// Request headers in order, already validated.
+    pub headers: Vec<(String, String)>,
+    /// What is sent.
+    pub body: BodyV1,
+    /// Scheduling priority.
+    pub priority: PriorityV1,
+    /// Transfer group, if any.
+    pub group: Option<String>,
+    /// Whether the upload may run on a costed (metered) network.
+    pub cost: CostPolicyV1,
+    /// Wire protocol.
+    pub protocol: ProtocolV1,
+    /// The program declared that re-sending this request is safe (for example it carries
+    /// an `Idempotency-Key`), so an interrupted POST may be restarted.
+    pub idempotent: bool,
+}
+
+/// The body of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BodyV1 {
+    /// One file, sent as the whole body.
+    File(SourceV1),
+    /// A streamed multipart body.
+    Multipart(MultipartV1),
+}
+
+/// A source file as seen when the upload was created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceV1 {
+    /// The path, as raw OS bytes (Unix paths need not be UTF-8).
+    pub path: Vec<u8>,
+    /// Size in bytes at creation.
+    pub size: u64,
+    /// Modification time at creation, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// The file lives in the store (spooled from a reader) and is deleted with the upload.
+    pub spooled: bool,
+}
+
+/// A multipart body: parts are streamed in order between boundaries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultipartV1 {
+    /// The subtype (`form-data`, `mixed`, ...).
+    pub subtype: String,
+    /// The boundary string.
+    pub boundary: String,
+    /// The parts, in order.
+    pub parts: Vec<PartV1>,
+}
+
+/// One part of a multipart body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartV1 {
+    /// Form field name.
+    pub name: String,
+    /// File name for file parts.
+    pub file_name: Option<String>,
+    /// Content type of the part, if set.
+    pub content_type: Option<String>,
+    /// The part's content.
+    pub content: PartContentV1,
+}
+
+/// The content of a multipart part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PartContentV1 {
+    /// Inline text.
+    Text(String),
+    /// A file streamed from disk.
+    File(SourceV1),
+}
+
+/// Scheduling priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PriorityV1 {
+    /// Runs after `Default`.
+    Low,
+    /// The default.
+    Default,
+    /// Runs before `Default`.
+    High,
+}
+
+/// Whether an upload may use a costed network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CostPolicyV1 {
+    /// Run on any network.
+    Always,
+    /// Pause while the program says the network is costed.
+    UnrestrictedOnly,
+}
+
+/// How the body reaches the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProtocolV1 {
+    /// One plain HTTP request with the whole body.
+    Plain,
+    /// tus 1.0.0 resumable upload; `chunk_size` bytes per PATCH (`None`: the remainder).
+    Tus {
+        /// Maximum bytes per PATCH request.
+        chunk_size: Option<u64>,
+    },
+}
+
+/// A status change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateV1 {
+    /// Upload id.
+    pub id: UploadId,
+    /// The new status.
+    pub status: StatusV1,
+    /// Attempts made so far that counted against the retry budget.
+    pub attempts: u32,
+    /// For `Error`: why.
+    pub error: Option<ErrorInfoV1>,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// The status of an upload, as persisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StatusV1 {
+    /// Waiting for its turn.
+    Queued,
+    /// On the wire (after a restart this means "was running": it runs again).
+    Running,
+    /// Paused by the program.
+    PausedByApplication,
+    /// Waiting for the network.
+    PausedNoNetwork,
+    /// Waiting for an unmetered network.
+    PausedCostedNetwork,
+    /// Waiting before the next attempt.
+    WaitingToRetry,
+    /// Done; the response is kept.
+    Completed,
+    /// Canceled by the program.
+    Canceled,
+    /// Failed for good; see the error.
+    Error,
+}
+
+impl StatusV1 {
+    /// Whether the upload has ended (completed, canceled or failed).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            StatusV1::Completed | StatusV1::Canceled | StatusV1::Error
+        )
+    }
+}
+
+/// Why an upload failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfoV1 {
+    /// A stable machine-readable kind, for example `http-status` or `source-changed`.
+    pub kind: String,
+    /// The human sentence.
+    pub message: String,
+}
+
+/// A progress checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressV1 {
+    /// Upload id.
+    pub id: UploadId,
+    /// Body bytes sent in the current attempt.
+    pub bytes_sent: u64,
+    /// Bytes the server has acknowledged (tus offset); 0 for plain HTTP.
+    pub acked: u64,
+}
+
+/// Where a resumable upload lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeUrlV1 {
+    /// Upload id.
+    pub id: UploadId,
+    /// Absolute URL of the upload resource; `None` forgets it (the server lost it).
+    pub url: Option<String>,
+}
+
+/// The server's response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseV1 {
+    /// Upload id.
+    pub id: UploadId,
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers in order.
+    pub headers: Vec<(String, String)>,
+    /// The URL that answered (after redirects).
+    pub url: String,
+    /// Bytes of the body stored in the store.
+    pub body_len: u64,
+    /// The body was longer than the cap and was cut.
+    pub body_truncated: bool,
+}
+
+/// Settings changed after creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedV1 {
+    /// Upload id.
+    pub id: UploadId,
+    /// New priority.
+    pub priority: PriorityV1,
+    /// Sequence number for "make current" ordering (higher runs first); 0 if never.
+    pub current_seq: u64,
+}
