@@ -1,0 +1,22 @@
+//! Test support (`mod support;`): loopback HTTP/1.1 server with fault injection, TLS, files.
+#![allow(dead_code)]
+
+mod action;
+mod conn;
+mod files;
+mod http;
+mod net;
+mod record;
+mod server;
+pub mod tls;
+
+#[allow(unused_imports)] // each test uses a subset
+pub use self::{
+    action::{Action, Behavior, Handler},
+    files::{random_bytes, sha256_file, sha256_hex, sparse_file, write_file},
+    http::RequestHead,
+    net::{closed_port, HangingListener},
+    record::Recorded,
+    server::TestServer,
+    tls::TlsFlavor,
+};
