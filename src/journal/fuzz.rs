@@ -33,7 +33,14 @@ pub fn replay_file(data: &[u8]) {
 fn replay_body(body: &[u8]) {
     let scan = format::scan(body);
     assert!(scan.valid_len <= body.len());
-    let _state = replay::fold(&scan.records);
+    let state = replay::fold(&scan.records);
+    // Compaction's invariant: the snapshot folds back to the same live state.
+    let again = replay::fold(&state.snapshot());
+    assert_eq!(
+        again.uploads, state.uploads,
+        "snapshot changed the live state"
+    );
+    assert_eq!(again.next_id, state.next_id, "snapshot changed the next id");
 
     let again = format::scan(&body[..scan.valid_len]);
     assert!(again.damage.is_none(), "recovered prefix is not clean");

@@ -180,7 +180,7 @@ pub struct StateV1 {
     /// Attempts made so far that counted against the retry budget.
     pub attempts: u32,
     /// For `Error`: why.
-    pub error: Option<ErrorInfoV1>,
+    pub error: Option<FailureV1>,
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
 }
@@ -218,13 +218,56 @@ impl StatusV1 {
     }
 }
 
-/// Why an upload failed.
+/// Why an upload failed, as persisted. Mirrors the failure variants of `crate::Error`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorInfoV1 {
-    /// A stable machine-readable kind, for example `http-status` or `source-changed`.
-    pub kind: String,
-    /// The human sentence.
-    pub message: String,
+pub enum FailureV1 {
+    /// The server answered with a final (or, after the retries, transient) error status.
+    HttpStatus {
+        /// The status code.
+        status: u16,
+    },
+    /// The source file was missing when the upload ran.
+    SourceMissing {
+        /// The path, raw OS bytes.
+        path: Vec<u8>,
+    },
+    /// The source file changed after the upload was created.
+    SourceChanged {
+        /// The path, raw OS bytes.
+        path: Vec<u8>,
+        /// What changed.
+        what: String,
+    },
+    /// A timeout fired.
+    Timeout {
+        /// The phase: `connect`, `send`, `response`.
+        phase: String,
+    },
+    /// TLS failed (certificate, handshake).
+    Tls {
+        /// The TLS error.
+        message: String,
+    },
+    /// The network failed (refused, reset, unreachable) and the retries ran out.
+    Network {
+        /// The network error.
+        message: String,
+    },
+    /// The upload cannot safely be continued or sent again.
+    NotResumable {
+        /// Why.
+        message: String,
+    },
+    /// The server broke the protocol (a redirect we refuse, a malformed tus answer, ...).
+    Protocol {
+        /// What went wrong.
+        message: String,
+    },
+    /// A local I/O failure (reading the source, writing the response body).
+    Io {
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// A progress checkpoint.

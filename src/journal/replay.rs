@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::record::{
-    ChangedV1, CreatedV1, ErrorInfoV1, PriorityV1, ProgressV1, Record, RequestV1, ResponseV1,
+    ChangedV1, CreatedV1, FailureV1, PriorityV1, ProgressV1, Record, RequestV1, ResponseV1,
     StateV1, StatusV1, UploadId,
 };
 
@@ -29,7 +29,7 @@ pub struct UploadState {
     /// Attempts that counted against the retry budget.
     pub attempts: u32,
     /// Why it failed, for `Error`.
-    pub error: Option<ErrorInfoV1>,
+    pub error: Option<FailureV1>,
     /// Last progress checkpoint: bytes sent in the current attempt.
     pub bytes_sent: u64,
     /// Last progress checkpoint: bytes the server acknowledged.
@@ -60,6 +60,12 @@ impl State {
     /// Applies one record. Never panics, whatever the record says.
     pub fn apply(&mut self, record: &Record) {
         let id = record.id();
+        if id == UploadId::MAX {
+            // Never handed out (ids stop below it), so only damage or a hostile file can
+            // hold it; refusing it keeps `id + 1` from overflowing anywhere.
+            self.ignored += 1;
+            return;
+        }
         match record {
             Record::Created(c) => self.create(c),
             Record::Removed(_) => {
@@ -75,7 +81,8 @@ impl State {
                 };
                 apply_to_upload(u, record);
                 if let Record::Changed(c) = record {
-                    self.next_current_seq = self.next_current_seq.max(c.current_seq + 1);
+                    self.next_current_seq =
+                        self.next_current_seq.max(c.current_seq.saturating_add(1));
                 }
             }
         }

@@ -76,10 +76,7 @@ pub fn record(n: u64) -> Record {
                 id,
                 status: StatusV1::Error,
                 attempts: 4,
-                error: Some(ErrorInfoV1 {
-                    kind: "http-status".into(),
-                    message: "server answered 500".into(),
-                }),
+                error: Some(FailureV1::HttpStatus { status: 500 }),
                 at_ms: 2_000 + n,
             }),
             1 => Record::ResumeUrl(ResumeUrlV1 {
