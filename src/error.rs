@@ -50,6 +50,89 @@ pub enum Error {
         /// The cap.
         max: usize,
     },
+    /// The URL cannot be used: it does not parse, is not `http`/`https`, or has no host.
+    /// Nothing was persisted.
+    InvalidUrl {
+        /// The URL, with any userinfo and query removed.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A request header is invalid (a name that is not an HTTP token, a value with CR,
+    /// LF or NUL, or one the crate sets itself). Nothing was persisted.
+    InvalidHeader {
+        /// The header name (its value is never shown: it may be a credential).
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The request cannot be sent as built (for example a multipart upload without
+    /// parts, or a bad boundary). Nothing was persisted.
+    InvalidRequest {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A configured root certificate does not parse as PEM.
+    InvalidCertificate {
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// A source file does not exist, is not a regular file, or cannot be read.
+    SourceMissing {
+        /// The source file.
+        path: PathBuf,
+    },
+    /// A source file changed (size or modification time) after the upload was created.
+    /// The crate never sends a file that changed: create a new upload for the new content.
+    SourceChanged {
+        /// The source file.
+        path: PathBuf,
+        /// What changed.
+        what: String,
+    },
+    /// The server answered with an error status: a final one (4xx other than 408 and
+    /// 429), or a transient one after every retry was spent. Its response is kept.
+    HttpStatus {
+        /// The status code.
+        status: u16,
+    },
+    /// A timeout fired (after every retry was spent).
+    Timeout {
+        /// Which one: `connect`, `send` (a stalled write), `response`.
+        phase: String,
+    },
+    /// TLS failed: an untrusted or expired certificate, a wrong host name, a handshake
+    /// failure. Check the server's certificate or configure its root.
+    Tls {
+        /// The TLS error.
+        message: String,
+    },
+    /// The network failed (refused, reset, unreachable) after every retry was spent.
+    Network {
+        /// The network error.
+        message: String,
+    },
+    /// The upload cannot safely continue: for example a POST that a restart interrupted
+    /// (it may have reached the server). Mark such requests idempotent to allow it.
+    NotResumable {
+        /// Why.
+        reason: String,
+    },
+    /// The server broke the protocol, or redirected in a way the crate refuses (a 301,
+    /// 302 or 303 would turn the upload into a GET).
+    Protocol {
+        /// What went wrong.
+        message: String,
+    },
+    /// The upload was canceled.
+    Canceled,
+    /// No upload with this id exists in the store (never, or removed).
+    NotFound {
+        /// The id.
+        id: u64,
+    },
+    /// The `Uploader` has been shut down; open the store again.
+    ShutDown,
     /// An I/O operation on a file of the store or on a source file failed.
     Io {
         /// What we were doing, for example "fsync journal".
@@ -103,6 +186,37 @@ impl fmt::Display for Error {
                 f,
                 "journal record of {len} bytes exceeds the {max}-byte cap; make the request smaller"
             ),
+            Error::InvalidUrl { url, reason } => write!(f, "invalid URL {url:?}: {reason}"),
+            Error::InvalidHeader { name, reason } => {
+                write!(f, "invalid request header {name:?}: {reason}")
+            }
+            Error::InvalidRequest { reason } => write!(f, "invalid request: {reason}"),
+            Error::InvalidCertificate { reason } => {
+                write!(f, "root certificate does not parse: {reason}")
+            }
+            Error::SourceMissing { path } => write!(
+                f,
+                "source file {} is missing, not a regular file, or unreadable",
+                path.display()
+            ),
+            Error::SourceChanged { path, what } => write!(
+                f,
+                "source file {} changed after the upload was created ({what}); \
+                 create a new upload for the new content",
+                path.display()
+            ),
+            Error::HttpStatus { status } => write!(
+                f,
+                "the server answered HTTP {status}; its response is kept in the store"
+            ),
+            Error::Timeout { phase } => write!(f, "timed out ({phase})"),
+            Error::Tls { message } => write!(f, "TLS failed: {message}"),
+            Error::Network { message } => write!(f, "network error: {message}"),
+            Error::NotResumable { reason } => write!(f, "upload not continued: {reason}"),
+            Error::Protocol { message } => write!(f, "protocol error: {message}"),
+            Error::Canceled => write!(f, "the upload was canceled"),
+            Error::NotFound { id } => write!(f, "no upload {id} in the store"),
+            Error::ShutDown => write!(f, "the uploader was shut down; open the store again"),
             Error::Io { op, path, source } => {
                 write!(f, "could not {op} {}: {source}", path.display())
             }
@@ -115,6 +229,76 @@ impl std::error::Error for Error {
         match self {
             Error::Io { source, .. } => Some(source),
             _ => None,
+        }
+    }
+}
+
+use crate::journal::record::FailureV1;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+impl Error {
+    /// The persisted form of a failure that ends an upload.
+    pub(crate) fn to_failure(&self) -> FailureV1 {
+        match self {
+            Error::HttpStatus { status } => FailureV1::HttpStatus { status: *status },
+            Error::SourceMissing { path } => FailureV1::SourceMissing {
+                path: path.as_os_str().as_bytes().to_vec(),
+            },
+            Error::SourceChanged { path, what } => FailureV1::SourceChanged {
+                path: path.as_os_str().as_bytes().to_vec(),
+                what: what.clone(),
+            },
+            Error::Timeout { phase } => FailureV1::Timeout {
+                phase: phase.clone(),
+            },
+            Error::Tls { message } => FailureV1::Tls {
+                message: message.clone(),
+            },
+            Error::Network { message } => FailureV1::Network {
+                message: message.clone(),
+            },
+            Error::NotResumable { reason } => FailureV1::NotResumable {
+                message: reason.clone(),
+            },
+            Error::Protocol { message } => FailureV1::Protocol {
+                message: message.clone(),
+            },
+            other => FailureV1::Io {
+                message: other.to_string(),
+            },
+        }
+    }
+
+    /// The error a persisted failure stands for.
+    pub(crate) fn from_failure(f: &FailureV1) -> Error {
+        let path = |p: &Vec<u8>| PathBuf::from(std::ffi::OsString::from_vec(p.clone()));
+        match f {
+            FailureV1::HttpStatus { status } => Error::HttpStatus { status: *status },
+            FailureV1::SourceMissing { path: p } => Error::SourceMissing { path: path(p) },
+            FailureV1::SourceChanged { path: p, what } => Error::SourceChanged {
+                path: path(p),
+                what: what.clone(),
+            },
+            FailureV1::Timeout { phase } => Error::Timeout {
+                phase: phase.clone(),
+            },
+            FailureV1::Tls { message } => Error::Tls {
+                message: message.clone(),
+            },
+            FailureV1::Network { message } => Error::Network {
+                message: message.clone(),
+            },
+            FailureV1::NotResumable { message } => Error::NotResumable {
+                reason: message.clone(),
+            },
+            FailureV1::Protocol { message } => Error::Protocol {
+                message: message.clone(),
+            },
+            FailureV1::Io { message } => Error::Io {
+                op: "upload",
+                path: PathBuf::new(),
+                source: io::Error::other(message.clone()),
+            },
         }
     }
 }

@@ -39,11 +39,32 @@
 #![deny(missing_docs)]
 #![cfg(unix)]
 
+mod bandwidth;
+mod config;
 mod error;
+mod http;
 #[doc(hidden)]
 pub mod journal;
+mod multipart;
+mod prober;
+mod progress;
+mod redact;
+mod request;
+mod scheduler;
+mod shared;
+mod source;
+mod store_files;
+mod tus;
+mod upload;
+mod uploader;
+mod worker;
 
+pub use config::{Config, UploaderBuilder};
 pub use error::Error;
+pub use progress::{CostPolicy, Event, Priority, Progress, ResponseInfo, Status};
+pub use request::UploadRequest;
+pub use upload::{RequestInfo, Upload};
+pub use uploader::{GroupBehavior, Uploader};
 
 /// Fuzz harnesses, shared by `fuzz/` targets and `cargo test`. Not part of the API.
 #[doc(hidden)]

@@ -3,6 +3,7 @@
 
 mod action;
 mod conn;
+mod engine;
 mod files;
 mod http;
 mod net;
@@ -13,6 +14,7 @@ pub mod tls;
 #[allow(unused_imports)] // each test uses a subset
 pub use self::{
     action::{Action, Behavior, Handler},
+    engine::{fast, wait_for, wait_until},
     files::{random_bytes, sha256_file, sha256_hex, sparse_file, write_file},
     http::RequestHead,
     net::{closed_port, HangingListener},

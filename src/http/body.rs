@@ -1,0 +1,153 @@
+//! The request body as a `Read` that ureq pulls from: segments streamed from disk,
+//! the shared bandwidth budget, progress, and the control channel checked every read.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+
+use crossbeam_channel::Receiver;
+
+use crate::bandwidth::Bandwidth;
+use crate::multipart::Segment;
+use crate::source;
+use crate::worker::Control;
+use crate::Error;
+
+/// Streams `segments` from byte `start` to byte `end` of the whole body.
+pub(crate) struct BodyReader<'a> {
+    segments: &'a [Segment],
+    /// Index of the segment holding byte `pos`, and where that segment starts.
+    seg: usize,
+    seg_start: u64,
+    file: Option<File>,
+    pos: u64,
+    end: u64,
+    ctl: &'a Receiver<Control>,
+    bandwidth: Option<&'a Bandwidth>,
+    progress: &'a mut dyn FnMut(u64),
+    /// Set when a control message stopped the body.
+    pub stop: Option<Control>,
+    /// Set when the source failed (changed, shrank, unreadable).
+    pub failure: Option<Error>,
+}
+
+impl<'a> BodyReader<'a> {
+    pub fn new(
+        segments: &'a [Segment],
+        start: u64,
+        end: u64,
+        ctl: &'a Receiver<Control>,
+        bandwidth: Option<&'a Bandwidth>,
+        progress: &'a mut dyn FnMut(u64),
+    ) -> Self {
+        let mut seg = 0;
+        let mut seg_start = 0;
+        while seg < segments.len() && seg_start + segments[seg].len() <= start {
+            seg_start += segments[seg].len();
+            seg += 1;
+        }
+        BodyReader {
+            segments,
+            seg,
+            seg_start,
+            file: None,
+            pos: start,
+            end,
+            ctl,
+            bandwidth,
+            progress,
+            stop: None,
+            failure: None,
+        }
+    }
+
+    /// Whether every byte up to `end` was handed to ureq.
+    pub fn is_complete(&self) -> bool {
+        self.pos >= self.end
+    }
+
+    fn fail(&mut self, e: Error) -> io::Error {
+        let msg = e.to_string();
+        self.failure = Some(e);
+        io::Error::other(msg)
+    }
+
+    fn read_file(
+        &mut self,
+        src: &crate::journal::record::SourceV1,
+        buf: &mut [u8],
+    ) -> io::Result<usize> {
+        if self.file.is_none() {
+            let mut f = source::open_unchanged(src).map_err(|e| self.fail(e))?;
+            let off = self.pos - self.seg_start;
+            if off > 0 {
+                f.seek(SeekFrom::Start(off))?;
+            }
+            self.file = Some(f);
+        }
+        let file = self.file.as_mut().expect("opened above");
+        let n = loop {
+            match file.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let path = source::path_of(src);
+                    return Err(self.fail(Error::io("read source file", path, e)));
+                }
+                Ok(n) => break n,
+            }
+        };
+        if n == 0 {
+            // An early EOF must be an error: ureq would spin on a body that ends before
+            // its Content-Length.
+            return Err(self.fail(Error::SourceChanged {
+                path: source::path_of(src),
+                what: "it shrank while being uploaded".into(),
+            }));
+        }
+        Ok(n)
+    }
+}
+
+impl<'a> Read for BodyReader<'a> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Ok(c) = self.ctl.try_recv() {
+                self.stop = Some(c);
+                return Err(io::Error::other("upload stopped"));
+            }
+            if self.pos >= self.end || buf.is_empty() {
+                return Ok(0);
+            }
+            let segments: &'a [Segment] = self.segments;
+            let Some(segment) = segments.get(self.seg) else {
+                return Err(self.fail(Error::InvalidRequest {
+                    reason: "body layout shorter than its length".into(),
+                }));
+            };
+            let seg_left = self.seg_start + segment.len() - self.pos;
+            if seg_left == 0 {
+                self.seg_start += segment.len();
+                self.seg += 1;
+                self.file = None;
+                continue;
+            }
+            let mut want = (buf.len() as u64).min(seg_left).min(self.end - self.pos) as usize;
+            if let Some(bw) = self.bandwidth {
+                want = bw.take(want);
+                if want == 0 {
+                    continue;
+                }
+            }
+            let n = match segment {
+                Segment::Bytes(b) => {
+                    let off = (self.pos - self.seg_start) as usize;
+                    buf[..want].copy_from_slice(&b[off..off + want]);
+                    want
+                }
+                Segment::File(src) => self.read_file(src, &mut buf[..want])?,
+            };
+            self.pos += n as u64;
+            (self.progress)(self.pos);
+            return Ok(n);
+        }
+    }
+}

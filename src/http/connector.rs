@@ -1,0 +1,174 @@
+//! TCP connections made with socket2: an explicit connect timeout, TCP keepalive and
+//! `TCP_USER_TIMEOUT`, so a dead cellular link is noticed in seconds.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, TcpKeepalive, Type};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, ShutdownHandle,
+    Transport,
+};
+use ureq::Timeout;
+
+/// Opens TCP connections for ureq. Stands where ureq's own `TcpConnector` would.
+#[derive(Debug, Clone)]
+pub(crate) struct SocketConnector {
+    pub connect_timeout: Duration,
+    pub user_timeout: Duration,
+}
+
+impl<In: Transport> Connector<In> for SocketConnector {
+    type Out = Either<In, SocketTransport>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        if let Some(t) = chained {
+            // A proxy connection made earlier in the chain.
+            return Ok(Some(Either::A(t)));
+        }
+        let mut last = None;
+        for addr in details.addrs.iter() {
+            match connect(*addr, self.connect_timeout, self.user_timeout) {
+                Ok(stream) => {
+                    let stream = Arc::new(stream);
+                    let weak: Weak<dyn ShutdownHandle> =
+                        Arc::downgrade(&stream) as Weak<dyn ShutdownHandle>;
+                    (details.register_shutdown)(weak)?;
+                    let buffers = LazyBuffers::new(
+                        details.config.input_buffer_size(),
+                        details.config.output_buffer_size(),
+                    );
+                    return Ok(Some(Either::B(SocketTransport {
+                        stream,
+                        buffers,
+                        read_timeout: None,
+                        write_timeout: None,
+                    })));
+                }
+                Err(e) => {
+                    log::debug!("connect to {addr} failed: {e}");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(match last {
+            Some(e) if e.kind() == io::ErrorKind::TimedOut => {
+                ureq::Error::Timeout(Timeout::Connect)
+            }
+            Some(e) => ureq::Error::Io(e),
+            None => ureq::Error::HostNotFound,
+        })
+    }
+}
+
+/// One blocking connect with a timeout, keepalive and `TCP_USER_TIMEOUT`.
+pub(crate) fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    user_timeout: Duration,
+) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_tcp_nodelay(true)?;
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(15))
+        .with_interval(Duration::from_secs(5))
+        .with_retries(3);
+    socket.set_tcp_keepalive(&keepalive)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket.set_tcp_user_timeout(Some(user_timeout))?;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = user_timeout;
+    socket.connect_timeout(&SockAddr::from(addr), timeout.max(Duration::from_millis(1)))?;
+    Ok(socket.into())
+}
+
+/// A TCP transport for ureq (the equivalent of its private `TcpTransport`).
+pub(crate) struct SocketTransport {
+    stream: Arc<TcpStream>,
+    buffers: LazyBuffers,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+}
+
+fn timeout_error(e: io::Error, reason: Timeout) -> ureq::Error {
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ureq::Error::Timeout(reason),
+        _ => ureq::Error::Io(e),
+    }
+}
+
+impl Transport for SocketTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        let timeout = timeout.for_write();
+        if timeout.after.is_zero() {
+            return Err(ureq::Error::Timeout(timeout.reason));
+        }
+        let t = timeout.not_zero().map(|d| *d);
+        if t != self.write_timeout {
+            self.stream.set_write_timeout(t)?;
+            self.write_timeout = t;
+        }
+        let output = &self.buffers.output()[..amount];
+        (&*self.stream)
+            .write_all(output)
+            .map_err(|e| timeout_error(e, timeout.reason))
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        let timeout = timeout.for_read();
+        if timeout.after.is_zero() {
+            return Err(ureq::Error::Timeout(timeout.reason));
+        }
+        let t = timeout.not_zero().map(|d| *d);
+        if t != self.read_timeout {
+            self.stream.set_read_timeout(t)?;
+            self.read_timeout = t;
+        }
+        let input = self.buffers.input_append_buf();
+        let amount = loop {
+            match (&*self.stream).read(input) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other.map_err(|e| timeout_error(e, timeout.reason))?,
+            }
+        };
+        self.buffers.input_appended(amount);
+        Ok(amount > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        // Probe without blocking: no bytes and no error means the peer has not closed.
+        let stream = &*self.stream;
+        if stream.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 1];
+        let open =
+            matches!((&*stream).read(&mut buf), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        open && stream.set_nonblocking(false).is_ok()
+    }
+}
+
+impl fmt::Debug for SocketTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SocketTransport")
+            .field("peer", &self.stream.peer_addr().ok())
+            .finish()
+    }
+}
+
+impl Drop for SocketTransport {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}

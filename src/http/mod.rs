@@ -1,0 +1,228 @@
+//! HTTP mechanism: the ureq agent (socket2 connector, rustls, explicit proxy) and one
+//! attempt on the wire, with redirects handled here and errors classified for the
+//! scheduler's retry policy.
+
+mod attempt;
+mod body;
+mod connector;
+pub(crate) mod date;
+mod response;
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ureq::config::Config as UreqConfig;
+use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, RustlsConnector};
+use ureq::Agent;
+
+pub(crate) use attempt::{resolve as resolve_location, send, Attempt, Sent};
+pub(crate) use body::BodyReader;
+pub(crate) use connector::connect;
+pub(crate) use response::{read_response, StoredResponse};
+
+use crate::{Config, Error};
+
+/// What kind of failure an attempt met: the scheduler's retry policy keys on this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// The host could not be reached (refused, unreachable, connect timeout, DNS). The
+    /// network may be down: no retry is spent.
+    Unreachable,
+    /// The host answered but the attempt failed (reset, timeout, 408/429/5xx): retry.
+    Transient,
+    /// Retrying cannot help.
+    Final,
+}
+
+/// The parsed root certificates, checked once at open.
+pub(crate) fn root_certs(config: &Config) -> Result<Option<RootCerts>, Error> {
+    if config.root_certs_pem.is_empty() {
+        return Ok(None);
+    }
+    let mut certs = Vec::new();
+    for pem in &config.root_certs_pem {
+        for item in ureq::tls::parse_pem(pem) {
+            match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(Error::InvalidCertificate {
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(Error::InvalidCertificate {
+            reason: "no CERTIFICATE block in the PEM data".into(),
+        });
+    }
+    Ok(Some(RootCerts::new_with_certs(&certs)))
+}
+
+/// A new agent. Each worker gets its own, so the scheduler can interrupt its sockets
+/// with `Agent::shutdown` without touching other transfers.
+pub(crate) fn agent(config: &Config, roots: &Option<RootCerts>) -> Result<Agent, Error> {
+    let mut tls = TlsConfig::builder().provider(TlsProvider::Rustls);
+    if let Some(r) = roots {
+        tls = tls.root_certs(r.clone());
+    }
+    let proxy = match &config.proxy {
+        Some(p) => Some(ureq::Proxy::new(p).map_err(|e| Error::InvalidUrl {
+            url: crate::redact::redact_url(p),
+            reason: format!("bad proxy: {e}"),
+        })?),
+        None => None,
+    };
+    let ucfg: UreqConfig = Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(proxy)
+        .user_agent(config.user_agent.as_str())
+        .allow_non_standard_methods(true)
+        .save_redirect_history(false)
+        .no_delay(true)
+        .input_buffer_size(config.buffer_size.max(16 * 1024))
+        .output_buffer_size(config.buffer_size)
+        .timeout_connect(Some(config.connect_timeout + Duration::from_secs(30)))
+        .timeout_send_request(Some(config.stall_timeout))
+        .timeout_per_write(Some(config.stall_timeout))
+        .timeout_recv_response(Some(config.response_timeout))
+        .timeout_recv_body(Some(config.response_timeout))
+        .tls_config(tls.build())
+        .build();
+    let connector = ()
+        .chain(ConnectProxyConnector::default())
+        .chain(connector::SocketConnector {
+            connect_timeout: config.connect_timeout,
+            user_timeout: config.tcp_user_timeout,
+        })
+        .chain(RustlsConnector::default());
+    Ok(Agent::with_parts(
+        ucfg,
+        connector,
+        DefaultResolver::default(),
+    ))
+}
+
+/// Turns a ureq error into ours and says whether a retry can help.
+pub(crate) fn classify(e: ureq::Error) -> (Error, Class) {
+    use ureq::Error as U;
+    match e {
+        U::Timeout(t) => {
+            let (phase, class) = match t {
+                ureq::Timeout::Connect | ureq::Timeout::Resolve => ("connect", Class::Unreachable),
+                ureq::Timeout::SendRequest | ureq::Timeout::SendBody | ureq::Timeout::PerWrite => {
+                    ("send", Class::Transient)
+                }
+                _ => ("response", Class::Transient),
+            };
+            (
+                Error::Timeout {
+                    phase: phase.into(),
+                },
+                class,
+            )
+        }
+        U::HostNotFound => (
+            Error::Network {
+                message: "host name not found".into(),
+            },
+            Class::Unreachable,
+        ),
+        U::Io(io) => classify_io(&io),
+        U::ConnectionFailed => (
+            Error::Network {
+                message: "connection failed".into(),
+            },
+            Class::Unreachable,
+        ),
+        U::Rustls(e) => (
+            Error::Tls {
+                message: e.to_string(),
+            },
+            Class::Final,
+        ),
+        U::Tls(m) => (Error::Tls { message: m.into() }, Class::Final),
+        U::BadUri(m) => (
+            Error::InvalidUrl {
+                url: String::new(),
+                reason: m,
+            },
+            Class::Final,
+        ),
+        U::Protocol(p) => (
+            Error::Protocol {
+                message: format!("malformed HTTP from the server: {p}"),
+            },
+            Class::Transient,
+        ),
+        U::LargeResponseHeader(..) => (
+            Error::Protocol {
+                message: "response header too large".into(),
+            },
+            Class::Transient,
+        ),
+        U::ConnectProxyFailed(m) => (Error::Network { message: m }, Class::Unreachable),
+        other => (
+            Error::Network {
+                message: other.to_string(),
+            },
+            Class::Transient,
+        ),
+    }
+}
+
+pub(crate) fn classify_io(io: &io::Error) -> (Error, Class) {
+    use io::ErrorKind as K;
+    let class = match io.kind() {
+        K::ConnectionRefused
+        | K::HostUnreachable
+        | K::NetworkUnreachable
+        | K::NetworkDown
+        | K::AddrNotAvailable => Class::Unreachable,
+        K::TimedOut => {
+            return (
+                Error::Timeout {
+                    phase: "send".into(),
+                },
+                Class::Transient,
+            )
+        }
+        _ => Class::Transient,
+    };
+    (
+        Error::Network {
+            message: io.to_string(),
+        },
+        class,
+    )
+}
+
+/// Whether a status is worth retrying (WinRT's set plus 408 and 504).
+pub(crate) fn is_transient_status(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// Parses `Retry-After`: delta seconds or an HTTP date.
+pub(crate) fn retry_after(headers: &[(String, String)]) -> Option<Duration> {
+    let v = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("retry-after"))?
+        .1
+        .trim();
+    match v.parse::<u64>() {
+        Ok(s) => Some(Duration::from_secs(s)),
+        Err(_) => date::parse(v).map(|t| {
+            t.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+        }),
+    }
+}
+
+/// Shared by workers: the parsed roots.
+pub(crate) type Roots = Arc<Option<RootCerts>>;

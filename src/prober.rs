@@ -1,0 +1,133 @@
+//! The prober thread: while some host is unreachable it tries a TCP connect (socket2,
+//! explicit timeout) with backoff, and tells the scheduler when the host answers. While
+//! everything is reachable it sleeps on its channel.
+//!
+//! "Offline" here means: a TCP connection to the upload's host and port could not be
+//! made (refused, unreachable, timed out, or the name did not resolve). A host that
+//! accepts the connection is online, even if it then answers 503.
+
+use std::collections::BTreeMap;
+use std::net::ToSocketAddrs;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::scheduler::Msg;
+
+/// What the prober is told.
+#[derive(Debug)]
+pub(crate) enum ProbeMsg {
+    /// This `host:port` failed to connect: watch it.
+    Offline(String),
+    /// Probe every watched host now (the program saw the network change).
+    Now,
+    /// End the thread.
+    Shutdown,
+}
+
+/// Probe settings.
+pub(crate) struct Prober {
+    pub rx: Receiver<ProbeMsg>,
+    pub tx: Sender<Msg>,
+    pub timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Probe these instead of the watched hosts: any answer means all are online.
+    pub targets: Option<Vec<String>>,
+}
+
+struct Watch {
+    next: Instant,
+    backoff: Duration,
+}
+
+/// Whether `target` (`host:port`) accepts a TCP connection within `timeout`.
+pub(crate) fn reachable(target: &str, timeout: Duration) -> bool {
+    let Ok(addrs) = target.to_socket_addrs() else {
+        return false;
+    };
+    addrs.into_iter().any(|a| {
+        crate::http::connect(a, timeout, timeout)
+            .map(|s| drop(s.shutdown(std::net::Shutdown::Both)))
+            .is_ok()
+    })
+}
+
+impl Prober {
+    /// The thread's body.
+    pub fn run(self) {
+        let mut watched: BTreeMap<String, Watch> = BTreeMap::new();
+        loop {
+            let now = Instant::now();
+            let wait = watched
+                .values()
+                .map(|w| w.next.saturating_duration_since(now))
+                .min();
+            let msg = match wait {
+                Some(w) => self.rx.recv_timeout(w),
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match msg {
+                Ok(ProbeMsg::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(ProbeMsg::Offline(host)) => {
+                    // Probe at once: the failure may have been a blip.
+                    watched.entry(host).or_insert(Watch {
+                        next: Instant::now(),
+                        backoff: self.backoff_min,
+                    });
+                }
+                Ok(ProbeMsg::Now) => {
+                    for w in watched.values_mut() {
+                        w.next = Instant::now();
+                        w.backoff = self.backoff_min;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            self.probe_due(&mut watched);
+        }
+    }
+
+    fn probe_due(&self, watched: &mut BTreeMap<String, Watch>) {
+        let now = Instant::now();
+        let due: Vec<String> = watched
+            .iter()
+            .filter(|(_, w)| w.next <= now)
+            .map(|(h, _)| h.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let up: Vec<String> = match &self.targets {
+            Some(targets) => {
+                if targets.iter().any(|t| reachable(t, self.timeout)) {
+                    watched.keys().cloned().collect()
+                } else {
+                    Vec::new()
+                }
+            }
+            None => due
+                .iter()
+                .filter(|h| reachable(h, self.timeout))
+                .cloned()
+                .collect(),
+        };
+        for h in &up {
+            watched.remove(h);
+            log::debug!("probe: {h} answers");
+            if self.tx.send(Msg::Online(h.clone())).is_err() {
+                return;
+            }
+        }
+        for h in due {
+            if let Some(w) = watched.get_mut(&h) {
+                log::debug!(
+                    "probe: {h} still unreachable; next probe in {:?}",
+                    w.backoff
+                );
+                w.next = Instant::now() + w.backoff;
+                w.backoff = (w.backoff * 2).min(self.backoff_max);
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! What a program sees of an upload: status, progress, the server's response, events.
+
+use crate::journal::record::{CostPolicyV1, PriorityV1, StatusV1};
+
+/// The state of an upload (WinRT's `BackgroundTransferStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Status {
+    /// Waiting for its turn (WinRT `Idle`).
+    Queued,
+    /// On the wire.
+    Running,
+    /// Paused by [`crate::Upload::pause`]; [`crate::Upload::resume`] continues it.
+    PausedByApplication,
+    /// Waiting for the server's host to become reachable. No retry is spent meanwhile.
+    PausedNoNetwork,
+    /// Waiting for an unmetered network (its [`CostPolicy`] forbids the costed one).
+    PausedCostedNetwork,
+    /// An attempt failed transiently; the next starts after a backoff.
+    WaitingToRetry,
+    /// Done: the server answered 2xx and its response is kept.
+    Completed,
+    /// Canceled by the program.
+    Canceled,
+    /// Failed for good; [`crate::Upload::error`] says why.
+    Error,
+}
+
+impl Status {
+    /// Whether the upload has ended: completed, canceled or failed.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Completed | Status::Canceled | Status::Error)
+    }
+
+    /// The word the command-line example and logs use: `queued`, `running`, `paused`,
+    /// `paused-no-network`, `paused-costed-network`, `waiting-to-retry`, `completed`,
+    /// `canceled` or `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::PausedByApplication => "paused",
+            Status::PausedNoNetwork => "paused-no-network",
+            Status::PausedCostedNetwork => "paused-costed-network",
+            Status::WaitingToRetry => "waiting-to-retry",
+            Status::Completed => "completed",
+            Status::Canceled => "canceled",
+            Status::Error => "error",
+        }
+    }
+
+    pub(crate) fn from_v1(s: StatusV1) -> Status {
+        match s {
+            StatusV1::Queued => Status::Queued,
+            StatusV1::Running => Status::Running,
+            StatusV1::PausedByApplication => Status::PausedByApplication,
+            StatusV1::PausedNoNetwork => Status::PausedNoNetwork,
+            StatusV1::PausedCostedNetwork => Status::PausedCostedNetwork,
+            StatusV1::WaitingToRetry => Status::WaitingToRetry,
+            StatusV1::Completed => Status::Completed,
+            StatusV1::Canceled => Status::Canceled,
+            StatusV1::Error => Status::Error,
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Scheduling priority: higher runs first; [`crate::Upload::make_current`] beats both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Priority {
+    /// After `Default`.
+    Low,
+    /// The default.
+    #[default]
+    Default,
+    /// Before `Default`.
+    High,
+}
+
+impl Priority {
+    pub(crate) fn from_v1(p: PriorityV1) -> Priority {
+        match p {
+            PriorityV1::Low => Priority::Low,
+            PriorityV1::Default => Priority::Default,
+            PriorityV1::High => Priority::High,
+        }
+    }
+    pub(crate) fn to_v1(self) -> PriorityV1 {
+        match self {
+            Priority::Low => PriorityV1::Low,
+            Priority::Default => PriorityV1::Default,
+            Priority::High => PriorityV1::High,
+        }
+    }
+}
+
+/// Whether an upload may run while the program says the network is costed (metered).
+/// Linux has no standard metered flag: see [`crate::Uploader::set_network_cost`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CostPolicy {
+    /// Run on any network. The default.
+    #[default]
+    Always,
+    /// Pause (as [`Status::PausedCostedNetwork`]) while the network is costed.
+    UnrestrictedOnly,
+}
+
+impl CostPolicy {
+    pub(crate) fn from_v1(p: CostPolicyV1) -> CostPolicy {
+        match p {
+            CostPolicyV1::Always => CostPolicy::Always,
+            CostPolicyV1::UnrestrictedOnly => CostPolicy::UnrestrictedOnly,
+        }
+    }
+    pub(crate) fn to_v1(self) -> CostPolicyV1 {
+        match self {
+            CostPolicy::Always => CostPolicyV1::Always,
+            CostPolicy::UnrestrictedOnly => CostPolicyV1::UnrestrictedOnly,
+        }
+    }
+}
+
+/// A snapshot of an upload's progress (WinRT's `BackgroundUploadProgress`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Progress {
+    /// Status now.
+    pub status: Status,
+    /// Body bytes sent in the current (or last) attempt, counted from its first byte. For
+    /// a resumed upload this starts at the offset it resumed from.
+    pub bytes_sent: u64,
+    /// Total body bytes.
+    pub total_bytes_to_send: u64,
+    /// Bytes the server has acknowledged as stored (tus `Upload-Offset`, or the whole body
+    /// once a plain upload completed).
+    pub bytes_acknowledged: u64,
+    /// Response body bytes received.
+    pub bytes_received: u64,
+    /// Response body size announced by the server, if it did.
+    pub total_bytes_to_receive: Option<u64>,
+    /// Some attempt had to start again from byte 0.
+    pub has_restarted: bool,
+    /// A response arrived that replaced an earlier one (for example after a retry).
+    pub has_response_changed: bool,
+    /// Attempts made so far that counted against the retry budget.
+    pub attempts: u32,
+}
+
+/// The server's response (WinRT's `ResponseInformation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResponseInfo {
+    /// HTTP status code.
+    pub status: u16,
+    /// Headers in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The URL that answered, after redirects.
+    pub url: String,
+    /// Whether the upload can be resumed on this server (it speaks tus).
+    pub is_resumable: bool,
+    /// Bytes of the response body kept in the store.
+    pub body_len: u64,
+    /// The body was longer than the configured cap and was cut there.
+    pub body_truncated: bool,
+}
+
+impl ResponseInfo {
+    /// The first header with this name, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What [`crate::Upload::events`] delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Bytes moved (coalesced: a few per second at most).
+    Progress(Progress),
+    /// The status changed. After a final status no more events come.
+    StatusChanged(Progress),
+}
+
+impl Event {
+    /// The progress snapshot carried by the event.
+    pub fn progress(&self) -> &Progress {
+        match self {
+            Event::Progress(p) | Event::StatusChanged(p) => p,
+        }
+    }
+}

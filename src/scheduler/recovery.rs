@@ -1,0 +1,117 @@
+//! What opening a store does to uploads a crash or shutdown left unfinished, and the
+//! retention of ended uploads.
+
+use std::time::{Duration, Instant};
+
+use crate::journal::record::{ProtocolV1, Record, StatusV1, UploadId};
+use crate::journal::Durability;
+use crate::shared::{lock, Cell};
+
+use super::outcome::not_resumable;
+use super::{now_ms, Scheduler, RETENTION_EVERY};
+
+impl Scheduler {
+    /// Restart rules: an attempt that was on the wire when the process died starts
+    /// again (a PUT from byte 0, a tus upload from the server's offset); a POST that is
+    /// not idempotent ends in `Error` because it may have reached the server. Waiting
+    /// states are re-evaluated from scratch.
+    pub(super) fn recover(&mut self) {
+        let fixes: Vec<(UploadId, StatusV1, u32, bool)> = self
+            .store
+            .state()
+            .uploads
+            .values()
+            .filter(|u| !u.status.is_final())
+            .map(|u| {
+                (
+                    u.id,
+                    u.status,
+                    u.attempts,
+                    matches!(u.request.protocol, ProtocolV1::Plain),
+                )
+            })
+            .collect();
+        for (id, status, attempts, plain) in fixes {
+            let next = match status {
+                StatusV1::Running if !self.may_resend(id) => {
+                    let e = not_resumable(
+                        "a restart interrupted it while it was being sent; the request is not \
+                         idempotent and may have reached the server (mark it idempotent, or \
+                         give it an Idempotency-Key, to allow sending it again)",
+                    );
+                    self.set_status(id, StatusV1::Error, attempts, Some(e));
+                    continue;
+                }
+                StatusV1::Running => {
+                    if plain {
+                        let _ = self.commit(Record::Restarted(id), Durability::Batched);
+                    }
+                    StatusV1::Queued
+                }
+                StatusV1::PausedByApplication => continue,
+                _ => StatusV1::Queued,
+            };
+            let next = if self.config.start_paused {
+                StatusV1::PausedByApplication
+            } else {
+                next
+            };
+            if next != status {
+                self.set_status(id, next, attempts, None);
+            }
+        }
+        // Cells for every upload, for the handles.
+        let cells: Vec<(UploadId, Cell)> = self
+            .store
+            .state()
+            .uploads
+            .values()
+            .map(|u| {
+                let resp = u
+                    .response
+                    .as_ref()
+                    .map(|r| super::response_info(r, &u.request.protocol));
+                (u.id, Cell::new(u, super::total_len(&u.request), resp))
+            })
+            .collect();
+        {
+            let mut map = lock(&self.shared.cells);
+            for (id, c) in cells {
+                map.insert(id, std::sync::Arc::new(c));
+            }
+        }
+        let live: Vec<UploadId> = self.store.state().uploads.keys().copied().collect();
+        crate::store_files::remove_orphans(&self.shared.store_dir, &live);
+        if let Err(e) = self.store.sync() {
+            log::error!("journal fsync after recovery failed: {e}");
+        }
+    }
+
+    /// Removes ended uploads older than the retention window.
+    pub(super) fn retention(&mut self) {
+        let now = Instant::now();
+        if now < self.next_retention {
+            return;
+        }
+        self.next_retention = now + RETENTION_EVERY;
+        let Some(keep) = self.config.retention else {
+            return;
+        };
+        let cutoff = now_ms().saturating_sub(keep.as_millis() as u64);
+        let old: Vec<UploadId> = self
+            .store
+            .state()
+            .uploads
+            .values()
+            .filter(|u| u.status.is_final() && u.status_ms < cutoff)
+            .map(|u| u.id)
+            .collect();
+        for id in old {
+            log::info!(
+                "upload {id} ended more than {:?} ago; removing it",
+                Duration::from_millis(keep.as_millis() as u64)
+            );
+            let _ = self.remove(id);
+        }
+    }
+}

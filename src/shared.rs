@@ -1,0 +1,92 @@
+//! What handles read without asking the scheduler: one cell per upload with its latest
+//! snapshot, a condition variable for `wait`, and the event subscribers. Only the
+//! scheduler writes cells; no lock here is ever held across I/O.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crossbeam_channel::Sender;
+
+use crate::journal::record::{FailureV1, UploadId};
+use crate::journal::UploadState;
+use crate::progress::{Event, Progress, ResponseInfo};
+use crate::scheduler::Msg;
+use crate::upload::RequestInfo;
+use crate::Status;
+
+/// State shared by the `Uploader`, its handles and the scheduler.
+pub(crate) struct Shared {
+    pub tx: Sender<Msg>,
+    pub cells: Mutex<BTreeMap<UploadId, Arc<Cell>>>,
+    /// The next id `create_upload` hands out (ids are reserved before the journal write,
+    /// so that a reader body can be spooled under its id first).
+    pub next_id: AtomicU64,
+    pub store_dir: PathBuf,
+    pub closed: AtomicBool,
+}
+
+/// One upload as handles see it.
+pub(crate) struct Cell {
+    pub id: UploadId,
+    pub info: RequestInfo,
+    pub snap: Mutex<Snapshot>,
+    pub changed: Condvar,
+    pub subscribers: Mutex<Vec<Sender<Event>>>,
+}
+
+/// The latest published state of an upload.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    pub progress: Progress,
+    pub response: Option<ResponseInfo>,
+    /// The final error, or the last attempt's error while retrying.
+    pub error: Option<FailureV1>,
+    pub removed: bool,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not take every handle down with it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Cell {
+    pub fn new(u: &UploadState, total: u64, response: Option<ResponseInfo>) -> Cell {
+        Cell {
+            id: u.id,
+            info: RequestInfo::from_v1(&u.request, u.created_ms),
+            snap: Mutex::new(Snapshot {
+                progress: Progress {
+                    status: Status::from_v1(u.status),
+                    bytes_sent: u.bytes_sent,
+                    total_bytes_to_send: total,
+                    bytes_acknowledged: u.acked,
+                    bytes_received: response.as_ref().map_or(0, |r| r.body_len),
+                    total_bytes_to_receive: None,
+                    has_restarted: u.restarted,
+                    has_response_changed: false,
+                    attempts: u.attempts,
+                },
+                response,
+                error: u.error.clone(),
+                removed: false,
+            }),
+            changed: Condvar::new(),
+            subscribers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Applies `f` to the snapshot, wakes waiters and sends `event` (built from the new
+    /// progress) to subscribers.
+    pub fn update(&self, f: impl FnOnce(&mut Snapshot), event: fn(Progress) -> Event) {
+        let progress = {
+            let mut s = lock(&self.snap);
+            f(&mut s);
+            s.progress.clone()
+        };
+        self.changed.notify_all();
+        let ev = event(progress);
+        lock(&self.subscribers).retain(|tx| tx.send(ev.clone()).is_ok());
+    }
+}

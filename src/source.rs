@@ -1,0 +1,76 @@
+//! Source files: recorded (size, mtime) when an upload is created, checked before and
+//! after every attempt, so a file that changed is never sent.
+
+use std::fs::{self, File};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::journal::record::SourceV1;
+use crate::Error;
+
+/// Records the source at `path` as it is now.
+///
+/// # Errors
+/// [`Error::SourceMissing`] if it does not exist, is not a regular file, or cannot be
+/// opened for reading.
+pub(crate) fn record(path: &Path, spooled: bool) -> Result<SourceV1, Error> {
+    let missing = || Error::SourceMissing {
+        path: path.to_path_buf(),
+    };
+    let file = File::open(path).map_err(|_| missing())?;
+    let meta = file.metadata().map_err(|_| missing())?;
+    if !meta.is_file() {
+        return Err(missing());
+    }
+    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    Ok(SourceV1 {
+        path: path.as_os_str().as_bytes().to_vec(),
+        size: meta.len(),
+        mtime_ns: mtime_ns(&meta),
+        spooled,
+    })
+}
+
+/// The path of a recorded source.
+pub(crate) fn path_of(s: &SourceV1) -> PathBuf {
+    PathBuf::from(std::ffi::OsString::from_vec(s.path.clone()))
+}
+
+fn mtime_ns(meta: &fs::Metadata) -> i64 {
+    meta.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.mtime_nsec())
+}
+
+/// Opens a recorded source and checks that it is unchanged.
+///
+/// # Errors
+/// [`Error::SourceMissing`] or [`Error::SourceChanged`].
+pub(crate) fn open_unchanged(s: &SourceV1) -> Result<File, Error> {
+    let path = path_of(s);
+    let file = File::open(&path).map_err(|_| Error::SourceMissing { path: path.clone() })?;
+    check(s, &file)?;
+    Ok(file)
+}
+
+/// Checks an open source against its record.
+pub(crate) fn check(s: &SourceV1, file: &File) -> Result<(), Error> {
+    let path = path_of(s);
+    let meta = file
+        .metadata()
+        .map_err(|_| Error::SourceMissing { path: path.clone() })?;
+    if meta.len() != s.size {
+        return Err(Error::SourceChanged {
+            path,
+            what: format!("size {} bytes, was {}", meta.len(), s.size),
+        });
+    }
+    if mtime_ns(&meta) != s.mtime_ns {
+        return Err(Error::SourceChanged {
+            path,
+            what: "modification time changed".into(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! The files an upload owns in the store besides its journal records: the response body
+//! (`bodies/<id>`) and a spooled source (`spool/<id>`).
+
+use std::fs::{self, DirBuilder};
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use crate::journal::record::UploadId;
+use crate::Error;
+
+const BODIES: &str = "bodies";
+const SPOOL: &str = "spool";
+
+/// Creates the sub-directories (mode 0700).
+pub(crate) fn create_dirs(store: &Path) -> Result<(), Error> {
+    for d in [BODIES, SPOOL] {
+        let p = store.join(d);
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&p)
+            .map_err(|e| Error::io("create store directory", &p, e))?;
+    }
+    Ok(())
+}
+
+/// Where the response body of `id` is kept.
+pub(crate) fn body_path(store: &Path, id: UploadId) -> PathBuf {
+    store.join(BODIES).join(id.to_string())
+}
+
+/// Where the spooled source of `id` is kept.
+pub(crate) fn spool_path(store: &Path, id: UploadId) -> PathBuf {
+    store.join(SPOOL).join(id.to_string())
+}
+
+fn remove_quietly(p: &Path) {
+    match fs::remove_file(p) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("could not remove {}: {e}", p.display()),
+    }
+}
+
+/// Deletes every file of `id`.
+pub(crate) fn remove_upload_files(store: &Path, id: UploadId) {
+    let body = body_path(store, id);
+    remove_quietly(&body);
+    remove_quietly(&body.with_extension("part"));
+    let spool = spool_path(store, id);
+    remove_quietly(&spool);
+    remove_quietly(&spool.with_extension("part"));
+}
+
+/// Deletes files of uploads the journal does not hold (a crash between spooling and the
+/// create record, or between a removal record and the deletes) and half-written ones.
+pub(crate) fn remove_orphans(store: &Path, live: &[UploadId]) {
+    for d in [BODIES, SPOOL] {
+        let Ok(entries) = fs::read_dir(store.join(d)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let keep = name
+                .parse::<UploadId>()
+                .is_ok_and(|id| live.binary_search(&id).is_ok());
+            if !keep {
+                log::info!("removing orphaned store file {}", e.path().display());
+                remove_quietly(&e.path());
+            }
+        }
+    }
+}

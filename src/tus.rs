@@ -1,0 +1,366 @@
+//! tus 1.0.0 resumable uploads (core, creation, termination, expiration): an interrupted
+//! upload continues at the offset the server reports instead of byte 0.
+//!
+//! The creation-with-upload extension is deliberately not used: it would send body
+//! bytes before the upload's URL is durable in the journal, and a crash then would
+//! leave bytes on the server that no restart can find.
+
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::bounded;
+use ureq::http::Response;
+use ureq::Body;
+
+use crate::http::{self, date, Attempt, Class, Sent};
+use crate::journal::record::BodyV1;
+use crate::multipart::Segment;
+use crate::scheduler::Msg;
+use crate::source;
+use crate::worker::{finish, Job, Outcome, Reporter, WorkerMsg};
+use crate::Error;
+
+const TUS_VERSION: &str = "1.0.0";
+/// Re-syncs (409/423 followed by HEAD) allowed in a row before the attempt fails.
+const MAX_RESYNCS: u32 = 5;
+
+/// The outcome of a step that did not produce what the protocol needs.
+fn fail(error: Error, class: Class) -> Outcome {
+    Outcome::Failed {
+        error,
+        class,
+        response: None,
+        retry_after: None,
+        body_complete: false,
+    }
+}
+
+fn protocol(message: String) -> Outcome {
+    fail(Error::Protocol { message }, Class::Final)
+}
+
+fn header<'a>(resp: &'a Response<Body>, name: &str) -> Option<&'a str> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Base64 (standard alphabet, padded), for `Upload-Metadata` values.
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// What a step on the server found.
+enum Step {
+    /// The server holds this many bytes.
+    Offset(u64, Response<Body>, String),
+    /// The upload is gone (404, 410, or expired): create it again.
+    Gone,
+    /// The attempt ends here.
+    End(Outcome),
+}
+
+struct Tus<'a> {
+    job: &'a Job,
+    reporter: Reporter,
+}
+
+impl Tus<'_> {
+    fn request(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: Vec<(String, String)>,
+        body: Option<(&[Segment], u64, u64)>,
+    ) -> Sent {
+        let mut all = vec![("Tus-Resumable".to_string(), TUS_VERSION.to_string())];
+        all.extend(headers);
+        let reporter = &mut self.reporter;
+        http::send(
+            Attempt {
+                agent: &self.job.agent,
+                method,
+                url: url.to_string(),
+                headers: all,
+                body,
+                ctl: &self.job.ctl,
+                bandwidth: self.job.bandwidth.as_deref(),
+                max_redirects: self.job.config.max_redirects,
+            },
+            &mut |pos| reporter.sent(pos),
+        )
+    }
+
+    /// Turns a non-success answer into an outcome, storing its body.
+    fn bad_status(&mut self, resp: Response<Body>, url: &str) -> Outcome {
+        let status = resp.status().as_u16();
+        if status == 412 {
+            return protocol(format!(
+                "the server does not support tus {TUS_VERSION} (412 Precondition Failed)"
+            ));
+        }
+        finish(self.job, resp, url, &[], &mut self.reporter)
+    }
+
+    /// HEAD: where does the server stand?
+    fn head(&mut self, url: &str, size: u64) -> Step {
+        let (resp, url) = match self.request("HEAD", url, vec![], None) {
+            Sent::Response { resp, url } => (resp, url),
+            other => return Step::End(sent_to_outcome(other)),
+        };
+        match resp.status().as_u16() {
+            200 | 204 => {}
+            404 | 410 => return Step::Gone,
+            _ => return Step::End(self.bad_status(resp, &url)),
+        }
+        if expired(&resp) {
+            return Step::Gone;
+        }
+        match header(&resp, "upload-offset").and_then(|v| v.trim().parse::<u64>().ok()) {
+            Some(o) if o <= size => Step::Offset(o, resp, url),
+            Some(o) => Step::End(protocol(format!(
+                "the server reports offset {o}, past the file's {size} bytes"
+            ))),
+            None => Step::End(protocol("HEAD answer without a valid Upload-Offset".into())),
+        }
+    }
+
+    /// POST to the creation endpoint; journals the new URL before returning.
+    fn create(&mut self, size: u64, file_name: &str) -> Result<String, Box<Outcome>> {
+        let endpoint = self.job.request.url.clone();
+        let mut headers = self.job.request.headers.clone();
+        headers.push(("Upload-Length".into(), size.to_string()));
+        headers.push((
+            "Upload-Metadata".into(),
+            format!("filename {}", base64(file_name.as_bytes())),
+        ));
+        let (resp, url) = match self.request("POST", &endpoint, headers, Some((&[], 0, 0))) {
+            Sent::Response { resp, url } => (resp, url),
+            other => return Err(Box::new(sent_to_outcome(other))),
+        };
+        if resp.status().as_u16() != 201 {
+            return Err(Box::new(self.bad_status(resp, &url)));
+        }
+        let Some(location) =
+            header(&resp, "location").and_then(|l| http::resolve_location(&url, l))
+        else {
+            return Err(Box::new(protocol(
+                "201 Created without a usable Location".into(),
+            )));
+        };
+        self.journal_url(Some(location.clone()))?;
+        log::info!("upload {}: tus upload created", self.job.id);
+        Ok(location)
+    }
+
+    /// Makes the scheduler journal the URL (fsynced) and waits for it.
+    fn journal_url(&mut self, url: Option<String>) -> Result<(), Box<Outcome>> {
+        let (tx, rx) = bounded(1);
+        let msg = Msg::Worker(WorkerMsg::ResumeUrl {
+            id: self.job.id,
+            url,
+            ack: tx,
+        });
+        if self.job.tx.send(msg).is_err() {
+            return Err(Box::new(Outcome::Stopped {
+                body_complete: false,
+            }));
+        }
+        match rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Box::new(fail(e, Class::Final))),
+            Err(_) => Err(Box::new(Outcome::Stopped {
+                body_complete: false,
+            })),
+        }
+    }
+}
+
+fn expired(resp: &Response<Body>) -> bool {
+    header(resp, "upload-expires")
+        .and_then(date::parse)
+        .is_some_and(|t| t <= SystemTime::now())
+}
+
+fn sent_to_outcome(s: Sent) -> Outcome {
+    match s {
+        Sent::Stopped { body_complete, .. } => Outcome::Stopped { body_complete },
+        Sent::Failed { error, class, .. } => fail(error, class),
+        Sent::Response { .. } => unreachable!("responses are handled by the caller"),
+    }
+}
+
+/// Ends a canceled upload on the server (termination extension).
+fn terminate(job: &Job) -> Outcome {
+    if let Some(url) = &job.resume_url {
+        let mut t = Tus {
+            job,
+            reporter: Reporter::new(job.id, job.tx.clone(), Duration::from_secs(3600)),
+        };
+        match t.request("DELETE", url, vec![], None) {
+            Sent::Response { resp, .. } => {
+                log::info!("upload {}: tus DELETE answered {}", job.id, resp.status())
+            }
+            Sent::Failed { error, .. } => {
+                log::warn!("upload {}: tus DELETE failed: {error}", job.id)
+            }
+            Sent::Stopped { .. } => {}
+        }
+    }
+    Outcome::Stopped {
+        body_complete: false,
+    }
+}
+
+/// One attempt of a tus upload: HEAD (or create), then PATCH until the server has it all.
+pub(crate) fn run(job: &Job, chunk_size: Option<u64>) -> Outcome {
+    if job.terminate {
+        return terminate(job);
+    }
+    let BodyV1::File(src) = &job.request.body else {
+        return protocol("tus uploads send one file".into());
+    };
+    if let Err(e) = source::open_unchanged(src) {
+        return fail(e, Class::Final);
+    }
+    let size = src.size;
+    let file_name = source::path_of(src)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let segments = [Segment::File(src.clone())];
+    let mut t = Tus {
+        job,
+        reporter: Reporter::new(job.id, job.tx.clone(), job.config.progress_interval),
+    };
+    let mut url = job.resume_url.clone();
+    let mut resyncs = 0;
+    // Where the server stands, and its last answer (kept as the upload's response).
+    let (mut offset, mut last, mut last_url) = loop {
+        let u = match &url {
+            Some(u) => u.clone(),
+            None => match t.create(size, &file_name) {
+                Ok(u) => {
+                    url = Some(u.clone());
+                    u
+                }
+                Err(o) => return *o,
+            },
+        };
+        match t.head(&u, size) {
+            Step::Offset(o, resp, rurl) => break (o, resp, rurl),
+            Step::Gone => {
+                log::warn!(
+                    "upload {}: the server lost the tus upload; starting again",
+                    job.id
+                );
+                if let Err(o) = t.journal_url(None) {
+                    return *o;
+                }
+                let _ = job
+                    .tx
+                    .send(Msg::Worker(WorkerMsg::Restarted { id: job.id }));
+                url = None;
+            }
+            Step::End(o) => return o,
+        }
+    };
+    let url = url.expect("set by the loop above");
+    t.reporter.acked = offset;
+    t.reporter.sent(offset);
+    while offset < size {
+        let end = chunk_size.map_or(size, |c| size.min(offset.saturating_add(c)));
+        let headers = vec![
+            ("Upload-Offset".into(), offset.to_string()),
+            (
+                "Content-Type".into(),
+                "application/offset+octet-stream".into(),
+            ),
+        ];
+        let (resp, rurl) = match t.request("PATCH", &url, headers, Some((&segments, offset, end))) {
+            Sent::Response { resp, url } => (resp, url),
+            other => return sent_to_outcome(other),
+        };
+        match resp.status().as_u16() {
+            200 | 204 => {}
+            409 | 423 if resyncs < MAX_RESYNCS => {
+                resyncs += 1;
+                match t.head(&url, size) {
+                    Step::Offset(o, _, _) => {
+                        offset = o;
+                        t.reporter.acked = o;
+                        continue;
+                    }
+                    Step::Gone => {
+                        return fail(
+                            Error::Protocol {
+                                message: "upload vanished during re-sync".into(),
+                            },
+                            Class::Transient,
+                        )
+                    }
+                    Step::End(o) => return o,
+                }
+            }
+            404 | 410 => {
+                // Gone mid-way: the next attempt creates it again.
+                if let Err(o) = t.journal_url(None) {
+                    return *o;
+                }
+                return fail(
+                    Error::Protocol {
+                        message: "the server lost the upload; it will be created again".into(),
+                    },
+                    Class::Transient,
+                );
+            }
+            _ => return t.bad_status(resp, &rurl),
+        }
+        resyncs = 0;
+        let new = header(&resp, "upload-offset").and_then(|v| v.trim().parse::<u64>().ok());
+        match new {
+            Some(o) if o > offset && o <= end => offset = o,
+            Some(o) => {
+                return protocol(format!(
+                    "PATCH to offset {offset}..{end} answered Upload-Offset {o}"
+                ))
+            }
+            None => return protocol("PATCH answer without a valid Upload-Offset".into()),
+        }
+        t.reporter.acked = offset;
+        t.reporter.sent(offset);
+        t.reporter.flush(0, None);
+        last = resp;
+        last_url = rurl;
+    }
+    // The server has every byte: keep its last answer as the response.
+    finish(job, last, &last_url, &segments, &mut t.reporter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base64;
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+}

@@ -1,0 +1,296 @@
+//! The [`Upload`] handle: a cheap, cloneable view of one upload and the operations on it.
+
+use std::fmt;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, unbounded, Receiver};
+
+use crate::journal::record::{BodyV1, PartContentV1, ProtocolV1, RequestV1, UploadId};
+use crate::progress::{Event, Progress, ResponseInfo};
+use crate::redact::{is_sensitive_header, redact_url};
+use crate::scheduler::{Msg, Op};
+use crate::shared::{lock, Cell, Shared, Snapshot};
+use crate::{source, CostPolicy, Error, Priority, Status};
+
+/// What an upload sends, as accepted (WinRT's `RequestedUri`, `Method`, ...).
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestInfo {
+    /// The method.
+    pub method: String,
+    /// The URL (for tus, the creation endpoint).
+    pub url: String,
+    /// The request headers.
+    pub headers: Vec<(String, String)>,
+    /// The source files, in body order.
+    pub files: Vec<PathBuf>,
+    /// Whether the body is multipart.
+    pub multipart: bool,
+    /// Whether it uses the tus resumable protocol.
+    pub tus: bool,
+    /// Priority at creation.
+    pub priority: Priority,
+    /// Transfer group.
+    pub group: Option<String>,
+    /// Cost policy.
+    pub cost_policy: CostPolicy,
+    /// Milliseconds since the Unix epoch when it was accepted.
+    pub created_ms: u64,
+}
+
+impl RequestInfo {
+    pub(crate) fn from_v1(r: &RequestV1, created_ms: u64) -> RequestInfo {
+        let files = match &r.body {
+            BodyV1::File(s) => vec![source::path_of(s)],
+            BodyV1::Multipart(mp) => mp
+                .parts
+                .iter()
+                .filter_map(|p| match &p.content {
+                    PartContentV1::File(s) => Some(source::path_of(s)),
+                    PartContentV1::Text(_) => None,
+                })
+                .collect(),
+        };
+        RequestInfo {
+            method: r.method.clone(),
+            url: r.url.clone(),
+            headers: r.headers.clone(),
+            files,
+            multipart: matches!(r.body, BodyV1::Multipart(_)),
+            tus: matches!(r.protocol, ProtocolV1::Tus { .. }),
+            priority: Priority::from_v1(r.priority),
+            group: r.group.clone(),
+            cost_policy: CostPolicy::from_v1(r.cost),
+            created_ms,
+        }
+    }
+}
+
+impl fmt::Debug for RequestInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str(),
+                    if is_sensitive_header(n) {
+                        "<redacted>"
+                    } else {
+                        v.as_str()
+                    },
+                )
+            })
+            .collect();
+        f.debug_struct("RequestInfo")
+            .field("method", &self.method)
+            .field("url", &redact_url(&self.url))
+            .field("headers", &headers)
+            .field("files", &self.files)
+            .field("tus", &self.tus)
+            .field("priority", &self.priority)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A handle to one upload (WinRT's `UploadOperation`). Cheap to clone; every clone
+/// sees the same upload. Reading progress never blocks on the network.
+#[derive(Clone)]
+pub struct Upload {
+    cell: Arc<Cell>,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Upload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upload")
+            .field("id", &self.cell.id)
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl Upload {
+    pub(crate) fn new(cell: Arc<Cell>, shared: Arc<Shared>) -> Upload {
+        Upload { cell, shared }
+    }
+
+    /// The upload's id, unique within its store and stable across restarts.
+    pub fn id(&self) -> u64 {
+        self.cell.id
+    }
+
+    /// What it sends.
+    pub fn request(&self) -> &RequestInfo {
+        &self.cell.info
+    }
+
+    /// A snapshot of its progress.
+    pub fn progress(&self) -> Progress {
+        lock(&self.cell.snap).progress.clone()
+    }
+
+    /// Its status now.
+    pub fn status(&self) -> Status {
+        lock(&self.cell.snap).progress.status
+    }
+
+    /// Why it failed (for [`Status::Error`]), or the last attempt's error while it waits
+    /// to retry or for the network.
+    pub fn error(&self) -> Option<Error> {
+        lock(&self.cell.snap)
+            .error
+            .as_ref()
+            .map(Error::from_failure)
+    }
+
+    /// The server's response, once there is one (also for failed uploads).
+    pub fn response_info(&self) -> Option<ResponseInfo> {
+        lock(&self.cell.snap).response.clone()
+    }
+
+    /// The stored response body (WinRT's `GetResultStreamAt(0)`).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if there is no response yet or the upload was removed;
+    /// [`Error::Io`] if the file cannot be opened.
+    pub fn response_body(&self) -> Result<File, Error> {
+        if lock(&self.cell.snap).response.is_none() {
+            return Err(Error::NotFound { id: self.id() });
+        }
+        let path = crate::store_files::body_path(&self.shared.store_dir, self.id());
+        File::open(&path).map_err(|e| Error::io("open response body", path, e))
+    }
+
+    fn op(&self, op: Op) -> Result<(), Error> {
+        let (tx, rx) = bounded(1);
+        self.shared
+            .tx
+            .send(Msg::Op {
+                id: self.id(),
+                op,
+                reply: tx,
+            })
+            .map_err(|_| Error::ShutDown)?;
+        rx.recv().map_err(|_| Error::ShutDown)?
+    }
+
+    /// Pauses it: a running transfer stops within one buffer. Persisted: it stays paused
+    /// across restarts until [`Upload::resume`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] if it has already ended; [`Error::NotFound`];
+    /// [`Error::ShutDown`].
+    pub fn pause(&self) -> Result<(), Error> {
+        self.op(Op::Pause)
+    }
+
+    /// Resumes a paused upload, or tries a failed one again with a fresh retry budget.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] if it completed or was canceled; [`Error::NotFound`];
+    /// [`Error::ShutDown`].
+    pub fn resume(&self) -> Result<(), Error> {
+        self.op(Op::Resume)
+    }
+
+    /// Cancels it: the request is ended, and a tus upload is deleted on the server.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] if it completed or failed; [`Error::NotFound`];
+    /// [`Error::ShutDown`].
+    pub fn cancel(&self) -> Result<(), Error> {
+        self.op(Op::Cancel)
+    }
+
+    /// Removes it and its files (response body, spooled source) from the store,
+    /// canceling it first if it is unfinished. The handle is useless afterwards.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::ShutDown`]; [`Error::Io`] if the journal write fails.
+    pub fn remove(&self) -> Result<(), Error> {
+        self.op(Op::Remove)
+    }
+
+    /// Puts it ahead of every other upload not yet running (WinRT's
+    /// `MakeCurrentInTransferGroup`). Running transfers are not interrupted.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::ShutDown`].
+    pub fn make_current(&self) -> Result<(), Error> {
+        self.op(Op::MakeCurrent)
+    }
+
+    /// Events from now on: progress (coalesced) and status changes. If the upload has
+    /// already ended, one `StatusChanged` with its final state is delivered at once.
+    pub fn events(&self) -> Receiver<Event> {
+        let (tx, rx) = unbounded();
+        let progress = self.progress();
+        if progress.status.is_final() {
+            let _ = tx.send(Event::StatusChanged(progress));
+        } else {
+            lock(&self.cell.subscribers).push(tx);
+        }
+        rx
+    }
+
+    /// Blocks until the upload ends: the response for a completed upload, its error for
+    /// a failed one.
+    ///
+    /// # Errors
+    /// The upload's error; [`Error::Canceled`]; [`Error::NotFound`] if it was removed;
+    /// [`Error::ShutDown`] if the uploader shut down first.
+    pub fn wait(&self) -> Result<ResponseInfo, Error> {
+        loop {
+            if let Some(r) = self.wait_timeout(Duration::from_secs(3600)) {
+                return r;
+            }
+        }
+    }
+
+    /// Like [`Upload::wait`], for at most `timeout`; `None` if it has not ended by then.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<ResponseInfo, Error>> {
+        let deadline = Instant::now() + timeout;
+        let mut guard = lock(&self.cell.snap);
+        loop {
+            if let Some(r) = outcome(&guard, self.id()) {
+                return Some(r);
+            }
+            if self.shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Some(Err(Error::ShutDown));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            // Wake at least every second to notice a shutdown.
+            guard = self
+                .cell
+                .changed
+                .wait_timeout(guard, left.min(Duration::from_secs(1)))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+/// The result `wait` returns for a snapshot, if the upload has ended.
+fn outcome(s: &Snapshot, id: UploadId) -> Option<Result<ResponseInfo, Error>> {
+    if s.removed {
+        return Some(Err(Error::NotFound { id }));
+    }
+    match s.progress.status {
+        Status::Completed => Some(s.response.clone().ok_or(Error::NotFound { id })),
+        Status::Canceled => Some(Err(Error::Canceled)),
+        Status::Error => Some(Err(s
+            .error
+            .as_ref()
+            .map(Error::from_failure)
+            .unwrap_or(Error::Canceled))),
+        _ => None,
+    }
+}

@@ -1,0 +1,325 @@
+//! The [`Uploader`]: one per store directory; owns the scheduler and prober threads.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, unbounded};
+
+use crate::config::{Config, UploaderBuilder};
+use crate::journal::record::{
+    BodyV1, CreatedV1, MultipartV1, PartContentV1, PartV1, RequestV1, SourceV1,
+};
+use crate::journal::Store;
+use crate::multipart;
+use crate::prober::{ProbeMsg, Prober};
+use crate::request::{Part, RequestBody, UploadRequest};
+use crate::scheduler::{now_ms, Msg, Scheduler};
+use crate::shared::{lock, Shared};
+use crate::{source, store_files, Error, Upload};
+
+/// How the uploads of one transfer group run (WinRT's `BackgroundTransferBehavior`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum GroupBehavior {
+    /// Up to the concurrency limit at once. The default.
+    #[default]
+    Parallel,
+    /// One at a time, in priority order.
+    Serialized,
+}
+
+/// Runs uploads in the background from a store directory (WinRT's
+/// `BackgroundUploader`). Opening it replays the store: every persisted upload comes
+/// back with its state, and unfinished ones continue.
+///
+/// Dropping it shuts it down like [`Uploader::shutdown`].
+pub struct Uploader {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Uploader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uploader")
+            .field("store", &self.shared.store_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Uploader {
+    /// A builder with every default (see [`UploaderBuilder`]).
+    pub fn builder() -> UploaderBuilder {
+        UploaderBuilder::new()
+    }
+
+    pub(crate) fn open_with(config: Config) -> Result<Uploader, Error> {
+        let roots = Arc::new(crate::http::root_certs(&config)?);
+        let store = Store::open(&config.store_dir)?;
+        let store_dir = store.dir().to_path_buf();
+        store_files::create_dirs(&store_dir)?;
+        let (tx, rx) = unbounded();
+        let (probe_tx, probe_rx) = unbounded();
+        let shared = Arc::new(Shared {
+            tx: tx.clone(),
+            cells: Default::default(),
+            next_id: AtomicU64::new(store.state().next_id),
+            store_dir,
+            closed: AtomicBool::new(false),
+        });
+        let config = Arc::new(config);
+        let prober = Prober {
+            rx: probe_rx,
+            tx: tx.clone(),
+            timeout: config.probe_timeout,
+            backoff_min: config.probe_backoff_min,
+            backoff_max: config.probe_backoff_max,
+            targets: config.probe_targets.clone(),
+        };
+        let prober = std::thread::Builder::new()
+            .name("bgxfer-prober".into())
+            .stack_size(128 * 1024)
+            .spawn(move || prober.run())
+            .map_err(|e| Error::io("start prober thread", "", e))?;
+        let scheduler = Scheduler::new(store, config, shared.clone(), rx, probe_tx.clone(), roots);
+        let (ready_tx, ready_rx) = bounded::<()>(1);
+        let scheduler = std::thread::Builder::new()
+            .name("bgxfer-scheduler".into())
+            .spawn(move || {
+                scheduler.run_after(ready_tx);
+            });
+        let scheduler = match scheduler {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = probe_tx.send(ProbeMsg::Shutdown);
+                let _ = prober.join();
+                return Err(Error::io("start scheduler thread", "", e));
+            }
+        };
+        // The scheduler publishes every persisted upload before it signals.
+        let _ = ready_rx.recv();
+        Ok(Uploader {
+            shared,
+            threads: vec![scheduler, prober],
+        })
+    }
+
+    /// Persists a new upload and returns its handle. When this returns, the upload is
+    /// fsynced in the journal: it survives a crash or power cut from here on.
+    ///
+    /// A reader body ([`UploadRequest::from_reader`]) is copied into the store first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`], [`Error::InvalidHeader`], [`Error::InvalidRequest`] for a
+    /// bad request; [`Error::SourceMissing`] for a source that is not a readable regular
+    /// file; [`Error::Io`] or a journal error if it could not be persisted;
+    /// [`Error::ShutDown`]. In every error case nothing was persisted, and the uploads
+    /// already in the store are untouched.
+    pub fn create_upload(&self, request: UploadRequest) -> Result<Upload, Error> {
+        request.validate()?;
+        let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
+        let record = CreatedV1 {
+            id,
+            created_ms: now_ms(),
+            request: self.persistable(id, request)?,
+        };
+        let (tx, rx) = bounded(1);
+        let sent = self.shared.tx.send(Msg::Create { record, reply: tx });
+        let result = match sent {
+            Ok(()) => rx.recv().unwrap_or(Err(Error::ShutDown)),
+            Err(_) => Err(Error::ShutDown),
+        };
+        if let Err(e) = result {
+            store_files::remove_upload_files(&self.shared.store_dir, id);
+            return Err(e);
+        }
+        self.get(id).ok_or(Error::NotFound { id })
+    }
+
+    /// Turns a validated request into its journal form: sources recorded, a reader
+    /// spooled into the store, multipart framing checked.
+    fn persistable(&self, id: u64, r: UploadRequest) -> Result<RequestV1, Error> {
+        let idempotent = r.is_idempotent();
+        let body = match r.body {
+            RequestBody::File(path) => BodyV1::File(source::record(&path, false)?),
+            RequestBody::Reader(reader) => BodyV1::File(self.spool(id, reader)?),
+            RequestBody::Multipart {
+                subtype,
+                boundary,
+                parts,
+            } => {
+                if parts.is_empty() {
+                    return Err(Error::InvalidRequest {
+                        reason: "a multipart request needs at least one part".into(),
+                    });
+                }
+                if !crate::request::is_token(&subtype) {
+                    return Err(Error::InvalidRequest {
+                        reason: format!("multipart subtype {subtype:?} is not a token"),
+                    });
+                }
+                let boundary = boundary.unwrap_or_else(multipart::random_boundary);
+                multipart::validate_boundary(&boundary)?;
+                let mut out = Vec::with_capacity(parts.len());
+                for p in parts {
+                    out.push(persist_part(p)?);
+                }
+                BodyV1::Multipart(MultipartV1 {
+                    subtype,
+                    boundary,
+                    parts: out,
+                })
+            }
+        };
+        Ok(RequestV1 {
+            url: r.url,
+            method: r.method,
+            headers: r.headers,
+            body,
+            priority: r.priority.to_v1(),
+            group: r.group,
+            cost: r.cost.to_v1(),
+            protocol: r.protocol,
+            idempotent,
+        })
+    }
+
+    /// Copies a reader into `spool/<id>`, fsynced, before the upload is journaled.
+    fn spool(&self, id: u64, mut reader: Box<dyn io::Read + Send>) -> Result<SourceV1, Error> {
+        let path = store_files::spool_path(&self.shared.store_dir, id);
+        let tmp = path.with_extension("part");
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io("create spool file", &tmp, e))?;
+        let copied = io::copy(&mut reader, &mut f).and_then(|_| {
+            f.flush()?;
+            f.sync_all()
+        });
+        if let Err(e) = copied {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io("spool the reader into", &tmp, e));
+        }
+        fs::rename(&tmp, &path).map_err(|e| Error::io("rename spool file", &path, e))?;
+        source::record(&path, true)
+    }
+
+    /// Every upload in the store, in id order.
+    pub fn uploads(&self) -> Vec<Upload> {
+        lock(&self.shared.cells)
+            .values()
+            .map(|c| Upload::new(c.clone(), self.shared.clone()))
+            .collect()
+    }
+
+    /// The upload with this id, if the store has it.
+    pub fn get(&self, id: u64) -> Option<Upload> {
+        lock(&self.shared.cells)
+            .get(&id)
+            .map(|c| Upload::new(c.clone(), self.shared.clone()))
+    }
+
+    /// Tells the uploader whether the network is costed (metered). Linux has no standard
+    /// flag for this, so the program, which knows its modem, says so. Uploads with
+    /// [`crate::CostPolicy::UnrestrictedOnly`] pause as
+    /// [`crate::Status::PausedCostedNetwork`] while it is, and continue when it is not.
+    pub fn set_network_cost(&self, costed: bool) {
+        let _ = self.shared.tx.send(Msg::SetCost(costed));
+    }
+
+    /// Sets how the uploads of group `name` run. Not persisted: set it after each open
+    /// (groups are [`GroupBehavior::Parallel`] until told otherwise).
+    pub fn set_group_behavior(&self, name: &str, behavior: GroupBehavior) {
+        let _ = self
+            .shared
+            .tx
+            .send(Msg::SetGroup(name.to_string(), behavior));
+    }
+
+    /// Tells the uploader the network changed (from netlink, NetworkManager, a modem
+    /// manager, ...): uploads waiting for the network are probed now instead of at
+    /// their next backoff.
+    pub fn network_changed(&self) {
+        let _ = self.shared.tx.send(Msg::NetworkChanged);
+    }
+
+    /// The store directory.
+    pub fn store_dir(&self) -> &std::path::Path {
+        &self.shared.store_dir
+    }
+
+    /// Stops every transfer (their progress is persisted and they continue at the next
+    /// open), fsyncs the journal, joins every thread and releases the store's lock.
+    /// Takes at most about [`Config::shutdown_timeout`] plus one probe timeout.
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for reporting a failed final fsync.
+    pub fn shutdown(mut self) -> Result<(), Error> {
+        self.stop();
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        let (tx, rx) = bounded(1);
+        if self.shared.tx.send(Msg::Shutdown(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+        self.shared.closed.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        for c in lock(&self.shared.cells).values() {
+            c.changed.notify_all();
+        }
+    }
+}
+
+impl Drop for Uploader {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn persist_part(p: Part) -> Result<PartV1, Error> {
+    Ok(match p {
+        Part::Text { name, value } => {
+            multipart::validate_text("field name", &name)?;
+            PartV1 {
+                name,
+                file_name: None,
+                content_type: None,
+                content: PartContentV1::Text(value),
+            }
+        }
+        Part::File {
+            name,
+            path,
+            file_name,
+            content_type,
+        } => {
+            multipart::validate_text("field name", &name)?;
+            let file_name = file_name.unwrap_or_else(|| {
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "file".into())
+            });
+            multipart::validate_text("file name", &file_name)?;
+            let content_type = content_type.unwrap_or_else(|| "application/octet-stream".into());
+            multipart::validate_text("content type", &content_type)?;
+            PartV1 {
+                name,
+                file_name: Some(file_name),
+                content_type: Some(content_type),
+                content: PartContentV1::File(source::record(&path, false)?),
+            }
+        }
+    })
+}
