@@ -77,16 +77,16 @@ impl Cell {
         }
     }
 
-    /// Applies `f` to the snapshot, wakes waiters and sends `event` (built from the new
-    /// progress) to subscribers.
+    /// Applies `f` to the snapshot, sends `event` (built from the new progress) to
+    /// subscribers and wakes waiters. The event is sent before the snapshot lock is
+    /// released: whoever sees the new state can also receive its event.
     pub fn update(&self, f: impl FnOnce(&mut Snapshot), event: fn(Progress) -> Event) {
-        let progress = {
+        {
             let mut s = lock(&self.snap);
             f(&mut s);
-            s.progress.clone()
-        };
+            let ev = event(s.progress.clone());
+            lock(&self.subscribers).retain(|tx| tx.send(ev.clone()).is_ok());
+        }
         self.changed.notify_all();
-        let ev = event(progress);
-        lock(&self.subscribers).retain(|tx| tx.send(ev.clone()).is_ok());
     }
 }

@@ -93,7 +93,13 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a plain HTTP server.
     pub fn start(behavior: impl Into<Behavior>) -> TestServer {
-        TestServer::launch(behavior.into(), None)
+        TestServer::launch(behavior.into(), None, 0)
+    }
+
+    /// Starts a plain HTTP server on a given port (to bring a "lost" server back where
+    /// the client expects it). Retries the bind for up to 5 s (TIME_WAIT, a slow close).
+    pub fn start_on(port: u16, behavior: impl Into<Behavior>) -> TestServer {
+        TestServer::launch(behavior.into(), None, port)
     }
 
     /// Starts an HTTPS server whose certificate is valid for `localhost` and `127.0.0.1`.
@@ -103,11 +109,21 @@ impl TestServer {
 
     /// Starts an HTTPS server with a good or deliberately bad certificate.
     pub fn start_tls_with(behavior: impl Into<Behavior>, flavor: TlsFlavor) -> TestServer {
-        TestServer::launch(behavior.into(), Some(TlsMaterial::generate(flavor)))
+        TestServer::launch(behavior.into(), Some(TlsMaterial::generate(flavor)), 0)
     }
 
-    fn launch(behavior: Behavior, tls: Option<TlsMaterial>) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind test server");
+    fn launch(behavior: Behavior, tls: Option<TlsMaterial>, port: u16) -> TestServer {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", port)) {
+                Ok(l) => break l,
+                Err(e) if port != 0 && Instant::now() < deadline => {
+                    log::debug!("bind 127.0.0.1:{port}: {e}; retrying");
+                    thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("bind test server on port {port}: {e}"),
+            }
+        };
         let addr = listener.local_addr().expect("test server address");
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
