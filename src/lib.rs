@@ -1,20 +1,113 @@
 //! # background-transfer
 //!
-//! Queued, persisted, retried and resumable background uploads for synchronous Rust
-//! programs: the Linux/Rust counterpart of WinRT's `BackgroundUploader`.
+//! Queued, persisted, retried and resumable background uploads for ordinary synchronous
+//! Rust programs — no async runtime. It is the Linux/Rust counterpart of WinRT's
+//! `Windows.Networking.BackgroundTransfer` (`BackgroundUploader` / `UploadOperation`),
+//! made for small devices on flaky links: hand it a file and a URL, and it arrives whole,
+//! with the server's response kept for you, even if the process is killed mid-way, the
+//! power goes or the network disappears for an hour.
 //!
-//! This release contains the foundation: the crash-safe journal every upload is written
-//! to before the crate says "accepted".
+//! ## Quick start
+//!
+//! ```no_run
+//! use background_transfer::{Priority, UploadRequest, Uploader};
+//!
+//! let uploader = Uploader::builder()
+//!     .store_dir("/var/lib/myapp/uploads") // journal + response bodies live here
+//!     .max_concurrent(4)
+//!     .open()?; // takes the store's lock and replays its journal
+//!
+//! // After a restart everything that was accepted is there again, and continues.
+//! for op in uploader.uploads() {
+//!     println!("{} {}", op.id(), op.progress().status);
+//! }
+//!
+//! let op = uploader.create_upload(
+//!     UploadRequest::put("https://example.com/u/a.bin", "/data/a.bin")
+//!         .header("X-Device", "sensor-7")?
+//!         .priority(Priority::High)
+//!         .group("photos"),
+//! )?; // durable on disk when this returns
+//! let info = op.wait()?; // or op.events(): a crossbeam Receiver<Event>
+//! println!("HTTP {}", info.status);
+//! let mut body = String::new();
+//! std::io::Read::read_to_string(&mut op.response_body()?, &mut body)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## What you get
+//!
+//! - **Requests**: PUT, POST (the default, as in WinRT) or any method, from a file
+//!   ([`UploadRequest::put`], [`UploadRequest::post`], [`UploadRequest::new`]), a
+//!   streamed `multipart/form-data` body with an exact Content-Length
+//!   ([`UploadRequest::multipart`]), or any reader, spooled into the store first so it
+//!   survives restarts ([`UploadRequest::from_reader`]). Bodies stream from disk through
+//!   one fixed buffer per transfer; memory does not grow with file size.
+//! - **Resumable uploads** with tus 1.0 ([`UploadRequest::tus`]): an interrupted upload
+//!   continues at the server's offset instead of byte 0.
+//! - **Handles** ([`Upload`]): progress, status, pause, resume, cancel, remove, wait,
+//!   events, the response's status, headers and final URL, and its body.
+//! - **Scheduling**: a concurrency limit, priorities, [`Upload::make_current`], groups
+//!   that run in parallel or one at a time ([`Uploader::set_group_behavior`]), a cost
+//!   policy for metered links ([`Uploader::set_network_cost`]), and one bandwidth limit
+//!   for all transfers ([`UploaderBuilder::max_bandwidth`]).
+//!
+//! ## Timeouts and retries (the defaults, and why)
+//!
+//! | what | default | why |
+//! |---|---|---|
+//! | connect | 5 min | WinRT's value: a cellular modem can take that long to attach |
+//! | response after the body | 2 min | WinRT's value |
+//! | stalled send (one socket write) | 60 s | a link that takes nothing for a minute is dead |
+//! | `TCP_USER_TIMEOUT`, keepalive | 30 s, 15 s | notice a dead link in seconds, not after the kernel's ~15 min |
+//! | retries | 3 (4 attempts) | WinRT's value |
+//! | backoff | 2 s doubling to 5 min, 50–100 % jitter | spread retries of many devices |
+//! | `Retry-After` (429, 503) | honoured up to 15 min | the server knows best, within reason |
+//!
+//! Transient failures — a reset, a timeout, 408, 429, 500, 502, 503, 504 — are retried.
+//! Any other 4xx is final and its response is kept. A host that cannot be reached
+//! (connection refused, unreachable, connect timeout, name not found) is not a failure
+//! at all: the upload waits as [`Status::PausedNoNetwork`] without spending a retry, and
+//! a small prober thread tries a TCP connect with backoff (2 s doubling to 60 s) until
+//! the host answers; then it continues. A host that accepts the connection and then
+//! fails (a 5xx, a reset) is online and spends retries. "Offline" therefore means "this
+//! host's port does not take a TCP connection"; a program that knows better (netlink,
+//! NetworkManager, its modem) calls [`Uploader::network_changed`] to probe at once.
+//!
+//! Redirects are handled here, not by the HTTP client: 307 and 308 re-send the body
+//! (credentials are dropped when the origin changes); 301, 302 and 303 would turn the
+//! upload into a GET that looks like success, so they end it in [`Error::Protocol`].
+//!
+//! ## Restarts, and what "accepted" means
+//!
+//! [`Uploader::create_upload`] returns only once the upload is fsynced in the store's
+//! journal: from then on it survives a crash, a SIGKILL or a power cut. Opening the store
+//! again lists every upload with its last state, and unfinished ones continue (unless
+//! [`UploaderBuilder::start_paused`]). An attempt that was on the wire when the process
+//! died starts again: a tus upload from the server's offset, a PUT from byte 0
+//! (`has_restarted` is set). A POST is not idempotent: one interrupted mid-request may
+//! have reached the server, so it ends in [`Error::NotResumable`] unless the request
+//! opted in ([`UploadRequest::idempotent`], or an `Idempotency-Key` header). The same
+//! rule applies when the whole body was sent and no response came. The source file's
+//! size and modification time are recorded at creation; a file that changed is never
+//! sent ([`Error::SourceChanged`]).
+//!
+//! Completed, canceled and failed uploads stay in the store, with their responses, until
+//! [`Upload::remove`] or until the retention window passes (7 days by default). A
+//! response body is kept up to 1 MiB by default; past the cap the rest is not read, the
+//! upload still completes, and [`ResponseInfo::body_truncated`] says so.
 //!
 //! ## The store and its journal
 //!
 //! A store is a directory (mode 0700, files 0600) locked with `fs2` for as long as it is
-//! open; a second opener gets [`Error::StoreLocked`]. Its `journal` is an append-only
-//! log: a header (magic bytes and format version), then records framed as
-//! `len (u32 LE) | crc32 | postcard payload`, each at most 1 MiB.
+//! open; a second opener — another process or the same one — gets
+//! [`Error::StoreLocked`]. Its `journal` is an append-only log: a header (magic bytes and
+//! format version), then records framed as `len (u32 LE) | crc32 | postcard payload`,
+//! each at most 1 MiB. Response bodies live in `bodies/`, spooled sources in `spool/`.
 //!
 //! Opening is recovery, and it is point-in-time: records are replayed up to the first
-//! one that does not check out, and the file is cut there.
+//! one that does not check out, and the file is cut there ([`Uploader::recovery`] says
+//! what was found).
 //! - A partial record at the end, or a zeroed tail, is what a crash during an append
 //!   leaves; it is cut off with a warning.
 //! - Damage a crash does not explain (a bad checksum with data after it, an oversize
@@ -24,16 +117,47 @@
 //! - A file with foreign magic bytes or a newer version is a typed error
 //!   ([`Error::JournalNotRecognized`], [`Error::JournalVersion`]) and is left untouched.
 //!
-//! Durability: a record the program can observe is fsynced before the call that wrote
-//! it returns. Progress checkpoints are batched: at most one fsync per second for them.
-//! After a failed write or fsync the journal refuses every later append
-//! ([`Error::JournalPoisoned`]): after a failed fsync Linux may drop the dirty pages, so
-//! the only honest way on is to reopen and rescan. Compaction writes the live state to a
-//! temp file, fsyncs it, renames it over the journal and fsyncs the directory.
+//! Durability: a record the program can observe (a create, a status change, a response)
+//! is fsynced before the call that wrote it returns. Progress checkpoints are written
+//! every 16 MiB per transfer and fsynced at most once per second, so an upload costs at
+//! most 64 journal fsyncs per GiB. After a failed write or fsync the journal refuses
+//! every later append ([`Error::JournalPoisoned`]): after a failed fsync Linux may drop
+//! the dirty pages, so the only honest way on is to reopen and rescan. Compaction (when
+//! dead records dominate) writes the live state to a temp file, fsyncs it, renames it
+//! over the journal and fsyncs the directory; a crash at any step loses nothing.
+//!
+//! ## Threads
+//!
+//! One scheduler thread owns the state and is the only journal writer; one named worker
+//! thread per running transfer (`bgxfer-upload-<id>`, 256 KiB stack by default); one
+//! prober thread. Handles talk to the scheduler over crossbeam channels and read
+//! snapshots without touching the network. [`Uploader::shutdown`] (and `Drop`) stops
+//! every transfer within one buffer, persists its progress and joins every thread.
+//!
+//! ## HTTP and TLS
+//!
+//! HTTP/1.1 by `ureq` 3, TLS by rustls with the *ring* provider (no aws-lc: the crate
+//! cross-compiles for ARM Linux with only a C cross compiler). Certificates are always
+//! verified, against the Mozilla roots or the roots you configure
+//! ([`UploaderBuilder::add_root_certificate_pem`]); there is no switch to turn
+//! verification off. No proxy is used unless configured ([`UploaderBuilder::proxy`]):
+//! the environment is deliberately not read.
+//!
+//! ## Errors
+//!
+//! One enum, [`Error`], with a variant per cause; each message says what happened and
+//! what to do. Bad input is rejected at [`Uploader::create_upload`] with a typed error
+//! and nothing persisted; uploads already in the store are never affected. Nothing a
+//! program passes, a server answers or a disk holds can make the crate panic.
 //!
 //! ## Logging
-//! The crate logs with the `log` macros: `error` for damage found in a store, `warn` for
-//! recovered crash artifacts, `info` for opening a store, `debug` for compactions.
+//!
+//! The crate logs with the `log` macros: `error` for damage found in a store or a failed
+//! journal write, `warn` for recovered crash artifacts, failed attempts and retries,
+//! `info` for opening a store and accepted, completed and removed uploads, `debug` for
+//! attempts, probes and compactions. URLs are logged without userinfo or query, and the
+//! values of `Authorization`, `Proxy-Authorization`, `Cookie` and similar headers are
+//! never logged (nor shown by `Debug`).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -61,6 +185,7 @@ mod worker;
 
 pub use config::{Config, UploaderBuilder};
 pub use error::Error;
+pub use journal::Recovery;
 pub use progress::{CostPolicy, Event, Priority, Progress, ResponseInfo, Status};
 pub use request::UploadRequest;
 pub use upload::{RequestInfo, Upload};

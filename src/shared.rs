@@ -25,6 +25,8 @@ pub(crate) struct Shared {
     pub next_id: AtomicU64,
     pub store_dir: PathBuf,
     pub closed: AtomicBool,
+    /// What opening the store found.
+    pub recovery: crate::journal::Recovery,
 }
 
 /// One upload as handles see it.

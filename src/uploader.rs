@@ -68,6 +68,7 @@ impl Uploader {
             next_id: AtomicU64::new(store.state().next_id),
             store_dir,
             closed: AtomicBool::new(false),
+            recovery: store.recovery().clone(),
         });
         let config = Arc::new(config);
         let prober = Prober {
@@ -246,6 +247,12 @@ impl Uploader {
     /// their next backoff.
     pub fn network_changed(&self) {
         let _ = self.shared.tx.send(Msg::NetworkChanged);
+    }
+
+    /// What opening the store found in its journal: clean, a torn tail cut off (normal
+    /// after a crash), or damage (the damaged file was kept aside; see [`crate::Recovery`]).
+    pub fn recovery(&self) -> &crate::Recovery {
+        &self.shared.recovery
     }
 
     /// The store directory.
