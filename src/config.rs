@@ -28,6 +28,7 @@ pub struct Config {
     pub(crate) webpki_roots: bool,
     pub(crate) proxy: Option<String>,
     pub(crate) start_paused: bool,
+    pub(crate) start_transfers: bool,
     pub(crate) progress_interval: Duration,
     pub(crate) checkpoint_bytes: u64,
     pub(crate) max_bandwidth: Option<u64>,
@@ -65,6 +66,7 @@ impl Config {
             webpki_roots: true,
             proxy: None,
             start_paused: false,
+            start_transfers: true,
             progress_interval: Duration::from_millis(250),
             checkpoint_bytes: 16 * 1024 * 1024,
             max_bandwidth: None,
@@ -142,6 +144,10 @@ impl Config {
     /// Whether unfinished uploads stay paused after `open()`.
     pub fn start_paused(&self) -> bool {
         self.start_paused
+    }
+    /// Whether this `Uploader` starts transfers (see [`UploaderBuilder::start_transfers`]).
+    pub fn start_transfers(&self) -> bool {
+        self.start_transfers
     }
     /// Most bytes per second for all transfers together.
     pub fn max_bandwidth(&self) -> Option<u64> {
@@ -271,6 +277,19 @@ impl UploaderBuilder {
     /// `open()` instead of continuing them. Defaults to `false`.
     pub fn start_paused(mut self, on: bool) -> Self {
         self.config.start_paused = on;
+        self
+    }
+    /// Whether this `Uploader` puts uploads on the wire. Defaults to `true`.
+    ///
+    /// `false` opens the store only to look at it and manage it: `create_upload`,
+    /// `uploads`, `pause`, `resume`, `cancel` and `remove` work, but no transfer starts
+    /// and, beyond the crash recovery every open does, no status is rewritten (unlike
+    /// [`UploaderBuilder::start_paused`], which persists `PausedByApplication`), so the
+    /// next `Uploader` that does transfer picks every upload up as it was. A command-line tool's `add` and `list` use this; the
+    /// only request such an `Uploader` may still send is the `DELETE` that ends a
+    /// canceled tus upload on its server.
+    pub fn start_transfers(mut self, on: bool) -> Self {
+        self.config.start_transfers = on;
         self
     }
     /// Least time between two progress events of one upload. Defaults to 250 ms.

@@ -121,15 +121,22 @@ impl Reporter {
 
 /// The body of a worker thread.
 pub(crate) fn run(job: Job) {
-    let outcome = match job.request.protocol {
-        ProtocolV1::Plain if job.terminate => Outcome::Stopped {
+    // A bug must not leave the scheduler waiting for a Done that never comes.
+    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attempt(&job)));
+    let outcome = attempt.unwrap_or_else(|_| {
+        log::error!("upload {}: the worker panicked; failing the upload", job.id);
+        Outcome::Failed {
+            error: Error::Protocol {
+                message: "internal error in the upload worker (a bug: please report it)".into(),
+            },
+            class: Class::Final,
+            response: None,
+            retry_after: None,
             body_complete: false,
-        },
-        ProtocolV1::Plain => run_plain(&job),
-        ProtocolV1::Tus { chunk_size } => crate::tus::run(&job, chunk_size),
-    };
+        }
+    });
     log::debug!(
-        "upload {} attempt ended: {:?}",
+        "upload {} attempt ended: {}",
         job.id,
         outcome_word(&outcome)
     );
@@ -137,6 +144,16 @@ pub(crate) fn run(job: Job) {
         id: job.id,
         outcome,
     }));
+}
+
+fn attempt(job: &Job) -> Outcome {
+    match job.request.protocol {
+        ProtocolV1::Plain if job.terminate => Outcome::Stopped {
+            body_complete: false,
+        },
+        ProtocolV1::Plain => run_plain(job),
+        ProtocolV1::Tus { chunk_size } => crate::tus::run(job, chunk_size),
+    }
 }
 
 fn outcome_word(o: &Outcome) -> String {

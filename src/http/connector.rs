@@ -60,13 +60,27 @@ impl<In: Transport> Connector<In> for SocketConnector {
         }
         Err(match last {
             Some(e) if e.kind() == io::ErrorKind::TimedOut => {
-                ureq::Error::Timeout(Timeout::Connect)
+                ureq::Error::Io(io::Error::new(io::ErrorKind::TimedOut, ConnectTimedOut))
             }
             Some(e) => ureq::Error::Io(e),
             None => ureq::Error::HostNotFound,
         })
     }
 }
+
+/// Marks a TCP connect that timed out: the host did not answer at all (unreachable),
+/// unlike ureq's own connect timeout, which also covers the TLS handshake with a host
+/// that did answer.
+#[derive(Debug)]
+pub(crate) struct ConnectTimedOut;
+
+impl fmt::Display for ConnectTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TCP connect timed out")
+    }
+}
+
+impl std::error::Error for ConnectTimedOut {}
 
 /// One blocking connect with a timeout, keepalive and `TCP_USER_TIMEOUT`.
 pub(crate) fn connect(

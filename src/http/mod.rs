@@ -115,7 +115,10 @@ pub(crate) fn classify(e: ureq::Error) -> (Error, Class) {
     match e {
         U::Timeout(t) => {
             let (phase, class) = match t {
-                ureq::Timeout::Connect | ureq::Timeout::Resolve => ("connect", Class::Unreachable),
+                ureq::Timeout::Resolve => ("connect", Class::Unreachable),
+                // The TCP connect succeeded (its own timeout is ConnectTimedOut) but the
+                // TLS or proxy handshake did not finish: the host is there, spend a retry.
+                ureq::Timeout::Connect => ("connect", Class::Transient),
                 ureq::Timeout::SendRequest | ureq::Timeout::SendBody | ureq::Timeout::PerWrite => {
                     ("send", Class::Transient)
                 }
@@ -179,6 +182,17 @@ pub(crate) fn classify(e: ureq::Error) -> (Error, Class) {
 
 pub(crate) fn classify_io(io: &io::Error) -> (Error, Class) {
     use io::ErrorKind as K;
+    if io
+        .get_ref()
+        .is_some_and(|e| e.is::<connector::ConnectTimedOut>())
+    {
+        return (
+            Error::Timeout {
+                phase: "connect".into(),
+            },
+            Class::Unreachable,
+        );
+    }
     let class = match io.kind() {
         K::ConnectionRefused
         | K::HostUnreachable

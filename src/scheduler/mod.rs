@@ -428,7 +428,7 @@ impl Scheduler {
                 r.stop = Some(reason);
             }
             let _ = r.ctl.send(Control::Stop);
-            if !r.terminating {
+            if !r.terminating || reason == StopReason::Shutdown {
                 // Interrupts a worker blocked on its socket (a stalled send, a slow
                 // response) as well; the control message covers the rest.
                 r.agent.clone().shutdown();
@@ -437,7 +437,8 @@ impl Scheduler {
     }
 
     fn schedule(&mut self) {
-        if self.shutting_down {
+        // `start_transfers(false)`: the store is open only to be looked at and managed.
+        if self.shutting_down || !self.config.start_transfers {
             return;
         }
         self.park_offline();
