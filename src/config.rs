@@ -39,6 +39,7 @@ pub struct Config {
     pub(crate) probe_backoff_min: Duration,
     pub(crate) probe_backoff_max: Duration,
     pub(crate) probe_targets: Option<Vec<String>>,
+    pub(crate) fault_hook: Option<std::sync::Arc<dyn crate::journal::fault::FaultHook>>,
 }
 
 impl Config {
@@ -77,6 +78,7 @@ impl Config {
             probe_backoff_min: Duration::from_secs(2),
             probe_backoff_max: Duration::from_secs(60),
             probe_targets: None,
+            fault_hook: None,
         }
     }
 
@@ -342,6 +344,17 @@ impl UploaderBuilder {
     /// any of them answers, the network is up. Defaults to the uploads' own hosts.
     pub fn probe_targets(mut self, targets: Vec<String>) -> Self {
         self.config.probe_targets = Some(targets);
+        self
+    }
+
+    /// Routes the journal's writes and fsyncs through a fault-injection hook. For the
+    /// crate's own storage-fault tests; not part of the API.
+    #[doc(hidden)]
+    pub fn fault_hook(
+        mut self,
+        hook: std::sync::Arc<dyn crate::journal::fault::FaultHook>,
+    ) -> Self {
+        self.config.fault_hook = Some(hook);
         self
     }
 

@@ -57,7 +57,8 @@ impl Uploader {
 
     pub(crate) fn open_with(config: Config) -> Result<Uploader, Error> {
         let roots = Arc::new(crate::http::root_certs(&config)?);
-        let store = Store::open(&config.store_dir)?;
+        let mut store = Store::open(&config.store_dir)?;
+        store.set_fault_hook(config.fault_hook.clone());
         let store_dir = store.dir().to_path_buf();
         store_files::create_dirs(&store_dir)?;
         let (tx, rx) = unbounded();

@@ -66,12 +66,15 @@ impl Journal {
         } else {
             bytes.len()
         };
-        f.write_all(&bytes[..written])
+        self.hook(super::fault::FileOp::Compact)
+            .and_then(|()| f.write_all(&bytes[..written]))
             .map_err(|e| Error::io("write", &tmp, e))?;
         if step <= CompactStep::Written {
             return Ok(());
         }
-        f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+        self.hook(super::fault::FileOp::Compact)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Error::io("fsync", &tmp, e))?;
         self.count_fsync();
         if step == CompactStep::Synced {
             return Ok(());

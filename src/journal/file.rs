@@ -69,6 +69,8 @@ pub struct Journal {
     unsynced: bool,
     last_sync: Instant,
     fsyncs: u64,
+    /// Fault injection (tests only).
+    pub(super) fault: Option<std::sync::Arc<dyn super::fault::FaultHook>>,
 }
 
 impl Journal {
@@ -156,6 +158,7 @@ impl Journal {
             unsynced: false,
             last_sync: Instant::now(),
             fsyncs: 0,
+            fault: None,
         };
         Ok((journal, scan.records, recovery))
     }
@@ -171,7 +174,10 @@ impl Journal {
             len,
             max: MAX_RECORD_LEN,
         })?;
-        if let Err(e) = self.file.write_all(&frame) {
+        let written = self
+            .hook(super::fault::FileOp::Write)
+            .and_then(|()| self.file.write_all(&frame));
+        if let Err(e) = written {
             self.poisoned = true;
             return Err(Error::io("append to journal", &self.path, e));
         }
@@ -192,7 +198,10 @@ impl Journal {
         if !self.unsynced {
             return Ok(());
         }
-        if let Err(e) = self.file.sync_data() {
+        let synced = self
+            .hook(super::fault::FileOp::Fsync)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = synced {
             self.poisoned = true;
             return Err(Error::io("fsync journal", &self.path, e));
         }
@@ -230,6 +239,13 @@ impl Journal {
     /// The journal's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub(super) fn hook(&self, op: super::fault::FileOp) -> std::io::Result<()> {
+        match &self.fault {
+            Some(h) => h.before(op),
+            None => Ok(()),
+        }
     }
 
     pub(super) fn check_usable(&self) -> Result<(), Error> {
@@ -297,6 +313,7 @@ fn create_empty(dir: &Path, path: &Path) -> Result<Journal, Error> {
         unsynced: false,
         last_sync: Instant::now(),
         fsyncs: 2,
+        fault: None,
     })
 }
 

@@ -12,6 +12,7 @@
 //! [`BATCH_INTERVAL`] for them, and every `Sync` commit carries them along.
 
 mod compact;
+pub mod fault;
 mod file;
 pub mod format;
 #[doc(hidden)]
@@ -72,11 +73,23 @@ impl Store {
     }
 
     /// Appends `record` with the given durability, then applies it to the state.
-    /// Compacts the journal first when dead records dominate.
+    /// Then compacts the journal if dead records dominate; a failed compaction is logged,
+    /// not returned: the record is committed either way, and a compaction that failed
+    /// before its rename leaves the journal as it was.
     pub fn commit(&mut self, record: Record, durability: Durability) -> Result<(), Error> {
         self.journal.append(&record, durability)?;
         self.state.apply(&record);
-        self.maybe_compact()
+        if let Err(e) = self.maybe_compact() {
+            log::error!("journal compaction failed: {e}");
+            let _ = std::fs::remove_file(self.path(COMPACT_FILE));
+        }
+        Ok(())
+    }
+
+    /// Routes the journal's writes and fsyncs through `hook` (fault-injection tests).
+    #[doc(hidden)]
+    pub fn set_fault_hook(&mut self, hook: Option<std::sync::Arc<dyn fault::FaultHook>>) {
+        self.journal.fault = hook;
     }
 
     /// fsyncs batched records.
