@@ -29,6 +29,7 @@ pub struct Config {
     pub(crate) proxy: Option<String>,
     pub(crate) start_paused: bool,
     pub(crate) start_transfers: bool,
+    pub(crate) groups: Vec<(String, crate::GroupBehavior)>,
     pub(crate) progress_interval: Duration,
     pub(crate) checkpoint_bytes: u64,
     pub(crate) max_bandwidth: Option<u64>,
@@ -68,6 +69,7 @@ impl Config {
             proxy: None,
             start_paused: false,
             start_transfers: true,
+            groups: Vec::new(),
             progress_interval: Duration::from_millis(250),
             checkpoint_bytes: 16 * 1024 * 1024,
             max_bandwidth: None,
@@ -256,14 +258,17 @@ impl UploaderBuilder {
         self.config.retention = t;
         self
     }
-    /// Trusts this root certificate (PEM) in addition to the built-in roots. TLS
-    /// certificates are always verified; there is no switch to turn that off.
+    /// Trusts the root certificates in this PEM data. Once any root is added, only the
+    /// added roots are trusted (not the built-in Mozilla roots): a device that talks to
+    /// its own servers pins their CA this way. Call it several times to add several.
+    /// TLS certificates are always verified; there is no switch to turn that off.
     pub fn add_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.config.root_certs_pem.push(pem.into());
         self
     }
-    /// Whether the Mozilla root certificates (webpki-roots) are trusted. Defaults to
-    /// `true`; turn off to trust only [`UploaderBuilder::add_root_certificate_pem`].
+    /// Whether the Mozilla root certificates (webpki-roots) are trusted when no root is
+    /// added with [`UploaderBuilder::add_root_certificate_pem`]. Defaults to `true`;
+    /// `false` with no added root refuses every certificate.
     pub fn webpki_roots(mut self, on: bool) -> Self {
         self.config.webpki_roots = on;
         self
@@ -287,11 +292,26 @@ impl UploaderBuilder {
     /// `uploads`, `pause`, `resume`, `cancel` and `remove` work, but no transfer starts
     /// and, beyond the crash recovery every open does, no status is rewritten (unlike
     /// [`UploaderBuilder::start_paused`], which persists `PausedByApplication`), so the
-    /// next `Uploader` that does transfer picks every upload up as it was. A command-line tool's `add` and `list` use this; the
-    /// only request such an `Uploader` may still send is the `DELETE` that ends a
-    /// canceled tus upload on its server.
+    /// next `Uploader` that does transfer picks every upload up as it was. A
+    /// command-line tool's `add` and `list` use this; the only request such an
+    /// `Uploader` may still send is the `DELETE` that ends a canceled tus upload on its
+    /// server.
     pub fn start_transfers(mut self, on: bool) -> Self {
         self.config.start_transfers = on;
+        self
+    }
+    /// How the uploads of group `name` run, in effect before the first transfer starts
+    /// (like [`Uploader::set_group_behavior`], which can only act after `open()` has
+    /// already started uploads). Not persisted: give it at every open. Groups are
+    /// [`crate::GroupBehavior::Parallel`] unless told otherwise.
+    pub fn group_behavior(
+        mut self,
+        name: impl Into<String>,
+        behavior: crate::GroupBehavior,
+    ) -> Self {
+        let name = name.into();
+        self.config.groups.retain(|(n, _)| *n != name);
+        self.config.groups.push((name, behavior));
         self
     }
     /// Least time between two progress events of one upload. Defaults to 250 ms.

@@ -87,7 +87,13 @@ impl Cell {
             let mut s = lock(&self.snap);
             f(&mut s);
             let ev = event(s.progress.clone());
-            lock(&self.subscribers).retain(|tx| tx.send(ev.clone()).is_ok());
+            let mut subscribers = lock(&self.subscribers);
+            subscribers.retain(|tx| tx.send(ev.clone()).is_ok());
+            if s.removed || matches!(&ev, Event::StatusChanged(p) if p.status.is_final()) {
+                // No event follows a final status: end the streams, so that a
+                // `for ev in upload.events()` loop ends too.
+                subscribers.clear();
+            }
         }
         self.changed.notify_all();
     }

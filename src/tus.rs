@@ -22,6 +22,8 @@ use crate::Error;
 const TUS_VERSION: &str = "1.0.0";
 /// Re-syncs (409/423 followed by HEAD) allowed in a row before the attempt fails.
 const MAX_RESYNCS: u32 = 5;
+/// Times one attempt creates the upload again after the server lost it.
+const MAX_RESTARTS: u32 = 2;
 
 /// The outcome of a step that did not produce what the protocol needs.
 fn fail(error: Error, class: Class) -> Outcome {
@@ -87,7 +89,17 @@ impl Tus<'_> {
         headers: Vec<(String, String)>,
         body: Option<(&[Segment], u64, u64)>,
     ) -> Sent {
+        // The request's own headers (credentials, typically) go on every request of the
+        // protocol, not only on the creation; a PATCH's Content-Type is the protocol's.
         let mut all = vec![("Tus-Resumable".to_string(), TUS_VERSION.to_string())];
+        all.extend(
+            self.job
+                .request
+                .headers
+                .iter()
+                .filter(|(n, _)| !(method == "PATCH" && n.eq_ignore_ascii_case("content-type")))
+                .cloned(),
+        );
         all.extend(headers);
         let reporter = &mut self.reporter;
         http::send(
@@ -130,6 +142,12 @@ impl Tus<'_> {
         if expired(&resp) {
             return Step::Gone;
         }
+        let length = header(&resp, "upload-length").and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(l) = length.filter(|&l| l != size) {
+            return Step::End(protocol(format!(
+                "the server's upload is {l} bytes long but the file has {size}"
+            )));
+        }
         match header(&resp, "upload-offset").and_then(|v| v.trim().parse::<u64>().ok()) {
             Some(o) if o <= size => Step::Offset(o, resp, url),
             Some(o) => Step::End(protocol(format!(
@@ -142,12 +160,13 @@ impl Tus<'_> {
     /// POST to the creation endpoint; journals the new URL before returning.
     fn create(&mut self, size: u64, file_name: &str) -> Result<String, Box<Outcome>> {
         let endpoint = self.job.request.url.clone();
-        let mut headers = self.job.request.headers.clone();
-        headers.push(("Upload-Length".into(), size.to_string()));
-        headers.push((
-            "Upload-Metadata".into(),
-            format!("filename {}", base64(file_name.as_bytes())),
-        ));
+        let headers = vec![
+            ("Upload-Length".into(), size.to_string()),
+            (
+                "Upload-Metadata".into(),
+                format!("filename {}", base64(file_name.as_bytes())),
+            ),
+        ];
         let (resp, url) = match self.request("POST", &endpoint, headers, Some((&[], 0, 0))) {
             Sent::Response { resp, url } => (resp, url),
             other => return Err(Box::new(sent_to_outcome(other))),
@@ -227,6 +246,8 @@ fn terminate(job: &Job) -> Outcome {
 }
 
 /// One attempt of a tus upload: HEAD (or create), then PATCH until the server has it all.
+/// An upload the server lost (404, 410, expired) is created again and sent from byte 0,
+/// at most [`MAX_RESTARTS`] times per attempt.
 pub(crate) fn run(job: &Job, chunk_size: Option<u64>) -> Outcome {
     if job.terminate {
         return terminate(job);
@@ -237,7 +258,6 @@ pub(crate) fn run(job: &Job, chunk_size: Option<u64>) -> Outcome {
     if let Err(e) = source::open_unchanged(src) {
         return fail(e, Class::Final);
     }
-    let size = src.size;
     let file_name = source::path_of(src)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -248,107 +268,150 @@ pub(crate) fn run(job: &Job, chunk_size: Option<u64>) -> Outcome {
         reporter: Reporter::new(job.id, job.tx.clone(), job.config.progress_interval),
     };
     let mut url = job.resume_url.clone();
-    let mut resyncs = 0;
-    // Where the server stands, and its last answer (kept as the upload's response).
-    let (mut offset, mut last, mut last_url) = loop {
-        let u = match &url {
-            Some(u) => u.clone(),
-            None => match t.create(size, &file_name) {
-                Ok(u) => {
-                    url = Some(u.clone());
-                    u
-                }
-                Err(o) => return *o,
-            },
-        };
-        match t.head(&u, size) {
-            Step::Offset(o, resp, rurl) => break (o, resp, rurl),
-            Step::Gone => {
+    let mut restarts = 0;
+    loop {
+        match t.upload(url.take(), src.size, chunk_size, &segments, &file_name) {
+            Flow::Done(o) => return o,
+            Flow::Gone if restarts < MAX_RESTARTS => {
+                restarts += 1;
                 log::warn!(
-                    "upload {}: the server lost the tus upload; starting again",
+                    "upload {}: the server lost the tus upload; creating it again",
                     job.id
                 );
+                // Forget the URL first: a crash from here on must not resume it.
                 if let Err(o) = t.journal_url(None) {
                     return *o;
                 }
                 let _ = job
                     .tx
                     .send(Msg::Worker(WorkerMsg::Restarted { id: job.id }));
-                url = None;
+                t.reporter.acked = 0;
+                t.reporter.sent = 0;
             }
-            Step::End(o) => return o,
-        }
-    };
-    let url = url.expect("set by the loop above");
-    t.reporter.acked = offset;
-    t.reporter.sent(offset);
-    while offset < size {
-        let end = chunk_size.map_or(size, |c| size.min(offset.saturating_add(c)));
-        let headers = vec![
-            ("Upload-Offset".into(), offset.to_string()),
-            (
-                "Content-Type".into(),
-                "application/offset+octet-stream".into(),
-            ),
-        ];
-        let (resp, rurl) = match t.request("PATCH", &url, headers, Some((&segments, offset, end))) {
-            Sent::Response { resp, url } => (resp, url),
-            other => return sent_to_outcome(other),
-        };
-        match resp.status().as_u16() {
-            200 | 204 => {}
-            409 | 423 if resyncs < MAX_RESYNCS => {
-                resyncs += 1;
-                match t.head(&url, size) {
-                    Step::Offset(o, _, _) => {
-                        offset = o;
-                        t.reporter.acked = o;
-                        continue;
-                    }
-                    Step::Gone => {
-                        return fail(
-                            Error::Protocol {
-                                message: "upload vanished during re-sync".into(),
-                            },
-                            Class::Transient,
-                        )
-                    }
-                    Step::End(o) => return o,
-                }
-            }
-            404 | 410 => {
-                // Gone mid-way: the next attempt creates it again.
+            Flow::Gone => {
                 if let Err(o) = t.journal_url(None) {
                     return *o;
                 }
                 return fail(
                     Error::Protocol {
-                        message: "the server lost the upload; it will be created again".into(),
+                        message: format!(
+                            "the server lost the upload {} times in a row",
+                            MAX_RESTARTS + 1
+                        ),
                     },
                     Class::Transient,
                 );
             }
-            _ => return t.bad_status(resp, &rurl),
         }
-        resyncs = 0;
-        let new = header(&resp, "upload-offset").and_then(|v| v.trim().parse::<u64>().ok());
-        match new {
-            Some(o) if o > offset && o <= end => offset = o,
-            Some(o) => {
-                return protocol(format!(
-                    "PATCH to offset {offset}..{end} answered Upload-Offset {o}"
-                ))
-            }
-            None => return protocol("PATCH answer without a valid Upload-Offset".into()),
-        }
-        t.reporter.acked = offset;
-        t.reporter.sent(offset);
-        t.reporter.flush(0, None);
-        last = resp;
-        last_url = rurl;
     }
-    // The server has every byte: keep its last answer as the response.
-    finish(job, last, &last_url, &segments, &mut t.reporter)
+}
+
+/// How [`Tus::upload`] ended.
+enum Flow {
+    /// The attempt is over.
+    Done(Outcome),
+    /// The server does not have the upload (any more): create it again.
+    Gone,
+}
+
+impl Tus<'_> {
+    /// Creates the upload if `url` is `None`, finds the server's offset with HEAD, and
+    /// PATCHes the rest.
+    fn upload(
+        &mut self,
+        url: Option<String>,
+        size: u64,
+        chunk_size: Option<u64>,
+        segments: &[Segment],
+        file_name: &str,
+    ) -> Flow {
+        let url = match url {
+            Some(u) => u,
+            None => match self.create(size, file_name) {
+                Ok(u) => u,
+                Err(o) => return Flow::Done(*o),
+            },
+        };
+        // Where the server stands, and its last answer (kept as the upload's response).
+        let (mut offset, mut last, mut last_url) = match self.head(&url, size) {
+            Step::Offset(o, resp, rurl) => (o, resp, rurl),
+            Step::Gone => return Flow::Gone,
+            Step::End(o) => return Flow::Done(o),
+        };
+        self.reporter.acked = offset;
+        self.reporter.sent(offset);
+        let mut resyncs = 0;
+        while offset < size {
+            let end = chunk_size.map_or(size, |c| size.min(offset.saturating_add(c)));
+            let headers = vec![
+                ("Upload-Offset".into(), offset.to_string()),
+                (
+                    "Content-Type".into(),
+                    "application/offset+octet-stream".into(),
+                ),
+            ];
+            let (resp, rurl) =
+                match self.request("PATCH", &url, headers, Some((segments, offset, end))) {
+                    Sent::Response { resp, url } => (resp, url),
+                    other => return Flow::Done(sent_to_outcome(other)),
+                };
+            match resp.status().as_u16() {
+                200 | 204 => {}
+                409 | 423 if resyncs < MAX_RESYNCS => {
+                    resyncs += 1;
+                    match self.head(&url, size) {
+                        Step::Offset(o, _, _) => {
+                            offset = o;
+                            self.reporter.acked = o;
+                            continue;
+                        }
+                        Step::Gone => return Flow::Gone,
+                        Step::End(o) => return Flow::Done(o),
+                    }
+                }
+                404 | 410 => return Flow::Gone,
+                _ => return Flow::Done(self.bad_status(resp, &rurl)),
+            }
+            resyncs = 0;
+            let new = header(&resp, "upload-offset").and_then(|v| v.trim().parse::<u64>().ok());
+            match new {
+                Some(o) if o > offset && o <= end => offset = o,
+                // The server took nothing (it may have cut the request short): the next
+                // attempt asks it with HEAD where it stands.
+                Some(o) if o == offset => {
+                    return Flow::Done(fail(
+                        Error::Protocol {
+                            message: format!("PATCH at offset {offset} stored no byte"),
+                        },
+                        Class::Transient,
+                    ))
+                }
+                Some(o) => {
+                    return Flow::Done(protocol(format!(
+                        "PATCH to offset {offset}..{end} answered Upload-Offset {o}"
+                    )))
+                }
+                None => {
+                    return Flow::Done(protocol(
+                        "PATCH answer without a valid Upload-Offset".into(),
+                    ))
+                }
+            }
+            self.reporter.acked = offset;
+            self.reporter.sent(offset);
+            self.reporter.flush(0, None);
+            last = resp;
+            last_url = rurl;
+        }
+        // The server has every byte: keep its last answer as the response.
+        Flow::Done(finish(
+            self.job,
+            last,
+            &last_url,
+            segments,
+            &mut self.reporter,
+        ))
+    }
 }
 
 #[cfg(test)]

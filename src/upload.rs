@@ -159,7 +159,11 @@ impl Upload {
     /// [`Error::NotFound`] if there is no response yet or the upload was removed;
     /// [`Error::Io`] if the file cannot be opened.
     pub fn response_body(&self) -> Result<File, Error> {
-        if lock(&self.cell.snap).response.is_none() {
+        let gone = {
+            let s = lock(&self.cell.snap);
+            s.response.is_none() || s.removed
+        };
+        if gone {
             return Err(Error::NotFound { id: self.id() });
         }
         let path = crate::store_files::body_path(&self.shared.store_dir, self.id());
@@ -227,14 +231,19 @@ impl Upload {
 
     /// Events from now on: progress (coalesced) and status changes. If the upload has
     /// already ended, one `StatusChanged` with its final state is delivered at once.
+    /// The stream ends (the receiver disconnects) after the final `StatusChanged`, or
+    /// when the upload is removed.
     pub fn events(&self) -> Receiver<Event> {
         let (tx, rx) = unbounded();
-        let progress = self.progress();
-        if progress.status.is_final() {
-            let _ = tx.send(Event::StatusChanged(progress));
+        // Under the snapshot's lock, which `Cell::update` holds while it sends: no
+        // change can slip between this read and the subscription.
+        let snap = lock(&self.cell.snap);
+        if snap.progress.status.is_final() || snap.removed {
+            let _ = tx.send(Event::StatusChanged(snap.progress.clone()));
         } else {
             lock(&self.cell.subscribers).push(tx);
         }
+        drop(snap);
         rx
     }
 

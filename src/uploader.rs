@@ -235,7 +235,9 @@ impl Uploader {
     }
 
     /// Sets how the uploads of group `name` run. Not persisted: set it after each open
-    /// (groups are [`GroupBehavior::Parallel`] until told otherwise).
+    /// (groups are [`GroupBehavior::Parallel`] until told otherwise), or better with
+    /// [`UploaderBuilder::group_behavior`], which is in effect before the first transfer
+    /// starts.
     pub fn set_group_behavior(&self, name: &str, behavior: GroupBehavior) {
         let _ = self
             .shared

@@ -37,7 +37,7 @@ impl<In: Transport> Connector<In> for SocketConnector {
         for addr in details.addrs.iter() {
             match connect(*addr, self.connect_timeout, self.user_timeout) {
                 Ok(stream) => {
-                    let stream = Arc::new(stream);
+                    let stream = Arc::new(Sock(stream));
                     let weak: Weak<dyn ShutdownHandle> =
                         Arc::downgrade(&stream) as Weak<dyn ShutdownHandle>;
                     (details.register_shutdown)(weak)?;
@@ -103,9 +103,25 @@ pub(crate) fn connect(
     Ok(socket.into())
 }
 
+/// A connection's socket, shared with the agent's shutdown handle.
+///
+/// `Agent::shutdown` (how the scheduler stops a transfer: pause, cancel, remove, costed
+/// network, shutdown) also sets `SO_LINGER` to 0 here, so the close that follows resets
+/// the connection and the kernel drops what is still queued in the send buffer. Without
+/// it, the megabytes a fast link queues up for a slow reader kept reaching the server
+/// for seconds after a pause or cancel.
+pub(crate) struct Sock(TcpStream);
+
+impl ShutdownHandle for Sock {
+    fn shutdown(&self) {
+        let _ = socket2::SockRef::from(&self.0).set_linger(Some(Duration::ZERO));
+        let _ = self.0.shutdown(Shutdown::Both);
+    }
+}
+
 /// A TCP transport for ureq (the equivalent of its private `TcpTransport`).
 pub(crate) struct SocketTransport {
-    stream: Arc<TcpStream>,
+    stream: Arc<Sock>,
     buffers: LazyBuffers,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
@@ -130,11 +146,11 @@ impl Transport for SocketTransport {
         }
         let t = timeout.not_zero().map(|d| *d);
         if t != self.write_timeout {
-            self.stream.set_write_timeout(t)?;
+            self.stream.0.set_write_timeout(t)?;
             self.write_timeout = t;
         }
         let output = &self.buffers.output()[..amount];
-        (&*self.stream)
+        (&self.stream.0)
             .write_all(output)
             .map_err(|e| timeout_error(e, timeout.reason))
     }
@@ -146,12 +162,12 @@ impl Transport for SocketTransport {
         }
         let t = timeout.not_zero().map(|d| *d);
         if t != self.read_timeout {
-            self.stream.set_read_timeout(t)?;
+            self.stream.0.set_read_timeout(t)?;
             self.read_timeout = t;
         }
         let input = self.buffers.input_append_buf();
         let amount = loop {
-            match (&*self.stream).read(input) {
+            match (&self.stream.0).read(input) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other.map_err(|e| timeout_error(e, timeout.reason))?,
             }
@@ -162,7 +178,7 @@ impl Transport for SocketTransport {
 
     fn is_open(&mut self) -> bool {
         // Probe without blocking: no bytes and no error means the peer has not closed.
-        let stream = &*self.stream;
+        let stream = &self.stream.0;
         if stream.set_nonblocking(true).is_err() {
             return false;
         }
@@ -176,13 +192,13 @@ impl Transport for SocketTransport {
 impl fmt::Debug for SocketTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SocketTransport")
-            .field("peer", &self.stream.peer_addr().ok())
+            .field("peer", &self.stream.0.peer_addr().ok())
             .finish()
     }
 }
 
 impl Drop for SocketTransport {
     fn drop(&mut self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
+        let _ = self.stream.0.shutdown(Shutdown::Both);
     }
 }

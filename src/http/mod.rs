@@ -70,6 +70,9 @@ pub(crate) fn agent(config: &Config, roots: &Option<RootCerts>) -> Result<Agent,
     let mut tls = TlsConfig::builder().provider(TlsProvider::Rustls);
     if let Some(r) = roots {
         tls = tls.root_certs(r.clone());
+    } else if !config.webpki_roots {
+        // No root at all: every certificate is refused (ureq's default is webpki-roots).
+        tls = tls.root_certs(RootCerts::new_with_certs(&[]));
     }
     let proxy = match &config.proxy {
         Some(p) => Some(ureq::Proxy::new(p).map_err(|e| Error::InvalidUrl {
@@ -87,6 +90,10 @@ pub(crate) fn agent(config: &Config, roots: &Option<RootCerts>) -> Result<Agent,
         .save_redirect_history(false)
         .no_delay(true)
         .input_buffer_size(config.buffer_size.max(16 * 1024))
+        // The response head must fit the input buffer: ureq only reports a head that is
+        // too large when it exceeds this cap, and one that merely fills the buffer looks
+        // like a peer that stopped talking ("Peer disconnected").
+        .max_response_header_size((64 * 1024).min(config.buffer_size.max(16 * 1024) - 1))
         .output_buffer_size(config.buffer_size)
         .timeout_connect(Some(config.connect_timeout + Duration::from_secs(30)))
         .timeout_send_request(Some(config.stall_timeout))
@@ -182,6 +189,16 @@ pub(crate) fn classify(e: ureq::Error) -> (Error, Class) {
 
 pub(crate) fn classify_io(io: &io::Error) -> (Error, Class) {
     use io::ErrorKind as K;
+    // rustls reports a failed handshake (untrusted, expired or wrong-host certificate, an
+    // alert) as an io::Error wrapping its own error: that is TLS, and retrying cannot help.
+    if let Some(e) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        return (
+            Error::Tls {
+                message: e.to_string(),
+            },
+            Class::Final,
+        );
+    }
     if io
         .get_ref()
         .is_some_and(|e| e.is::<connector::ConnectTimedOut>())

@@ -39,8 +39,9 @@ pub(crate) fn headers_of(resp: &Response<Body>) -> Vec<(String, String)> {
 /// with the bytes received so far.
 ///
 /// # Errors
-/// [`Error::Io`] if the store cannot be written; network errors while reading the body
-/// come back as `Err(Err(ureq error))`-free [`Error::Network`].
+/// [`Error::Io`] if the store cannot be written; a failure while reading the body comes
+/// back classified like one of the request ([`Error::Timeout`], [`Error::Protocol`],
+/// [`Error::Network`]). Either way no temp file is left behind.
 pub(crate) fn read_response(
     mut resp: Response<Body>,
     url: &str,
@@ -59,6 +60,8 @@ pub(crate) fn read_response(
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| Error::io("create response body file", &tmp, e))?;
+    // A body that fails half-way must not leave its temp file behind until the next open.
+    let mut guard = RemoveOnDrop(Some(&tmp));
     let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
     let mut buf = vec![0u8; 16 * 1024];
     let mut len = 0u64;
@@ -75,7 +78,9 @@ pub(crate) fn read_response(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(crate::http::classify_io(&e).0),
+            // ureq hands its own errors (a body timeout, bad chunked framing) back
+            // wrapped in an io::Error; unwrap them so they keep their kind and phase.
+            Err(e) => return Err(crate::http::classify(ureq::Error::from(e)).0),
         };
         file.write_all(&buf[..n])
             .map_err(|e| Error::io("write response body file", &tmp, e))?;
@@ -86,6 +91,7 @@ pub(crate) fn read_response(
         .map_err(|e| Error::io("fsync response body file", &tmp, e))?;
     fs::rename(&tmp, body_path)
         .map_err(|e| Error::io("rename response body file", body_path, e))?;
+    guard.0 = None;
     if truncated {
         log::warn!("response body over the {cap}-byte cap; kept the first {cap} bytes");
     }
@@ -96,4 +102,15 @@ pub(crate) fn read_response(
         body_len: len,
         body_truncated: truncated,
     })
+}
+
+/// Deletes a temp file when dropped, unless disarmed by setting it to `None`.
+struct RemoveOnDrop<'a>(Option<&'a Path>);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.0 {
+            let _ = fs::remove_file(p);
+        }
+    }
 }

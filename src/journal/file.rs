@@ -4,6 +4,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::format::{self, Damage, HeaderCheck, HEADER_LEN, MAX_RECORD_LEN};
@@ -27,6 +28,16 @@ pub enum Durability {
 
 /// The longest a batched record stays written but not fsynced while appends continue.
 pub const BATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Journal fsyncs issued by every journal of this process (benchmarks count them).
+static PROCESS_FSYNCS: AtomicU64 = AtomicU64::new(0);
+
+/// Journal fsyncs (appends, compactions, journal creation) issued in this process so
+/// far, by every store. For benchmarks: `benches/transfer.rs` reports them per GiB.
+#[doc(hidden)]
+pub fn process_fsyncs() -> u64 {
+    PROCESS_FSYNCS.load(Ordering::Relaxed)
+}
 
 /// What opening found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +219,7 @@ impl Journal {
         self.unsynced = false;
         self.last_sync = Instant::now();
         self.fsyncs += 1;
+        PROCESS_FSYNCS.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -259,6 +271,7 @@ impl Journal {
 
     pub(super) fn count_fsync(&mut self) {
         self.fsyncs += 1;
+        PROCESS_FSYNCS.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn replace_file(&mut self, file: File, len: u64, records: u64) {
@@ -297,6 +310,7 @@ fn create_empty(dir: &Path, path: &Path) -> Result<Journal, Error> {
         .map_err(|e| Error::io("write journal header", &tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| Error::io("rename new journal into", path, e))?;
     sync_dir(dir)?;
+    PROCESS_FSYNCS.fetch_add(2, Ordering::Relaxed);
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)

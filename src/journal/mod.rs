@@ -24,7 +24,9 @@ pub mod replay;
 use std::path::{Path, PathBuf};
 
 pub use compact::CompactStep;
-pub use file::{Durability, Journal, Recovery, BATCH_INTERVAL, COMPACT_FILE, JOURNAL_FILE};
+pub use file::{
+    process_fsyncs, Durability, Journal, Recovery, BATCH_INTERVAL, COMPACT_FILE, JOURNAL_FILE,
+};
 pub use lock::{StoreLock, LOCK_FILE};
 pub use record::Record;
 pub use replay::{State, UploadState};

@@ -73,6 +73,8 @@ enum StopReason {
     Remove,
     Costed,
     Shutdown,
+    /// Paused, then resumed before the worker had stopped: back to the queue.
+    Requeue,
 }
 
 struct Running {
@@ -120,6 +122,7 @@ impl Scheduler {
         roots: Roots,
     ) -> Scheduler {
         let bandwidth = config.max_bandwidth.map(|b| Arc::new(Bandwidth::new(b)));
+        let groups = config.groups.iter().cloned().collect();
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
@@ -135,7 +138,7 @@ impl Scheduler {
             running: HashMap::new(),
             retry_at: BTreeMap::new(),
             offline: HashSet::new(),
-            groups: HashMap::new(),
+            groups,
             costed: false,
             next_retention: Instant::now(),
             rng: seed,
@@ -310,6 +313,16 @@ impl Scheduler {
                     Ok(())
                 }
             },
+            Op::Resume if running => {
+                // Paused but still stopping: the resume must not be lost when the
+                // worker's report lands it in PausedByApplication.
+                if let Some(r) = self.running.get_mut(&id) {
+                    if r.stop == Some(StopReason::Pause) {
+                        r.stop = Some(StopReason::Requeue);
+                    }
+                }
+                Ok(())
+            }
             Op::Resume => match status {
                 StatusV1::PausedByApplication => {
                     self.set_status(id, StatusV1::Queued, attempts, None);
@@ -424,7 +437,11 @@ impl Scheduler {
 
     fn stop(&mut self, id: UploadId, reason: StopReason) {
         if let Some(r) = self.running.get_mut(&id) {
-            if r.stop.is_none() || reason == StopReason::Remove || reason == StopReason::Cancel {
+            if r.stop.is_none()
+                || r.stop == Some(StopReason::Requeue)
+                || reason == StopReason::Remove
+                || reason == StopReason::Cancel
+            {
                 r.stop = Some(reason);
             }
             let _ = r.ctl.send(Control::Stop);

@@ -114,7 +114,14 @@ impl Scheduler {
             return;
         }
         let result = match (stop, outcome) {
-            (Some(StopReason::Remove), _) => self.remove(id),
+            (Some(StopReason::Remove), outcome) => {
+                // Removing an unfinished upload cancels it: a tus upload is ended on
+                // its server too (the DELETE worker holds its own copy of the URL).
+                if !matches!(outcome, Outcome::Completed(_)) {
+                    self.terminate_tus(id);
+                }
+                self.remove(id)
+            }
             (_, Outcome::Completed(resp)) => {
                 self.completed(id, &resp);
                 Ok(())
@@ -171,17 +178,33 @@ impl Scheduler {
             Outcome::Completed(_) => true,
         };
         match reason {
-            StopReason::Pause => self.set_status(id, StatusV1::PausedByApplication, attempts, None),
+            StopReason::Pause => {
+                // Persist how far it got, so that after a reopen the resumed attempt
+                // is known to start again (`has_restarted`).
+                self.checkpoint(id);
+                self.set_status(id, StatusV1::PausedByApplication, attempts, None)
+            }
             StopReason::Costed => {
-                self.set_status(id, StatusV1::PausedCostedNetwork, attempts, None)
+                self.checkpoint(id);
+                // The network may have stopped being costed while the worker stopped.
+                let next = if self.costed {
+                    StatusV1::PausedCostedNetwork
+                } else {
+                    StatusV1::Queued
+                };
+                self.set_status(id, next, attempts, None)
             }
             StopReason::Cancel => {
                 self.set_status(id, StatusV1::Canceled, attempts, None);
                 self.terminate_tus(id);
             }
-            StopReason::Shutdown => {
+            StopReason::Shutdown | StopReason::Requeue => {
                 if body_complete && !self.may_resend(id) {
-                    let e = not_resumable("the uploader shut down after the whole body was sent");
+                    let e = not_resumable(if reason == StopReason::Shutdown {
+                        "the uploader shut down after the whole body was sent"
+                    } else {
+                        "it was paused after the whole body was sent"
+                    });
                     self.set_status(id, StatusV1::Error, attempts, Some(e));
                 } else {
                     self.checkpoint(id);
