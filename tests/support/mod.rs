@@ -7,9 +7,11 @@ mod engine;
 mod files;
 mod http;
 mod net;
+pub mod proxy;
 mod record;
 mod server;
 pub mod tls;
+pub mod tus;
 
 #[allow(unused_imports)] // each test uses a subset
 pub use self::{
