@@ -1,0 +1,105 @@
+//! `list`: one line per upload, or (`--json`) a JSON array of objects.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use background_transfer::{Priority, Status, Upload};
+use serde_json::{json, Value};
+
+use crate::Failure;
+
+pub fn list(store: &Path, json: bool) -> Result<u8, Failure> {
+    let up = crate::open_for_management(store)?;
+    let uploads = up.uploads();
+    let text = if json {
+        let items: Vec<Value> = uploads.iter().map(to_json).collect();
+        let mut s = serde_json::to_string_pretty(&Value::Array(items))
+            .map_err(|e| Failure::new(format!("could not encode the list as JSON: {e}")))?;
+        s.push('\n');
+        s
+    } else {
+        uploads.iter().map(|u| line(u) + "\n").collect()
+    };
+    up.shutdown()?;
+    // A closed pipe (`bgupload list | head -1`) is not an error worth a panic.
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+    Ok(0)
+}
+
+fn file_of(u: &Upload) -> String {
+    let files: Vec<String> = u
+        .request()
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect();
+    files.join(",")
+}
+
+fn http_status(u: &Upload) -> Option<u16> {
+    u.response_info().map(|r| r.status)
+}
+
+fn priority(p: Priority) -> &'static str {
+    match p {
+        Priority::High => "high",
+        Priority::Low => "low",
+        _ => "default",
+    }
+}
+
+/// `  3  completed              4194304/4194304  HTTP 201  PUT http://h/x  /data/a.bin`
+/// followed by `  error: ...` for an upload that has one.
+fn line(u: &Upload) -> String {
+    let p = u.progress();
+    let sent = if p.status == Status::Completed {
+        p.total_bytes_to_send
+    } else {
+        p.bytes_sent
+    };
+    let http = http_status(u).map_or("-".to_string(), |s| s.to_string());
+    let mut s = format!(
+        "{:>4}  {:<21}  {:>12}/{:<12}  HTTP {:<3}  {} {}  {}",
+        u.id(),
+        p.status.as_str(),
+        sent,
+        p.total_bytes_to_send,
+        http,
+        u.request().method,
+        u.request().url,
+        file_of(u)
+    );
+    if let Some(e) = u.error() {
+        s.push_str(&format!("  error: {e}"));
+    }
+    s
+}
+
+fn to_json(u: &Upload) -> Value {
+    let p = u.progress();
+    let r = u.request();
+    let sent = if p.status == Status::Completed {
+        p.total_bytes_to_send
+    } else {
+        p.bytes_sent
+    };
+    json!({
+        "id": u.id(),
+        "url": r.url,
+        "method": r.method,
+        "file": file_of(u),
+        "status": p.status.as_str(),
+        "bytes_sent": sent,
+        "total_bytes": p.total_bytes_to_send,
+        "bytes_acknowledged": p.bytes_acknowledged,
+        "http_status": http_status(u),
+        "error": u.error().map(|e| e.to_string()),
+        "priority": priority(r.priority),
+        "group": r.group,
+        "tus": r.tus,
+        "attempts": p.attempts,
+        "has_restarted": p.has_restarted,
+        "created_ms": r.created_ms,
+    })
+}

@@ -1,0 +1,156 @@
+//! `bgupload`: the command-line face of `background-transfer`, built on its public API
+//! only. See `bgupload --help` and the README's "Command line" section.
+//!
+//! ```text
+//! bgupload [--store DIR] add [-X METHOD] [-H 'Name: value']... [--priority high|default|low] [--group NAME] [--tus] URL FILE
+//! bgupload [--store DIR] run [--until-idle] [--max-concurrent N] [--connect-timeout SECS] [--response-timeout SECS] [--retries N] [--max-bandwidth BYTES_PER_SEC]
+//! bgupload [--store DIR] list [--json]
+//! bgupload [--store DIR] pause|resume|cancel|remove ID
+//! bgupload send URL FILE [same options as add and run]
+//! bgupload demo
+//! ```
+//!
+//! Modules: `cli` parses, `run` runs the uploader (also for `send`), `list` prints the
+//! store, `demo` is the self-contained demonstration with its receiving server in
+//! `server`, and `progress_view` draws bars or plain lines.
+
+mod cli;
+mod demo;
+mod list;
+mod progress_view;
+mod run;
+mod server;
+
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use background_transfer::{Error, UploadRequest, Uploader};
+
+use cli::{AddArgs, Command, Op};
+
+/// Exit status for a usage mistake (like most Unix tools).
+const EXIT_USAGE: u8 = 2;
+
+/// A failure to report: one sentence for stderr, and the exit status.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl Failure {
+    pub fn new(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            code: 1,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        let message = match &e {
+            // The documented one-process-per-store rule, said in the CLI's terms.
+            Error::StoreLocked { path } => format!(
+                "store {} is in use by another process (a running `bgupload run` or `send`?); \
+                 wait for it to finish or stop it, or use another --store",
+                path.display()
+            ),
+            other => other.to_string(),
+        };
+        Failure::new(message)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match cli::parse_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bgupload: {e}; see `bgupload --help`");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let store = cli.store_dir();
+    let result = match cli.command {
+        Command::Help => {
+            print!("{}", cli::USAGE);
+            Ok(0)
+        }
+        Command::Add(a) => add(&store, a),
+        Command::Run(r) => run::run(&store, &r, None),
+        Command::Send { add, run } => run::run(&store, &run, Some(add)),
+        Command::List { json } => list::list(&store, json),
+        Command::Op { op, id } => upload_op(&store, op, id),
+        Command::Demo => demo::demo(),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("bgupload: {f}");
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// Opens the store to look at it and manage it: nothing goes on the wire, and every
+/// upload keeps its status for the next `run`.
+pub fn open_for_management(store: &Path) -> Result<Uploader, Failure> {
+    Ok(Uploader::builder()
+        .store_dir(store)
+        .start_transfers(false)
+        .open()?)
+}
+
+/// Builds the request `add` and `send` persist.
+pub fn request(a: AddArgs) -> Result<UploadRequest, Failure> {
+    // PUT by default: sending it again is safe, so an upload a crash interrupted
+    // restarts. (The crate's own default, POST like WinRT, ends such an upload in
+    // `Error::NotResumable` unless it carries an Idempotency-Key.)
+    let method = a.method.unwrap_or_else(|| "PUT".into());
+    let mut req = UploadRequest::new(&method, a.url, a.file).priority(a.priority);
+    for (name, value) in &a.headers {
+        req = req.header(name, value)?;
+    }
+    if let Some(g) = a.group {
+        req = req.group(g);
+    }
+    if a.tus {
+        req = req.tus(None);
+    }
+    Ok(req)
+}
+
+/// `add`: persist the upload and print its id, nothing else.
+fn add(store: &Path, a: AddArgs) -> Result<u8, Failure> {
+    let req = request(a)?;
+    let up = open_for_management(store)?;
+    let op = up.create_upload(req)?;
+    let id = op.id();
+    up.shutdown()?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{id}");
+    Ok(0)
+}
+
+/// `pause|resume|cancel|remove ID`.
+fn upload_op(store: &Path, op: Op, id: u64) -> Result<u8, Failure> {
+    let up = open_for_management(store)?;
+    let handle = up.get(id).ok_or(Error::NotFound { id })?;
+    match op {
+        Op::Pause => handle.pause()?,
+        Op::Resume => handle.resume()?,
+        Op::Cancel => handle.cancel()?,
+        Op::Remove => handle.remove()?,
+    }
+    up.shutdown()?;
+    let _ = writeln!(std::io::stdout().lock(), "{} upload {id}", op.done());
+    Ok(0)
+}

@@ -1,0 +1,147 @@
+//! `run` and `send`: open the store with transfers on, show progress, and stop on
+//! SIGINT/SIGTERM (transfers are stopped and persisted; the next `run` continues them)
+//! or, with `--until-idle`, once nothing is left to do.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use background_transfer::{Status, Upload, Uploader};
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+use crate::cli::{AddArgs, RunArgs};
+use crate::progress_view::{ProgressView, Row};
+use crate::Failure;
+
+/// How often the view polls the uploads' snapshots.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Whether `--until-idle` may stop for this status: the upload ended, or the program
+/// (someone with `bgupload pause`) paused it.
+pub fn is_idle(s: Status) -> bool {
+    matches!(
+        s,
+        Status::Completed | Status::Error | Status::Canceled | Status::PausedByApplication
+    )
+}
+
+/// SIGINT and SIGTERM set a flag the loop polls; a second signal ends the process at
+/// once (the journal is crash-safe, so that loses nothing accepted).
+struct Signals {
+    int: Arc<AtomicBool>,
+    term: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, Failure> {
+        let any = Arc::new(AtomicBool::new(false));
+        let int = Arc::new(AtomicBool::new(false));
+        let term = Arc::new(AtomicBool::new(false));
+        for (sig, flag, code) in [(SIGINT, &int, 130), (SIGTERM, &term, 143)] {
+            let registered =
+                signal_hook::flag::register_conditional_shutdown(sig, code, Arc::clone(&any))
+                    .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&any)))
+                    .and_then(|_| signal_hook::flag::register(sig, Arc::clone(flag)));
+            registered
+                .map_err(|e| Failure::new(format!("could not install a signal handler: {e}")))?;
+        }
+        Ok(Signals { int, term })
+    }
+
+    /// The exit status for the signal received, if one was.
+    fn received(&self) -> Option<u8> {
+        if self.int.load(Ordering::SeqCst) {
+            Some(130)
+        } else if self.term.load(Ordering::SeqCst) {
+            Some(143)
+        } else {
+            None
+        }
+    }
+}
+
+fn builder(store: &Path, a: &RunArgs) -> background_transfer::UploaderBuilder {
+    let mut b = Uploader::builder()
+        .store_dir(store)
+        .max_bandwidth(a.max_bandwidth);
+    if let Some(n) = a.max_concurrent {
+        b = b.max_concurrent(n);
+    }
+    if let Some(t) = a.connect_timeout {
+        b = b.connect_timeout(t);
+    }
+    if let Some(t) = a.response_timeout {
+        b = b.response_timeout(t);
+    }
+    if let Some(n) = a.retries {
+        b = b.retries(n);
+    }
+    b
+}
+
+/// `run`, or `send` when `add` is given: that upload is created first, and the exit
+/// status is its outcome.
+pub fn run(store: &Path, args: &RunArgs, add: Option<AddArgs>) -> Result<u8, Failure> {
+    let request = add.map(crate::request).transpose()?;
+    let signals = Signals::install()?;
+    let up = builder(store, args).open()?;
+    let own: Option<Upload> = match request {
+        Some(r) => Some(up.create_upload(r)?),
+        None => None,
+    };
+    let tty = std::io::stdout().is_terminal();
+    let mut view = ProgressView::new(tty);
+    if tty {
+        view.note(&format!(
+            "bgupload: running the uploads of {}; Ctrl-C stops them (the next run continues them)",
+            up.store_dir().display()
+        ));
+    }
+    let uploads = loop {
+        let uploads = up.uploads();
+        let rows: Vec<Row> = uploads.iter().map(Row::of).collect();
+        view.update(&rows);
+        if let Some(code) = signals.received() {
+            view.flush(&rows);
+            view.finish();
+            eprintln!(
+                "bgupload: interrupted; transfers are stopped and saved, and `bgupload run` \
+                 continues them"
+            );
+            up.shutdown()?;
+            return Ok(code);
+        }
+        let idle = uploads.iter().all(|u| is_idle(u.status()));
+        if args.until_idle && idle {
+            view.flush(&rows);
+            view.finish();
+            break uploads;
+        }
+        std::thread::sleep(POLL);
+    };
+    let mut failed = false;
+    for u in &uploads {
+        if own.as_ref().is_some_and(|o| o.id() != u.id()) {
+            continue;
+        }
+        let name = Row::of(u).name;
+        match u.status() {
+            Status::Error => {
+                failed = true;
+                let why = u
+                    .error()
+                    .map_or_else(|| "no reason recorded".to_string(), |e| e.to_string());
+                eprintln!("bgupload: upload {} ({name}) failed: {why}", u.id());
+            }
+            Status::Canceled => {
+                failed = true;
+                eprintln!("bgupload: upload {} ({name}) was canceled", u.id());
+            }
+            _ => {}
+        }
+    }
+    up.shutdown()?;
+    Ok(u8::from(failed))
+}

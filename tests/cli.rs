@@ -1,0 +1,470 @@
+//! The `bgupload` example as scripts use it: the built binary is run against a loopback
+//! `TestServer` and its stdout, stderr, exit codes and `list --json` are checked.
+//!
+//! - `add` prints only the id; `run --until-idle` exits 0 when every upload completed
+//!   and 1 when one failed (a 400) or was canceled; `list --json` has the documented
+//!   fields and status words; `send` exits by its own upload's outcome;
+//! - `cancel`, `remove`, and `add` with a bad URL or a missing file (one-line error on
+//!   stderr, non-zero exit, the store keeps its other uploads);
+//! - a store held by a `run` is reported as in use; SIGINT stops `run` promptly and
+//!   leaves the upload queued; a SIGKILLed `run` continues when started again;
+//! - `demo` exits 0 and prints a summary whose checksums match.
+//!
+//! The binary is `target/<profile>/examples/bgupload`, which `cargo test` builds
+//! alongside the tests (with `--test cli` alone, build it first:
+//! `cargo build --release --example bgupload`). Every wait is bounded.
+
+mod support;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{sha256_file, write_file, Action, Behavior, TestServer};
+
+/// Longest any one command may take (the demo takes about 10 s).
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// The example binary, next to this test's: `target/<profile>/deps/cli-*` →
+/// `target/<profile>/examples/bgupload`.
+fn bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary in target/<profile>/deps");
+    let bin = profile_dir.join("examples").join("bgupload");
+    assert!(
+        bin.is_file(),
+        "{} is missing: `cargo test` builds it; with `--test cli` alone run \
+         `cargo build --example bgupload` (same profile) first",
+        bin.display()
+    );
+    bin
+}
+
+struct Out {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+fn command(store: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.arg("--store").arg(store).args(args);
+    cmd
+}
+
+/// Runs the command to completion, at most `LIMIT`.
+fn run_cmd(mut cmd: Command) -> Out {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start bgupload");
+    wait_out(child, LIMIT)
+}
+
+/// Waits for `child` (killing it after `limit`) and collects its output.
+fn wait_out(mut child: Child, limit: Duration) -> Out {
+    let mut so = child.stdout.take().expect("piped stdout");
+    let mut se = child.stderr.take().expect("piped stderr");
+    let so = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = so.read_to_string(&mut s);
+        s
+    });
+    let se = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = se.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for bgupload") {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("bgupload did not finish within {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Out {
+        status,
+        stdout: so.join().unwrap(),
+        stderr: se.join().unwrap(),
+    }
+}
+
+fn bg(store: &Path, args: &[&str]) -> Out {
+    run_cmd(command(store, args))
+}
+
+/// `add` → the id it printed (stdout must be exactly one line with a number).
+fn add(store: &Path, args: &[&str]) -> u64 {
+    let mut all = vec!["add"];
+    all.extend_from_slice(args);
+    let out = bg(store, &all);
+    assert_eq!(out.code(), Some(0), "add {args:?}: {}", out.stderr);
+    assert!(out.stderr.is_empty(), "add wrote to stderr: {}", out.stderr);
+    let line = out.stdout.strip_suffix('\n').expect("one line");
+    assert!(
+        !line.contains('\n'),
+        "add printed more than the id: {:?}",
+        out.stdout
+    );
+    line.parse().expect("add prints the id")
+}
+
+fn list_json(store: &Path) -> Vec<Value> {
+    let out = bg(store, &["list", "--json"]);
+    assert_eq!(out.code(), Some(0), "list --json: {}", out.stderr);
+    match serde_json::from_str(&out.stdout).expect("list --json is JSON") {
+        Value::Array(items) => items,
+        other => panic!("list --json is not an array: {other}"),
+    }
+}
+
+fn entry(items: &[Value], id: u64) -> &Value {
+    items
+        .iter()
+        .find(|v| v["id"].as_u64() == Some(id))
+        .unwrap_or_else(|| panic!("upload {id} not listed: {items:?}"))
+}
+
+/// stderr is one sentence on one line, prefixed with the program's name.
+fn assert_one_line_error(out: &Out, mentions: &str) {
+    assert_ne!(
+        out.code(),
+        Some(0),
+        "expected a failure; stdout {:?}",
+        out.stdout
+    );
+    let err = out.stderr.trim_end();
+    assert!(!err.is_empty(), "no error on stderr");
+    assert!(!err.contains('\n'), "error is not one line: {err:?}");
+    assert!(err.starts_with("bgupload: "), "{err}");
+    assert!(
+        err.to_lowercase().contains(&mentions.to_lowercase()),
+        "{err:?} does not mention {mentions:?}"
+    );
+}
+
+fn server() -> TestServer {
+    TestServer::start(Behavior::handler(|head, _| {
+        if head.path.starts_with("/bad") {
+            Action::respond(400, "no thanks")
+        } else {
+            Action::respond(201, "stored")
+        }
+    }))
+}
+
+#[test]
+fn add_run_list_and_exit_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let srv = server();
+    let a = write_file(tmp.path(), "a.bin", 1 << 20, 1);
+    let b = write_file(tmp.path(), "b.bin", 300_000, 2);
+    let url_a = srv.url("/ok/a");
+    let id_a = add(&store, &[&url_a, a.to_str().unwrap()]);
+    let id_b = add(
+        &store,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "X-Test: yes",
+            "--priority",
+            "high",
+            "--group",
+            "g",
+            &srv.url("/ok/b"),
+            b.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(id_a, id_b);
+
+    // Accepted, not started: `add` does not transfer.
+    let items = list_json(&store);
+    assert_eq!(items.len(), 2);
+    let ea = entry(&items, id_a);
+    for field in [
+        "id",
+        "url",
+        "method",
+        "file",
+        "status",
+        "bytes_sent",
+        "total_bytes",
+        "http_status",
+        "error",
+    ] {
+        assert!(ea.get(field).is_some(), "field {field} missing: {ea}");
+    }
+    assert_eq!(ea["status"], "queued");
+    assert_eq!(ea["url"], url_a.as_str());
+    assert_eq!(ea["method"], "PUT", "the CLI's default method");
+    assert_eq!(ea["file"], a.canonicalize().unwrap().to_str().unwrap());
+    assert_eq!(ea["bytes_sent"], 0);
+    assert_eq!(ea["total_bytes"], 1 << 20);
+    assert!(ea["http_status"].is_null());
+    assert!(ea["error"].is_null());
+    assert_eq!(entry(&items, id_b)["method"], "POST");
+    assert_eq!(srv.request_count(), 0, "add or list sent something");
+
+    // Plain `list`: one line per upload with its status word.
+    let out = bg(&store, &["list"]);
+    assert_eq!(out.code(), Some(0));
+    assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
+    assert!(
+        out.stdout.lines().all(|l| l.contains(" queued ")),
+        "{}",
+        out.stdout
+    );
+
+    // Everything completes: exit 0, plain progress lines (stdout is not a terminal).
+    let out = bg(&store, &["run", "--until-idle", "--retries", "0"]);
+    assert_eq!(out.code(), Some(0), "run: {}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("completed"), "{}", out.stdout);
+    assert!(!out.stdout.contains('\x1b'), "escape codes on a pipe");
+    let items = list_json(&store);
+    for (id, file, path) in [(id_a, &a, "/ok/a"), (id_b, &b, "/ok/b")] {
+        let e = entry(&items, id);
+        assert_eq!(e["status"], "completed", "{e}");
+        assert_eq!(e["http_status"], 201);
+        assert_eq!(e["bytes_sent"], e["total_bytes"]);
+        assert!(e["error"].is_null());
+        let got = srv
+            .requests()
+            .into_iter()
+            .rfind(|r| r.path == path && r.complete)
+            .expect("server got it");
+        assert_eq!(got.sha256, sha256_file(file));
+    }
+    let b_req = srv
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/ok/b")
+        .unwrap();
+    assert_eq!(b_req.method, "POST");
+    assert_eq!(b_req.header("x-test"), Some("yes"));
+
+    // A final 400: exit 1, the reason on stderr, the response kept.
+    let id_bad = add(&store, &[&srv.url("/bad"), a.to_str().unwrap()]);
+    let out = bg(&store, &["run", "--until-idle", "--retries", "0"]);
+    assert_eq!(out.code(), Some(1), "run: {}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("400"), "{}", out.stderr);
+    let items = list_json(&store);
+    let e = entry(&items, id_bad);
+    assert_eq!(e["status"], "error");
+    assert_eq!(e["http_status"], 400);
+    assert!(
+        e["error"].as_str().is_some_and(|s| s.contains("400")),
+        "{e}"
+    );
+    assert_eq!(entry(&items, id_a)["status"], "completed");
+    let out = bg(&store, &["list"]);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.contains(" error ") && l.contains("400")),
+        "{}",
+        out.stdout
+    );
+
+    // `send` answers for its own upload, whatever else the store holds.
+    let out = bg(
+        &store,
+        &[
+            "send",
+            &srv.url("/ok/sent"),
+            b.to_str().unwrap(),
+            "--retries",
+            "0",
+        ],
+    );
+    assert_eq!(out.code(), Some(0), "send: {}\n{}", out.stdout, out.stderr);
+    let out = bg(
+        &store,
+        &["send", &srv.url("/bad/sent"), b.to_str().unwrap()],
+    );
+    assert_eq!(out.code(), Some(1), "send: {}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("400"), "{}", out.stderr);
+}
+
+#[test]
+fn cancel_remove_and_bad_adds_keep_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let srv = server();
+    let f = write_file(tmp.path(), "f.bin", 4096, 3);
+    let url = srv.url("/ok/f");
+    let keep = add(&store, &[&url, f.to_str().unwrap()]);
+    let gone = add(&store, &[&url, f.to_str().unwrap()]);
+
+    // Bad URL, missing file, bad header, unknown option: one line each, nothing added.
+    let out = bg(&store, &["add", "ftp://example.com/x", f.to_str().unwrap()]);
+    assert_one_line_error(&out, "url");
+    assert!(out.stdout.is_empty());
+    let missing = tmp.path().join("no-such-file.bin");
+    let out = bg(&store, &["add", &url, missing.to_str().unwrap()]);
+    assert_one_line_error(&out, "no-such-file.bin");
+    let out = bg(
+        &store,
+        &["add", "-H", "Bad Name: x", &url, f.to_str().unwrap()],
+    );
+    assert_one_line_error(&out, "header");
+    let out = bg(&store, &["add", "--frobnicate", &url, f.to_str().unwrap()]);
+    assert_one_line_error(&out, "frobnicate");
+    let out = bg(&store, &["pause", "99"]);
+    assert_one_line_error(&out, "99");
+
+    let items = list_json(&store);
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert!(items.iter().all(|i| i["status"] == "queued"));
+
+    // pause / resume / cancel / remove.
+    let out = bg(&store, &["pause", &keep.to_string()]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(entry(&list_json(&store), keep)["status"], "paused");
+    let out = bg(&store, &["resume", &keep.to_string()]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(entry(&list_json(&store), keep)["status"], "queued");
+    let out = bg(&store, &["cancel", &gone.to_string()]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let items = list_json(&store);
+    assert_eq!(entry(&items, gone)["status"], "canceled");
+    assert_eq!(entry(&items, keep)["status"], "queued");
+
+    // A canceled upload makes `run --until-idle` exit 1; the other one still completes.
+    let out = bg(&store, &["run", "--until-idle"]);
+    assert_eq!(out.code(), Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("canceled"), "{}", out.stderr);
+    assert_eq!(entry(&list_json(&store), keep)["status"], "completed");
+    assert_eq!(srv.requests().len(), 1, "the canceled upload was sent");
+
+    let out = bg(&store, &["remove", &gone.to_string()]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let items = list_json(&store);
+    assert_eq!(items.len(), 1);
+    let out = bg(&store, &["run", "--until-idle"]);
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+}
+
+/// Waits until the server has received at least `n` body bytes of some request.
+fn wait_for_body(srv: &TestServer, n: u64) {
+    assert!(
+        srv.wait_until(Duration::from_secs(30), |reqs| reqs
+            .iter()
+            .any(|r| r.body_len >= n)),
+        "the upload did not start"
+    );
+}
+
+#[test]
+fn locked_store_signals_and_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let srv = server();
+    let f = write_file(tmp.path(), "slow.bin", 2 << 20, 4);
+    let id = add(&store, &[&srv.url("/ok/slow"), f.to_str().unwrap()]);
+    let slow = ["run", "--max-bandwidth", "200000"];
+
+    // While `run` holds the store, other commands say so.
+    let child = command(&store, &slow)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_body(&srv, 100_000);
+    let out = bg(&store, &["list"]);
+    assert_one_line_error(&out, "in use");
+
+    // SIGINT: stops promptly (130), and the upload waits as queued, not paused.
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let started = Instant::now();
+    let out = wait_out(child, Duration::from_secs(20));
+    assert_eq!(out.code(), Some(130), "{}", out.stderr);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(out.stderr.contains("interrupted"), "{}", out.stderr);
+    let items = list_json(&store);
+    assert_eq!(entry(&items, id)["status"], "queued");
+
+    // SIGKILL mid-body: the next run continues (a PUT starts again) and completes it.
+    let before = srv.request_count();
+    let mut child = command(&store, &slow)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        srv.wait_until(Duration::from_secs(30), |reqs| reqs.len() > before
+            && reqs[before..].iter().any(|r| r.body_len >= 100_000)),
+        "the second run did not start sending"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = bg(&store, &["run", "--until-idle"]);
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    let items = list_json(&store);
+    assert_eq!(entry(&items, id)["status"], "completed");
+    let last = srv
+        .requests()
+        .into_iter()
+        .rfind(|r| r.complete)
+        .expect("a complete body");
+    assert_eq!(last.sha256, sha256_file(&f));
+}
+
+#[test]
+fn demo_exits_zero_with_matching_checksums() {
+    let out = run_cmd({
+        let mut c = Command::new(bin());
+        c.arg("demo");
+        c
+    });
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("paused-no-network"), "{}", out.stdout);
+    let table: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip_while(|l| !l.contains("summary"))
+        .skip(2)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.contains(".bin"))
+        .collect();
+    assert_eq!(table.len(), 6, "{}", out.stdout);
+    for row in table {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        // ID FILE BYTES(2 words) STATUS HTTP SOURCE SERVER CHECK DONE(2 words)
+        assert_eq!(cols.len(), 11, "{row}");
+        assert_eq!(cols[4], "completed", "{row}");
+        assert_eq!(cols[5], "201", "{row}");
+        assert_eq!(cols[6], cols[7], "checksums differ: {row}");
+        assert_eq!(cols[8], "match", "{row}");
+    }
+    assert!(!out.stdout.contains("MISMATCH"));
+    assert!(
+        out.stdout.contains("6 of 6 uploads arrived intact"),
+        "{}",
+        out.stdout
+    );
+}
