@@ -283,6 +283,8 @@ impl Scheduler {
                     attempts
                 };
                 log::warn!("upload {id} failed: {error}");
+                // Keep how far it got: another process (`bgupload list`) reads it.
+                self.checkpoint(id);
                 self.set_status(id, StatusV1::Error, attempts, Some(error.to_failure()));
             }
         }
