@@ -157,7 +157,14 @@
 //! `info` for opening a store and accepted, completed and removed uploads, `debug` for
 //! attempts, probes and compactions. URLs are logged without userinfo or query, and the
 //! values of `Authorization`, `Proxy-Authorization`, `Cookie` and similar headers are
-//! never logged (nor shown by `Debug`).
+//! never logged (nor shown by `Debug`, [`ResponseInfo`]'s and the configured proxy's
+//! included).
+//!
+//! One exception is outside the crate's reach: at `trace` level the HTTP client logs
+//! request paths with their query (target `ureq`) and hex-dumps every byte sent and
+//! received, headers and cookies included (target `ureq_proto`). A library cannot filter
+//! another crate's log lines, so keep those two targets at `debug` or below wherever
+//! credentials matter (with `env_logger`: `RUST_LOG=trace,ureq=debug,ureq_proto=debug`).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -184,6 +191,11 @@ mod uploader;
 mod worker;
 
 pub use config::{Config, UploaderBuilder};
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use error::Error;
 pub use journal::Recovery;
 pub use progress::{CostPolicy, Event, Priority, Progress, ResponseInfo, Status};
