@@ -26,7 +26,7 @@ pub struct Config {
     pub(crate) retention: Option<Duration>,
     pub(crate) root_certs_pem: Vec<Vec<u8>>,
     pub(crate) webpki_roots: bool,
-    pub(crate) proxy: Option<String>,
+    pub(crate) proxy: Option<crate::redact::SecretUrl>,
     pub(crate) start_paused: bool,
     pub(crate) start_transfers: bool,
     pub(crate) groups: Vec<(String, crate::GroupBehavior)>,
@@ -277,7 +277,7 @@ impl UploaderBuilder {
     /// the environment (`HTTPS_PROXY`, ...) is deliberately not read, so a daemon's
     /// behaviour does not depend on how it was started.
     pub fn proxy(mut self, url: Option<String>) -> Self {
-        self.config.proxy = url;
+        self.config.proxy = url.map(crate::redact::SecretUrl);
         self
     }
     /// Leave unfinished uploads paused (as [`crate::Status::PausedByApplication`]) after

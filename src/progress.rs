@@ -152,7 +152,10 @@ pub struct Progress {
 }
 
 /// The server's response (WinRT's `ResponseInformation`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` hides credentials: the URL's userinfo and query, and the values of
+/// `Set-Cookie` and similar headers (the fields themselves hold them as received).
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ResponseInfo {
     /// HTTP status code.
@@ -167,6 +170,31 @@ pub struct ResponseInfo {
     pub body_len: u64,
     /// The body was longer than the configured cap and was cut there.
     pub body_truncated: bool,
+}
+
+impl std::fmt::Debug for ResponseInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                let v = if crate::redact::is_sensitive_header(n) {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                };
+                (n.as_str(), v)
+            })
+            .collect();
+        f.debug_struct("ResponseInfo")
+            .field("status", &self.status)
+            .field("headers", &headers)
+            .field("url", &crate::redact::redact_url(&self.url))
+            .field("is_resumable", &self.is_resumable)
+            .field("body_len", &self.body_len)
+            .field("body_truncated", &self.body_truncated)
+            .finish()
+    }
 }
 
 impl ResponseInfo {

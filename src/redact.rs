@@ -10,6 +10,24 @@ const SENSITIVE: &[&str] = &[
     "x-auth-token",
 ];
 
+/// A URL that may carry credentials (a proxy's `user:password@`): `Debug` shows it
+/// redacted, and it derefs to the full URL for use.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct SecretUrl(pub(crate) String);
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", redact_url(&self.0))
+    }
+}
+
+impl std::ops::Deref for SecretUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Whether the value of header `name` must never be logged.
 pub(crate) fn is_sensitive_header(name: &str) -> bool {
     SENSITIVE.iter().any(|s| name.eq_ignore_ascii_case(s))

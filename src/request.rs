@@ -351,8 +351,13 @@ pub(crate) fn validate_header(name: &str, value: &str) -> Result<(), Error> {
     if !is_token(name) {
         return Err(err("the name is not an HTTP token"));
     }
-    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-        return Err(err("the value contains CR, LF or NUL"));
+    // RFC 9110 field values: visible characters, space, HTAB and obs-text. CR, LF and NUL
+    // would inject headers; the other controls would be refused by the HTTP layer only
+    // when sent, failing the upload late instead of here.
+    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(err(
+            "the value contains CR, LF, NUL or another control character",
+        ));
     }
     if value.len() > MAX_HEADER_VALUE_LEN {
         return Err(err("the value is over 8 KiB"));
@@ -365,7 +370,19 @@ pub(crate) fn validate_header(name: &str, value: &str) -> Result<(), Error> {
 
 pub(crate) fn validate_url(url: &str) -> Result<ureq::http::Uri, Error> {
     let err = |reason: &str| Error::InvalidUrl {
-        url: redact_url(url),
+        // Enough to recognise it; an 8 KiB URL in a message helps nobody.
+        url: {
+            let mut u = redact_url(url);
+            if u.len() > 200 {
+                let cut = (0..=200)
+                    .rev()
+                    .find(|&i| u.is_char_boundary(i))
+                    .unwrap_or(0);
+                u.truncate(cut);
+                u.push('…');
+            }
+            u
+        },
         reason: reason.to_string(),
     };
     if url.len() > MAX_URL_LEN {
@@ -376,6 +393,14 @@ pub(crate) fn validate_url(url: &str) -> Result<ureq::http::Uri, Error> {
         Some("http") | Some("https") => {}
         Some(other) => return Err(err(&format!("scheme {other:?} is not http or https"))),
         None => return Err(err("no scheme (expected http:// or https://)")),
+    }
+    // `Uri` takes any digits after the colon; a port to connect to is 1 to 65535.
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    if let Some((_, port)) = host_port.rsplit_once(':').filter(|(_, p)| !p.contains(']')) {
+        if !port.is_empty() && !matches!(port.parse::<u16>(), Ok(1..)) {
+            return Err(err("the port is not a number from 1 to 65535"));
+        }
     }
     match uri.host() {
         Some(h) if !h.is_empty() => Ok(uri),
@@ -394,6 +419,9 @@ mod tests {
         assert!(validate_header("X-Inject", "a\r\nEvil: 1").is_err());
         assert!(validate_header("Content-Length", "5").is_err());
         assert!(validate_header("X-Big", &"a".repeat(9000)).is_err());
+        assert!(validate_header("X-Esc", "a\x1bb").is_err());
+        assert!(validate_header("X-Del", "a\x7fb").is_err());
+        assert!(validate_header("X-Tab", "a\tb é").is_ok());
         let e = validate_header("Authorization", "secret\n").unwrap_err();
         assert!(!e.to_string().contains("secret"));
     }
@@ -405,6 +433,11 @@ mod tests {
         assert!(validate_url("ftp://example.com/x").is_err());
         assert!(validate_url("not a url").is_err());
         assert!(validate_url("/relative").is_err());
+        assert!(validate_url("http://h:99999/x").is_err());
+        assert!(validate_url("http://h:0/x").is_err());
+        assert!(validate_url("http://u:p@h:65535/x").is_ok());
+        assert!(validate_url("http://[::1]/x").is_ok());
+        assert!(validate_url("http://[::1]:8080/x").is_ok());
         let e = validate_url("ftp://user:pw@example.com/x").unwrap_err();
         assert!(!e.to_string().contains("pw"), "{e}");
     }

@@ -2,6 +2,7 @@
 //! after every attempt, so a file that changed is never sent.
 
 use std::fs::{self, File};
+use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ pub(crate) fn record(path: &Path, spooled: bool) -> Result<SourceV1, Error> {
     let missing = || Error::SourceMissing {
         path: path.to_path_buf(),
     };
-    let file = File::open(path).map_err(|_| missing())?;
+    let file = open_regular(path).map_err(|_| missing())?;
     let meta = file.metadata().map_err(|_| missing())?;
     if !meta.is_file() {
         return Err(missing());
@@ -49,8 +50,29 @@ fn mtime_ns(meta: &fs::Metadata) -> i64 {
 /// [`Error::SourceMissing`] or [`Error::SourceChanged`].
 pub(crate) fn open_unchanged(s: &SourceV1) -> Result<File, Error> {
     let path = path_of(s);
-    let file = File::open(&path).map_err(|_| Error::SourceMissing { path: path.clone() })?;
+    let file = open_regular(&path).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidInput => Error::SourceChanged {
+            path: path.clone(),
+            what: "it is no longer a regular file".into(),
+        },
+        _ => Error::SourceMissing { path: path.clone() },
+    })?;
     check(s, &file)?;
+    Ok(file)
+}
+
+/// Opens `path` for reading if it is a regular file (`InvalidInput` if it is not). Checked
+/// before the open, because opening a FIFO blocks until a writer comes and a device may
+/// never end, and again after it, in case the path was swapped in between.
+fn open_regular(path: &Path) -> io::Result<File> {
+    let not_regular = || io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
+    if !fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
     Ok(file)
 }
 

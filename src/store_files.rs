@@ -3,7 +3,7 @@
 
 use std::fs::{self, DirBuilder};
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::journal::record::UploadId;
@@ -21,6 +21,16 @@ pub(crate) fn create_dirs(store: &Path) -> Result<(), Error> {
             .mode(0o700)
             .create(&p)
             .map_err(|e| Error::io("create store directory", &p, e))?;
+        // An existing directory keeps its mode: tighten it like the store itself.
+        let mode = fs::metadata(&p)
+            .map_err(|e| Error::io("inspect store directory", &p, e))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            log::info!("tightening store directory {} to mode 0700", p.display());
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o700))
+                .map_err(|e| Error::io("set mode 0700 on store directory", &p, e))?;
+        }
     }
     Ok(())
 }

@@ -90,6 +90,16 @@ impl Journal {
     pub fn open(dir: &Path) -> Result<(Journal, Vec<Record>, Recovery), Error> {
         let path = dir.join(JOURNAL_FILE);
         remove_stale_compaction(dir)?;
+        // Only a regular file can be a journal: the read below would block forever on a
+        // FIFO and run out of memory on a device such as /dev/zero. Checked before the
+        // open (opening a device can block) and after it (the path may have changed).
+        let not_regular = || {
+            let e = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
+            Err(Error::io("open journal", &path, e))
+        };
+        if fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
+            return not_regular();
+        }
         let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -98,6 +108,9 @@ impl Journal {
             }
             Err(e) => return Err(Error::io("open journal", &path, e)),
         };
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return not_regular();
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(|e| Error::io("read journal", &path, e))?;
@@ -185,21 +198,44 @@ impl Journal {
             len,
             max: MAX_RECORD_LEN,
         })?;
+        let before = self.len;
         let written = self
             .hook(super::fault::FileOp::Write)
             .and_then(|()| self.file.write_all(&frame));
         if let Err(e) = written {
             self.poisoned = true;
+            self.cut_failed_append(before);
             return Err(Error::io("append to journal", &self.path, e));
         }
         self.len += frame.len() as u64;
         self.records += 1;
         self.unsynced = true;
-        match durability {
+        let synced = match durability {
             Durability::Sync => self.sync(),
             Durability::Batched if self.last_sync.elapsed() >= BATCH_INTERVAL => self.sync(),
             Durability::Batched => Ok(()),
+        };
+        if synced.is_err() {
+            // The caller is told this record failed (a create returns an error): it must
+            // not turn up after a reopen. The written bytes are in the page cache, so
+            // without this cut they would.
+            self.cut_failed_append(before);
+            self.records -= 1;
         }
+        synced
+    }
+
+    /// Best effort after a failed append: cuts the file back to `len` (before the
+    /// record), so that neither a partial frame nor a record whose append reported an
+    /// error stays in it. The journal is poisoned either way.
+    fn cut_failed_append(&mut self, len: u64) {
+        if let Err(e) = self.file.set_len(len) {
+            log::error!(
+                "could not cut journal {} back to {len} bytes after a failed append: {e}",
+                self.path.display()
+            );
+        }
+        self.len = len;
     }
 
     /// fsyncs everything appended so far. After a failure the journal is poisoned: Linux

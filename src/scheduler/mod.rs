@@ -219,6 +219,18 @@ impl Scheduler {
         attempts: u32,
         error: Option<FailureV1>,
     ) {
+        let _ = self.try_set_status(id, status, attempts, error);
+    }
+
+    /// [`Scheduler::set_status`] for a change a caller waits on (pause, resume, cancel):
+    /// a failed journal write is its error, and the status did not change.
+    fn try_set_status(
+        &mut self,
+        id: UploadId,
+        status: StatusV1,
+        attempts: u32,
+        error: Option<FailureV1>,
+    ) -> Result<(), Error> {
         let rec = Record::State(StateV1 {
             id,
             status,
@@ -226,8 +238,9 @@ impl Scheduler {
             error,
             at_ms: now_ms(),
         });
-        let _ = self.commit(rec, Durability::Sync);
+        let committed = self.commit(rec, Durability::Sync);
         self.publish(id);
+        committed
     }
 
     fn cell(&self, id: UploadId) -> Option<Arc<Cell>> {
@@ -309,8 +322,7 @@ impl Scheduler {
                 StatusV1::PausedByApplication => Ok(()),
                 _ => {
                     self.retry_at.remove(&id);
-                    self.set_status(id, StatusV1::PausedByApplication, attempts, None);
-                    Ok(())
+                    self.try_set_status(id, StatusV1::PausedByApplication, attempts, None)
                 }
             },
             Op::Resume if running => {
@@ -325,13 +337,11 @@ impl Scheduler {
             }
             Op::Resume => match status {
                 StatusV1::PausedByApplication => {
-                    self.set_status(id, StatusV1::Queued, attempts, None);
-                    Ok(())
+                    self.try_set_status(id, StatusV1::Queued, attempts, None)
                 }
                 StatusV1::Error => {
                     // A fresh retry budget for an upload the program asks to try again.
-                    self.set_status(id, StatusV1::Queued, 0, None);
-                    Ok(())
+                    self.try_set_status(id, StatusV1::Queued, 0, None)
                 }
                 StatusV1::Completed => ended("completed"),
                 StatusV1::Canceled => ended("been canceled"),
@@ -347,9 +357,11 @@ impl Scheduler {
                 StatusV1::Error => ended("failed"),
                 _ => {
                     self.retry_at.remove(&id);
-                    self.set_status(id, StatusV1::Canceled, attempts, None);
-                    self.terminate_tus(id);
-                    Ok(())
+                    let canceled = self.try_set_status(id, StatusV1::Canceled, attempts, None);
+                    if canceled.is_ok() {
+                        self.terminate_tus(id);
+                    }
+                    canceled
                 }
             },
             Op::Remove if running => {
