@@ -131,8 +131,10 @@ impl CostPolicy {
 pub struct Progress {
     /// Status now.
     pub status: Status,
-    /// Body bytes sent in the current (or last) attempt, counted from its first byte. For
-    /// a resumed upload this starts at the offset it resumed from.
+    /// Body bytes sent in the current (or last) attempt: handed to the kernel's socket,
+    /// so on a slow link the server may have received a few MiB less (see
+    /// `bytes_acknowledged` for what it confirmed). For a resumed upload this starts at
+    /// the offset it resumed from.
     pub bytes_sent: u64,
     /// Total body bytes.
     pub total_bytes_to_send: u64,

@@ -337,3 +337,29 @@ fn make_current_moves_an_upload_ahead() {
     assert_eq!(order, ["/blocker", "/c", "/a", "/b"]);
     up.shutdown().unwrap();
 }
+
+#[test]
+fn pausing_a_post_after_its_whole_body_was_sent_ends_it_rather_than_resending() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start(Behavior::always(Action::DelayResponse(
+        Duration::from_secs(10),
+    )));
+    let f = write_file(tmp.path(), "a", 4096, 9);
+    let up = fast(&tmp.path().join("store")).open().unwrap();
+    let h = up
+        .create_upload(UploadRequest::post(server.url("/p"), &f))
+        .unwrap();
+    // The whole (small) body is on the server, which sits on its answer.
+    assert!(server.wait_until(T, |r| r.first().is_some_and(|r| r.complete)));
+    h.pause().unwrap();
+    assert!(wait_for(&h, T, |s| s.is_final()));
+    assert_eq!(h.status(), Status::Error);
+    assert!(
+        matches!(h.error(), Some(Error::NotResumable { .. })),
+        "{:?}",
+        h.error()
+    );
+    // Nothing was sent again behind the program's back.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.request_count(), 1);
+}

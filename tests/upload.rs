@@ -110,7 +110,9 @@ fn reader_uploads_are_spooled_and_survive_a_reopen() {
     let server = TestServer::start(Behavior::ok());
     let data = support::random_bytes(300_000, 3);
     let id = {
-        let up = fast(&store).start_paused(true).open().unwrap();
+        // An Uploader that transfers nothing: the pause below cannot lose a race with
+        // a worker starting the upload.
+        let up = fast(&store).start_transfers(false).open().unwrap();
         let h = up
             .create_upload(UploadRequest::from_reader(
                 server.url("/r"),

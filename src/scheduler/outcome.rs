@@ -178,6 +178,15 @@ impl Scheduler {
             Outcome::Completed(_) => true,
         };
         match reason {
+            StopReason::Pause if body_complete && !self.may_resend(id) => {
+                // Resuming would send it again, and the server may already have
+                // processed it: the same rule as a shutdown in that state.
+                let e = not_resumable(
+                    "it was paused after the whole body was sent; the server may have \
+                     processed it, and the request is not idempotent",
+                );
+                self.set_status(id, StatusV1::Error, attempts, Some(e));
+            }
             StopReason::Pause => {
                 // Persist how far it got, so that after a reopen the resumed attempt
                 // is known to start again (`has_restarted`).
