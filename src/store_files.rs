@@ -11,6 +11,7 @@ use crate::Error;
 
 const BODIES: &str = "bodies";
 const SPOOL: &str = "spool";
+const LOST: &str = "lost";
 
 /// Creates the sub-directories (mode 0700).
 pub(crate) fn create_dirs(store: &Path) -> Result<(), Error> {
@@ -63,9 +64,13 @@ pub(crate) fn remove_upload_files(store: &Path, id: UploadId) {
     remove_quietly(&spool.with_extension("part"));
 }
 
-/// Deletes files of uploads the journal does not hold (a crash between spooling and the
-/// create record, or between a removal record and the deletes) and half-written ones.
-pub(crate) fn remove_orphans(store: &Path, live: &[UploadId]) {
+/// Deals with files of uploads the journal does not hold. After a clean open they are
+/// crash leftovers (a crash between spooling and the create record, or between a removal
+/// record and the deletes, or a half-written body) and are deleted. When the journal was
+/// damaged (`quarantine`), they may belong to uploads the journal lost: they are moved to
+/// `lost/` instead, which the crate never touches again.
+pub(crate) fn handle_orphans(store: &Path, live: &[UploadId], quarantine: bool) {
+    let lost = store.join(LOST);
     for d in [BODIES, SPOOL] {
         let Ok(entries) = fs::read_dir(store.join(d)) else {
             continue;
@@ -76,7 +81,25 @@ pub(crate) fn remove_orphans(store: &Path, live: &[UploadId]) {
             let keep = name
                 .parse::<UploadId>()
                 .is_ok_and(|id| live.binary_search(&id).is_ok());
-            if !keep {
+            if keep {
+                continue;
+            }
+            if quarantine && !name.ends_with(".part") {
+                let to = lost.join(format!("{d}-{name}"));
+                let moved = DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&lost)
+                    .and_then(|()| fs::rename(e.path(), &to));
+                match moved {
+                    Ok(()) => log::error!(
+                        "kept {} as {}: the journal was damaged and no longer lists it",
+                        e.path().display(),
+                        to.display()
+                    ),
+                    Err(err) => log::error!("could not move {} aside: {err}", e.path().display()),
+                }
+            } else {
                 log::info!("removing orphaned store file {}", e.path().display());
                 remove_quietly(&e.path());
             }

@@ -138,3 +138,41 @@ fn reader_uploads_are_spooled_and_survive_a_reopen() {
     assert!(!spool.exists(), "remove deletes the spooled source");
     assert!(!store.join("bodies").join(id.to_string()).exists());
 }
+
+#[test]
+fn files_are_kept_when_the_journal_had_to_start_afresh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let server = TestServer::start(Behavior::always(Action::respond(201, "kept")));
+    let f = write_file(tmp.path(), "a", 1000, 1);
+    let id = {
+        let up = fast(&store).open().unwrap();
+        let h = up
+            .create_upload(UploadRequest::put(server.url("/a"), &f))
+            .unwrap();
+        h.wait_timeout(Duration::from_secs(20)).unwrap().unwrap();
+        h.id()
+    };
+    let body = store.join("bodies").join(id.to_string());
+    assert!(body.exists());
+    // Outside damage empties the journal: the store starts afresh, but the response
+    // body, which may be all that is left of the upload, is not deleted as an orphan.
+    std::fs::write(store.join("journal"), b"").unwrap();
+    let up = fast(&store).open().unwrap();
+    assert!(up.uploads().is_empty());
+    drop(up);
+    let kept = store.join("lost").join(format!("bodies-{id}"));
+    assert_eq!(
+        std::fs::read(&kept).unwrap(),
+        b"kept",
+        "moved aside, not deleted"
+    );
+    // ...and left alone by later opens.
+    drop(fast(&store).open().unwrap());
+    assert!(kept.exists());
+    // A whole journal that simply does not hold an upload does clean its files up.
+    let orphan = store.join("bodies").join("999");
+    std::fs::write(&orphan, b"x").unwrap();
+    let _up = fast(&store).open().unwrap();
+    assert!(!orphan.exists());
+}

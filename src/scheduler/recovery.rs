@@ -80,8 +80,15 @@ impl Scheduler {
                 map.insert(id, std::sync::Arc::new(c));
             }
         }
+        // Files the journal does not account for are crash leftovers when the journal is
+        // whole; after damage (or a journal that had to start afresh) they may belong to
+        // uploads the journal lost, and are kept aside.
+        let whole = matches!(
+            self.shared.recovery,
+            crate::Recovery::Clean | crate::Recovery::TornTail { .. }
+        );
         let live: Vec<UploadId> = self.store.state().uploads.keys().copied().collect();
-        crate::store_files::remove_orphans(&self.shared.store_dir, &live);
+        crate::store_files::handle_orphans(&self.shared.store_dir, &live, !whole);
         if let Err(e) = self.store.sync() {
             log::error!("journal fsync after recovery failed: {e}");
         }
