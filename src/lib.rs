@@ -104,6 +104,9 @@
 //! [`Error::StoreLocked`]. Its `journal` is an append-only log: a header (magic bytes and
 //! format version), then records framed as `len (u32 LE) | crc32 | postcard payload`,
 //! each at most 1 MiB. Response bodies live in `bodies/`, spooled sources in `spool/`.
+//! Files there that a whole journal does not account for are crash leftovers and are
+//! deleted at open; after journal damage they are moved to `lost/` instead, and never
+//! touched again.
 //!
 //! Opening is recovery, and it is point-in-time: records are replayed up to the first
 //! one that does not check out, and the file is cut there ([`Uploader::recovery`] says
@@ -122,7 +125,12 @@
 //! every 16 MiB per transfer and fsynced at most once per second, so an upload costs at
 //! most 64 journal fsyncs per GiB. After a failed write or fsync the journal refuses
 //! every later append ([`Error::JournalPoisoned`]): after a failed fsync Linux may drop
-//! the dirty pages, so the only honest way on is to reopen and rescan. Compaction (when
+//! the dirty pages, so the only honest way on is to reopen and rescan. The operation
+//! that hit the failure gets the I/O error, and the record it tried to write is cut off
+//! again, so a create that failed does not turn up after a reopen. The uploader then
+//! stops its transfers and starts no others, and every unfinished upload ends in
+//! [`Status::Error`] with that reason — in memory only: reopening the store continues
+//! them from their last recorded state. Compaction (when
 //! dead records dominate) writes the live state to a temp file, fsyncs it, renames it
 //! over the journal and fsyncs the directory; a crash at any step loses nothing.
 //!

@@ -105,6 +105,8 @@ pub(crate) struct Scheduler {
     next_retention: Instant,
     rng: u64,
     shutting_down: bool,
+    /// A journal write failed: nothing can be recorded until the store is reopened.
+    journal_failed: bool,
 }
 
 /// Longest the loop sleeps: batched journal records are fsynced at this pace.
@@ -143,6 +145,7 @@ impl Scheduler {
             next_retention: Instant::now(),
             rng: seed,
             shutting_down: false,
+            journal_failed: false,
         }
     }
 
@@ -172,6 +175,7 @@ impl Scheduler {
                 Err(RecvTimeoutError::Timeout) => {
                     if let Err(e) = self.store.sync() {
                         log::error!("journal fsync failed: {e}");
+                        self.journal_failure();
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -207,9 +211,56 @@ impl Scheduler {
     /// Commits a record; a failure is logged (the journal is then poisoned and every
     /// later commit fails the same way, so nothing is silently half-written).
     fn commit(&mut self, record: Record, durability: Durability) -> Result<(), Error> {
-        self.store.commit(record, durability).inspect_err(|e| {
+        let committed = self.store.commit(record, durability);
+        if let Err(e) = &committed {
             log::error!("journal write failed: {e}; the store must be reopened");
-        })
+            // A record over the size cap is refused before anything is written.
+            if !matches!(e, Error::RecordTooLarge { .. }) {
+                self.journal_failure();
+            }
+        }
+        committed
+    }
+
+    /// After a failed journal write or fsync nothing can be recorded any more: the
+    /// journal refuses every append until the store is reopened. So transfers stop
+    /// (their outcome could not be recorded, and an upload whose start was not recorded
+    /// would be started again and again), no other starts, and every unfinished upload
+    /// ends in `Error` with the reason, so that no `wait` hangs. None of this is
+    /// persisted: a reopened store continues the uploads from their last recorded state.
+    fn journal_failure(&mut self) {
+        if self.journal_failed {
+            return;
+        }
+        self.journal_failed = true;
+        let running: Vec<UploadId> = self.running.keys().copied().collect();
+        for id in running {
+            self.stop(id, StopReason::Shutdown);
+        }
+        let failure = Error::JournalPoisoned {
+            path: self.store.journal().path().to_path_buf(),
+        }
+        .to_failure();
+        let unfinished: Vec<UploadId> = self
+            .store
+            .state()
+            .uploads
+            .values()
+            .filter(|u| !u.status.is_final())
+            .map(|u| u.id)
+            .collect();
+        for id in unfinished {
+            if let Some(cell) = self.cell(id) {
+                let f = failure.clone();
+                cell.update(
+                    |s| {
+                        s.progress.status = Status::Error;
+                        s.error = Some(f);
+                    },
+                    Event::StatusChanged,
+                );
+            }
+        }
     }
 
     fn set_status(
@@ -250,6 +301,10 @@ impl Scheduler {
     /// Publishes the journal's view of `id` (status, attempts, error, response) to its
     /// cell, with a `StatusChanged` event.
     fn publish(&self, id: UploadId) {
+        if self.journal_failed {
+            // The handles already show the failure; the journal's view is stale.
+            return;
+        }
         let (Some(cell), Some(u)) = (self.cell(id), self.store.state().uploads.get(&id)) else {
             return;
         };
@@ -467,11 +522,14 @@ impl Scheduler {
 
     fn schedule(&mut self) {
         // `start_transfers(false)`: the store is open only to be looked at and managed.
-        if self.shutting_down || !self.config.start_transfers {
+        if self.shutting_down || !self.config.start_transfers || self.journal_failed {
             return;
         }
         self.park_offline();
-        while self.running.values().filter(|r| !r.terminating).count() < self.config.max_concurrent
+        // A journal failure on the way (a status that could not be recorded) ends the
+        // loop: the upload it was about stays where it was and would be picked again.
+        while !self.journal_failed
+            && self.running.values().filter(|r| !r.terminating).count() < self.config.max_concurrent
         {
             let running: HashSet<UploadId> = self.running.keys().copied().collect();
             let ctx = policy::Ctx {
@@ -543,6 +601,10 @@ impl Scheduler {
                 }
             }
             self.set_status(id, StatusV1::Running, attempts, None);
+            if self.journal_failed {
+                // Its start could not be recorded: it must not go on the wire.
+                return;
+            }
         }
         let (ctl_tx, ctl_rx) = unbounded();
         let job = Job {
