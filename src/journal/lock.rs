@@ -11,6 +11,9 @@ use crate::Error;
 /// compaction renames a new journal into place, and a lock on the old inode would be lost.
 pub const LOCK_FILE: &str = "lock";
 
+/// How long a contended lock is retried before the store counts as locked.
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// An open, exclusively locked store directory. The lock is released when this is
 /// dropped, or by the kernel when the process dies (SIGKILL included).
 #[derive(Debug)]
@@ -48,16 +51,30 @@ impl StoreLock {
             .mode(0o600)
             .open(&path)
             .map_err(|e| Error::io("open lock file", &path, e))?;
-        // Fully qualified: std's File::lock family (Rust >= 1.89) shares these names.
-        match fs2::FileExt::try_lock_exclusive(&file) {
-            Ok(()) => Ok(StoreLock {
-                dir: dir.to_path_buf(),
-                _file: file,
-            }),
-            Err(e) if is_contended(&e) => Err(Error::StoreLocked {
-                path: dir.to_path_buf(),
-            }),
-            Err(e) => Err(Error::io("lock", &path, e)),
+        // A contended lock is tried again for a moment: a child process that another
+        // thread of this program is spawning holds a copy of every descriptor until it
+        // execs, our lock included, so a store closed and reopened at that instant would
+        // look locked. A real holder still holds it after the grace period.
+        let deadline = std::time::Instant::now() + LOCK_GRACE;
+        loop {
+            // Fully qualified: std's File::lock family (Rust >= 1.89) shares these names.
+            match fs2::FileExt::try_lock_exclusive(&file) {
+                Ok(()) => {
+                    return Ok(StoreLock {
+                        dir: dir.to_path_buf(),
+                        _file: file,
+                    })
+                }
+                Err(e) if is_contended(&e) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(Error::StoreLocked {
+                            path: dir.to_path_buf(),
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(Error::io("lock", &path, e)),
+            }
         }
     }
 
