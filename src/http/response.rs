@@ -92,6 +92,13 @@ pub(crate) fn read_response(
     fs::rename(&tmp, body_path)
         .map_err(|e| Error::io("rename response body file", body_path, e))?;
     guard.0 = None;
+    // The rename must be durable before the journal says Completed: after a power cut
+    // a completed upload must not be missing its body.
+    if let Some(dir) = body_path.parent() {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io("fsync response body directory", dir, e))?;
+    }
     if truncated {
         log::warn!("response body over the {cap}-byte cap; kept the first {cap} bytes");
     }
