@@ -14,15 +14,16 @@ mod rawserver;
 mod support;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use background_transfer::{Error, Recovery, Status, Upload, UploadRequest, Uploader};
 use rawserver::RawServer;
+use support::child::{self, mark, ChildProcess};
 use support::{fast, sparse_file, write_file, Action, Behavior, RequestHead, TestServer};
 
 /// No row may take longer than this.
@@ -1109,46 +1110,22 @@ fn child_process() {
         return;
     };
     let up = inspect(Path::new(&dir)).unwrap();
-    println!("\nREADY {}", up.uploads().len());
+    mark(format_args!("READY {}", up.uploads().len()));
     std::thread::sleep(Duration::from_secs(20));
 }
 
-fn spawn_holder(dir: &Path) -> (Child, crossbeam_channel::Receiver<String>) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = crossbeam_channel::unbounded();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (child, rx)
+fn spawn_holder(dir: &Path) -> ChildProcess {
+    child::spawn(CHILD_ENV, dir, &[])
 }
 
 #[test]
 fn a_store_locked_by_another_process_is_refused_and_kept() {
     let tmp = tempfile::tempdir().unwrap();
     let base = build_base(tmp.path());
-    let (mut child, rx) = spawn_holder(&base.store);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let ready = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).expect("the holder got ready");
-        if line.starts_with("READY") {
-            break line;
-        }
-    };
+    let mut child = spawn_holder(&base.store);
+    let ready = child
+        .wait_for_line("READY", Duration::from_secs(20))
+        .expect("the holder got ready");
     assert_eq!(ready, "READY 3");
     let mut m = Matrix::new("locked store");
     let started = Instant::now();
@@ -1164,8 +1141,7 @@ fn a_store_locked_by_another_process_is_refused_and_kept() {
         &base.store.display().to_string(),
     );
     assert!(e.to_string().contains("locked"), "{e}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     let up = inspect(&base.store).expect("the lock passes on when the holder dies");
     assert_kept(&up, &base, &base.ids, "after the holder died");
     up.shutdown().unwrap();

@@ -33,10 +33,9 @@ mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,8 +45,8 @@ use background_transfer::journal::format::{self, Damage, HeaderCheck, HEADER_LEN
 use background_transfer::journal::record::StatusV1;
 use background_transfer::journal::{replay, State, UploadState, COMPACT_FILE, JOURNAL_FILE};
 use background_transfer::{Status, Upload, UploadRequest, Uploader, UploaderBuilder};
-use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
 use sha2::{Digest, Sha256};
+use support::child::{self, mark, ChildProcess, Waited};
 use support::proxy::Proxy;
 use support::tus::{TusOptions, TusServer};
 use support::{fast, sha256_file, write_file, Action, Behavior, TestServer};
@@ -301,7 +300,11 @@ impl FaultHook for ChaosHook {
         }
         if op == FileOp::Compact {
             let n = self.compact_ops.fetch_add(1, Ordering::SeqCst);
-            println!("\nCOMPACT {}", if n % 2 == 0 { "write" } else { "fsync" });
+            mark(if n % 2 == 0 {
+                "COMPACT write"
+            } else {
+                "COMPACT fsync"
+            });
             if let Some(p) = self.pause {
                 std::thread::sleep(p);
             }
@@ -350,14 +353,14 @@ fn child_process() {
         open_pause,
         opening: AtomicBool::new(true),
     });
-    println!("\nOPENING");
+    mark("OPENING");
     let t = Instant::now();
     let up = child_builder(&store)
         .fault_hook(hook.clone())
         .open()
         .unwrap_or_else(|e| panic!("open the store: {e}"));
     hook.opening.store(false, Ordering::SeqCst);
-    println!("\nOPENED {}", t.elapsed().as_micros());
+    mark(format_args!("OPENED {}", t.elapsed().as_micros()));
     let mut handles: HashMap<String, Upload> = up
         .uploads()
         .into_iter()
@@ -377,10 +380,10 @@ fn child_process() {
                 tus.as_deref(),
             ))
             .unwrap_or_else(|e| panic!("create {key}: {e}"));
-        println!("\nCREATED {key} {}", h.id());
+        mark(format_args!("CREATED {key} {}", h.id()));
         handles.insert(key.clone(), h);
     }
-    println!("\nQUEUED");
+    mark("QUEUED");
     let deadline = Instant::now() + CHILD_LIMIT;
     let mut done = HashSet::new();
     let mut reading = HashSet::new();
@@ -392,24 +395,24 @@ fn child_process() {
             match p.status {
                 Status::Completed => {
                     if done.insert(key.clone()) {
-                        println!("\nDONE {key}");
+                        mark(format_args!("DONE {key}"));
                     }
                 }
                 Status::Error | Status::Canceled => {
-                    println!("\nFAILED {key} {:?}: {:?}", p.status, h.error());
+                    mark(format_args!("FAILED {key} {:?}: {:?}", p.status, h.error()));
                     panic!("upload {key} ended as {:?}: {:?}", p.status, h.error());
                 }
                 Status::Running if p.bytes_received > 0 => {
                     all = false;
                     if reading.insert(key.clone()) {
-                        println!("\nRESPBODY {key}");
+                        mark(format_args!("RESPBODY {key}"));
                     }
                 }
                 _ => all = false,
             }
         }
         if all {
-            println!("\nALLDONE");
+            mark("ALLDONE");
             up.shutdown().unwrap();
             return;
         }
@@ -436,14 +439,6 @@ enum Mode {
     Finish,
 }
 
-/// How a wait for a line ended.
-#[derive(Debug, PartialEq, Eq)]
-enum Waited {
-    Matched,
-    Timeout,
-    Eof,
-}
-
 #[derive(Default, Debug)]
 struct Stats {
     kills: u64,
@@ -459,7 +454,6 @@ struct Stats {
 }
 
 struct Chaos {
-    exe: PathBuf,
     tmp: PathBuf,
     store: PathBuf,
     src: PathBuf,
@@ -492,26 +486,17 @@ impl Chaos {
             .unwrap_or_default()
     }
 
-    fn spawn(&self, epoch: u64, mode: Mode) -> (Child, Receiver<String>) {
-        let mut cmd = Command::new(&self.exe);
-        cmd.args([
-            "--exact",
-            "child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "1")
-        .env(STORE_ENV, &self.store)
-        .env(SRC_ENV, &self.src)
-        .env(EPOCH_ENV, epoch.to_string())
-        .env(SEED_ENV, self.seed.to_string())
-        .env(PLAIN_ENV, self.server.url("").trim_end_matches('/'))
-        .env(TUS_ENV, self.tus_url())
-        .env_remove(PAUSE_ENV)
-        .env_remove(OPEN_PAUSE_ENV)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(File::create(self.tmp.join("child-stderr.log")).unwrap());
+    fn spawn(&self, epoch: u64, mode: Mode) -> ChildProcess {
+        let mut cmd = child::command(CHILD_ENV, "1");
+        cmd.env(STORE_ENV, &self.store)
+            .env(SRC_ENV, &self.src)
+            .env(EPOCH_ENV, epoch.to_string())
+            .env(SEED_ENV, self.seed.to_string())
+            .env(PLAIN_ENV, self.server.url("").trim_end_matches('/'))
+            .env(TUS_ENV, self.tus_url())
+            .env_remove(PAUSE_ENV)
+            .env_remove(OPEN_PAUSE_ENV)
+            .stderr(File::create(self.tmp.join("child-stderr.log")).unwrap());
         match mode {
             Mode::Compact => {
                 cmd.env(PAUSE_ENV, "60");
@@ -521,17 +506,7 @@ impl Chaos {
             }
             _ => {}
         }
-        let mut child = cmd.spawn().unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = unbounded();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        (child, rx)
+        ChildProcess::spawn(&mut cmd)
     }
 
     fn child_stderr(&self) -> String {
@@ -540,38 +515,23 @@ impl Chaos {
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
-    /// Collects lines until one matches `pred`, the deadline, or the end of output.
+    /// Reads lines until one matches `pred`, the deadline, or the end of output; fails
+    /// the test on a `FAILED` line.
     fn wait_line(
         &self,
-        rx: &Receiver<String>,
-        lines: &mut Vec<String>,
+        child: &mut ChildProcess,
         timeout: Duration,
         pred: impl Fn(&str) -> bool,
     ) -> Waited {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(l) => {
-                    let l = l.trim().to_string();
-                    if l.starts_with("FAILED") {
-                        panic!(
-                            "the child reports {l}\nchild stderr:\n{}",
-                            self.child_stderr()
-                        );
-                    }
-                    let hit = pred(&l);
-                    if !l.is_empty() {
-                        lines.push(l);
-                    }
-                    if hit {
-                        return Waited::Matched;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => return Waited::Timeout,
-                Err(RecvTimeoutError::Disconnected) => return Waited::Eof,
+        child.wait_until(timeout, |l| {
+            if l.starts_with("FAILED") {
+                panic!(
+                    "the child reports {l}\nchild stderr:\n{}",
+                    self.child_stderr()
+                );
             }
-        }
+            pred(l)
+        })
     }
 
     /// The next mode from a shuffled deck of 20 (4 open, 3 compaction, 3 response body,
@@ -600,18 +560,19 @@ impl Chaos {
     /// Returns whether every upload of the epoch is completed.
     fn round(&mut self, epoch: u64, plan: &[(usize, String)], mode: Mode) -> bool {
         self.stats.rounds += 1;
-        let (mut child, rx) = self.spawn(epoch, mode);
-        let mut lines = Vec::new();
+        let mut child = self.spawn(epoch, mode);
         let kill_after: Option<Duration> = match mode {
             Mode::Open => {
-                match self.wait_line(&rx, &mut lines, Duration::from_secs(30), starts("OPENING")) {
-                    Waited::Matched => Some(Duration::from_micros(self.rng.range(0, self.open_us))),
+                match self.wait_line(&mut child, Duration::from_secs(30), starts("OPENING")) {
+                    Waited::Matched(_) => {
+                        Some(Duration::from_micros(self.rng.range(0, self.open_us)))
+                    }
                     _ => None,
                 }
             }
             Mode::Compact => {
-                match self.wait_line(&rx, &mut lines, Duration::from_secs(10), starts("COMPACT")) {
-                    Waited::Matched => Some(Duration::from_millis(self.rng.range(0, 150))),
+                match self.wait_line(&mut child, Duration::from_secs(10), starts("COMPACT")) {
+                    Waited::Matched(_) => Some(Duration::from_millis(self.rng.range(0, 150))),
                     Waited::Timeout => Some(Duration::ZERO),
                     Waited::Eof => {
                         // The epoch finished first: try again in the next one (the
@@ -622,31 +583,29 @@ impl Chaos {
                 }
             }
             Mode::RespBody => {
-                match self.wait_line(&rx, &mut lines, Duration::from_secs(4), starts("RESPBODY")) {
-                    Waited::Matched => Some(Duration::from_micros(self.rng.range(0, 3000))),
+                match self.wait_line(&mut child, Duration::from_secs(4), starts("RESPBODY")) {
+                    Waited::Matched(_) => Some(Duration::from_micros(self.rng.range(0, 3000))),
                     Waited::Timeout => Some(Duration::ZERO),
                     Waited::Eof => None,
                 }
             }
             Mode::Random | Mode::Long => {
-                match self.wait_line(&rx, &mut lines, Duration::from_secs(30), starts("OPENED")) {
-                    Waited::Matched if mode == Mode::Random => {
+                match self.wait_line(&mut child, Duration::from_secs(30), starts("OPENED")) {
+                    Waited::Matched(_) if mode == Mode::Random => {
                         Some(Duration::from_millis(self.rng.range(0, 1000)))
                     }
-                    Waited::Matched => Some(Duration::from_millis(self.rng.range(1500, 4000))),
+                    Waited::Matched(_) => Some(Duration::from_millis(self.rng.range(1500, 4000))),
                     _ => None,
                 }
             }
             Mode::Finish => {
                 let w = self.wait_line(
-                    &rx,
-                    &mut lines,
+                    &mut child,
                     CHILD_LIMIT + Duration::from_secs(10),
                     starts("ALLDONE"),
                 );
-                assert_eq!(
-                    w,
-                    Waited::Matched,
+                assert!(
+                    matches!(w, Waited::Matched(_)),
                     "the undisturbed child did not finish\nchild stderr:\n{}",
                     self.child_stderr()
                 );
@@ -655,13 +614,14 @@ impl Chaos {
         };
         if let Some(d) = kill_after {
             // Lines keep arriving while we wait (DONE, CREATED, ...).
-            let _ = self.wait_line(&rx, &mut lines, d, |_| false);
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap(); // SIGKILL
-            }
+            let _ = self.wait_line(&mut child, d, |_| false);
+            child.kill(); // SIGKILL unless it has exited
         }
-        let status = wait_exit(&mut child);
-        let _ = self.wait_line(&rx, &mut lines, Duration::from_secs(10), |_| false);
+        let status = child
+            .wait_exit(Duration::from_secs(30))
+            .expect("the child did not exit within 30 s of being killed or finishing");
+        let _ = self.wait_line(&mut child, Duration::from_secs(10), |_| false);
+        let lines = child.lines_so_far();
         let killed = status.signal() == Some(9);
         if !killed {
             assert!(
@@ -708,7 +668,7 @@ impl Chaos {
                 self.stats.in_response_body += 1;
             }
         }
-        for l in &lines {
+        for l in lines {
             let mut w = l.split(' ');
             match (w.next(), w.next(), w.next()) {
                 (Some("CREATED"), Some(k), Some(id)) => {
@@ -954,20 +914,6 @@ struct Totals {
     completed_twice: u64,
 }
 
-fn wait_exit(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("the child did not exit within 30 s of being killed or finishing");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 /// The journal's state, scanned and folded without opening (or changing) the store.
 /// Returns whether a torn tail was found. Damage a crash does not explain fails the test.
 fn read_state(store: &Path) -> (State, bool) {
@@ -1053,7 +999,6 @@ fn sigkill_chaos() {
         eprintln!("chaos: the tus server cannot run here; the tus slots are plain PUTs");
     }
     let mut chaos = Chaos {
-        exe: std::env::current_exe().unwrap(),
         tmp: tmp.path().to_path_buf(),
         store: tmp.path().join("store"),
         src,

@@ -12,15 +12,15 @@
 mod rawserver;
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use background_transfer::{Error, ResponseInfo, Status, Upload, UploadRequest, Uploader};
 use rawserver::{Conn, RawServer};
+use support::child::{self, mark, ChildProcess};
 use support::{fast, write_file, Action, Behavior, RequestHead, TestServer, TlsFlavor};
 
 /// Stored response body cap for the table test.
@@ -577,12 +577,12 @@ fn child_process() {
     done.store(true, Ordering::SeqCst);
     sampler.join().unwrap();
     let on_disk = file_len(&body_file(&store, h.id()));
-    println!(
+    mark(format_args!(
         "RESULT base_kb={base} peak_kb={} body_len={} truncated={} on_disk={on_disk}",
         peak.load(Ordering::SeqCst),
         info.body_len,
         info.body_truncated
-    );
+    ));
     up.shutdown().unwrap();
 }
 
@@ -592,46 +592,23 @@ fn an_endless_body_keeps_memory_and_disk_bounded() {
     let server = TestServer::start(
         Behavior::script([Action::HugeBody(64 * 1024)]).then(Action::HugeBody(u64::MAX)),
     );
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "1")
-        .env(URL_ENV, server.url("/"))
-        .env(STORE_ENV, tmp.path().join("store"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = crossbeam_channel::unbounded();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let mut child = ChildProcess::spawn(
+        child::command(CHILD_ENV, "1")
+            .env(URL_ENV, server.url("/"))
+            .env(STORE_ENV, tmp.path().join("store"))
+            .stderr(Stdio::inherit()),
+    );
     let deadline = Instant::now() + Duration::from_secs(25);
-    let mut result = None;
-    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        // The harness may print "test child_process ... " on the same line first.
-        if let Some(i) = line.find("RESULT ") {
-            result = Some(line[i + "RESULT ".len()..].to_string());
-            break;
-        }
-    }
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the child did not finish in time");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    // The line may come after the harness's "test child_process ... ".
+    let result = child
+        .wait_for_line(
+            "RESULT ",
+            deadline.saturating_duration_since(Instant::now()),
+        )
+        .map(|l| l["RESULT ".len()..].to_string());
+    let status = child
+        .wait_exit(deadline.saturating_duration_since(Instant::now()))
+        .expect("the child did not finish in time"); // dropping `child` kills it
     assert!(status.success(), "child failed: {status}");
     let result = result.expect("the child reported");
     eprintln!("endless body: {result}");

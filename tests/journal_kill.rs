@@ -5,16 +5,15 @@
 //! filtered to the `child_process` entry point.
 
 mod records;
+mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use background_transfer::journal::format::{self, HEADER_LEN};
 use background_transfer::journal::{Durability, Journal, Store, JOURNAL_FILE};
 use background_transfer::Error;
-use crossbeam_channel::{unbounded, Receiver};
+use support::child::{self, mark, ChildProcess};
 
 const CHILD_ENV: &str = "BGXFER_CHILD";
 const STORE_ENV: &str = "BGXFER_STORE";
@@ -32,7 +31,7 @@ fn child_process() {
             // (no compaction) so that the file is exactly the sequence written.
             let _lock = background_transfer::journal::StoreLock::acquire(&dir).unwrap();
             let (mut journal, recovered, _) = Journal::open(&dir).unwrap();
-            println!("\nREADY");
+            mark("READY");
             let mut n = recovered.len() as u64;
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
@@ -45,49 +44,21 @@ fn child_process() {
         }
         "hold" => {
             let _store = Store::open(&dir).unwrap();
-            println!("\nREADY");
+            mark("READY");
             std::thread::sleep(Duration::from_secs(20));
         }
         other => panic!("unknown child role {other}"),
     }
 }
 
-fn spawn(role: &str, dir: &Path) -> (Child, Receiver<String>) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, role)
-        .env(STORE_ENV, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = unbounded();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx)
+fn spawn(role: &str, dir: &Path) -> ChildProcess {
+    child::spawn(CHILD_ENV, role, &[(STORE_ENV, &dir)])
 }
 
-fn wait_ready(rx: &Receiver<String>) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) if l == "READY" => return,
-            Ok(_) => continue,
-            Err(_) => panic!("child did not get ready"),
-        }
-    }
+fn wait_ready(child: &mut ChildProcess) {
+    child
+        .wait_for_line("READY", Duration::from_secs(20))
+        .expect("child did not get ready");
 }
 
 struct Rng(u64);
@@ -120,14 +91,13 @@ fn sigkill_loses_no_acknowledged_record() {
     let mut lost = 0u64;
     let mut torn = 0u32;
     for it in 0..iterations {
-        let (mut child, rx) = spawn("append", &dir);
-        wait_ready(&rx);
+        let mut child = spawn("append", &dir);
+        wait_ready(&mut child);
         std::thread::sleep(Duration::from_millis(rng.next() % 61));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        child.kill();
         // Everything the child printed before it died is in the pipe.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        child.read_to_end(Duration::from_secs(5));
+        for line in child.lines_so_far() {
             if let Some(n) = line.strip_prefix("ACK ") {
                 let n: u64 = n.parse().unwrap();
                 acked_max = Some(acked_max.map_or(n, |m| m.max(n)));
@@ -184,14 +154,13 @@ fn sigkill_loses_no_acknowledged_record() {
 fn a_second_opener_gets_store_locked_until_the_holder_is_killed() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
-    let (mut child, rx) = spawn("hold", &dir);
-    wait_ready(&rx);
+    let mut child = spawn("hold", &dir);
+    wait_ready(&mut child);
     match Store::open(&dir) {
         Err(Error::StoreLocked { path }) => assert_eq!(path, dir),
         other => panic!("expected StoreLocked, got {other:?}"),
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     let store = Store::open(&dir).expect("the lock passes on once the holder is killed");
     // The same process opening it a second time is refused too.
     let err = Store::open(&dir).unwrap_err();

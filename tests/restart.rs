@@ -7,13 +7,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use background_transfer::{Error, Status, Upload, UploadRequest, Uploader};
-use crossbeam_channel::{unbounded, Receiver};
+use support::child::{self, mark, ChildProcess};
 use support::{fast, sha256_file, wait_for, write_file, Action, Behavior, TestServer};
 
 const CHILD_ENV: &str = "BGXFER_RESTART_CHILD";
@@ -36,8 +34,7 @@ fn child_process() {
         req = req.header("Idempotency-Key", &key).unwrap();
     }
     let h = up.create_upload(req).unwrap();
-    // The test harness printed "test child_process ... " without a newline.
-    println!("\nCREATED {}", h.id());
+    mark(format_args!("CREATED {}", h.id()));
     // Bounded: the parent kills us long before this.
     let _ = h.wait_timeout(Duration::from_secs(60));
     println!("ENDED {:?}", h.status());
@@ -45,63 +42,33 @@ fn child_process() {
 
 /// Starts a child that uploads `file` with `method` to `url` through the store `store`,
 /// and returns it with the id it created.
-fn spawn(store: &Path, url: &str, file: &Path, method: &str, key: Option<&str>) -> (Child, u64) {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        "child_process",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(CHILD_ENV, store)
-    .env("BGXFER_URL", url)
-    .env("BGXFER_FILE", file)
-    .env("BGXFER_METHOD", method)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
+fn spawn(
+    store: &Path,
+    url: &str,
+    file: &Path,
+    method: &str,
+    key: Option<&str>,
+) -> (ChildProcess, u64) {
+    let mut cmd = child::command(CHILD_ENV, store);
+    cmd.env("BGXFER_URL", url)
+        .env("BGXFER_FILE", file)
+        .env("BGXFER_METHOD", method);
     if let Some(k) = key {
         cmd.env("BGXFER_IDEMPOTENCY_KEY", k);
     }
-    let mut child = cmd.spawn().unwrap();
-    let rx = lines(&mut child);
-    let deadline = Instant::now() + T;
-    let id = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) => {
-                if let Some(id) = l.strip_prefix("CREATED ") {
-                    break id.parse().unwrap();
-                }
-            }
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the child did not create its upload");
-            }
-        }
-    };
+    let mut child = ChildProcess::spawn(&mut cmd);
+    let line = child
+        .wait_for_line("CREATED ", T)
+        .expect("the child did not create its upload"); // dropping `child` kills it
+    let id = line["CREATED ".len()..].parse().unwrap();
     (child, id)
-}
-
-fn lines(child: &mut Child) -> Receiver<String> {
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = unbounded();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// Waits until the server has received at least `bytes` of the first request, then
 /// SIGKILLs the child mid-body.
-fn kill_mid_body(server: &TestServer, mut child: Child, bytes: u64) {
+fn kill_mid_body(server: &TestServer, mut child: ChildProcess, bytes: u64) {
     let seen = server.wait_until(T, |r| r.first().is_some_and(|r| r.body_len >= bytes));
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.kill();
     assert!(seen, "the child's upload never reached {bytes} bytes");
     assert!(
         server.wait_until(T, |r| r.first().is_some_and(|r| r.finished)),

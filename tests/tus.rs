@@ -9,12 +9,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use background_transfer::{Event, ResponseInfo, Status, Upload, UploadRequest};
+use support::child::{self, mark};
 use support::proxy::{Proxy, PROXY_BUFFER};
 use support::tus::{head_status, upload_id, TusOptions, TusRequest, TusServer};
 use support::{fast, sha256_file, wait_for, wait_until, write_file, Action, Behavior, TestServer};
@@ -229,10 +228,10 @@ fn child_process() {
     let h = up
         .create_upload(UploadRequest::put(env(URL_ENV), env(FILE_ENV)).tus(None))
         .unwrap();
-    println!("\nID {}", h.id());
+    mark(format_args!("ID {}", h.id()));
     // The parent kills us long before this.
     let _ = h.wait_timeout(Duration::from_secs(30));
-    println!("\nNOT KILLED");
+    mark("NOT KILLED");
 }
 
 #[test]
@@ -243,53 +242,28 @@ fn a_sigkilled_client_resumes_in_a_new_uploader() {
     let size = 48 * MIB;
     let src = write_file(tmp.path(), "kill.bin", size, 9);
     let store = tmp.path().join("store");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "upload")
-        .env(STORE_ENV, &store)
-        .env(FILE_ENV, &src)
-        .env(URL_ENV, proxy.url("/files/"))
-        .env(RATE_ENV, (16 * MIB).to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
+    let mut child = child::spawn(
+        CHILD_ENV,
+        "upload",
+        &[
+            (STORE_ENV, &store),
+            (FILE_ENV, &src),
+            (URL_ENV, &proxy.url("/files/")),
+            (RATE_ENV, &(16 * MIB).to_string()),
+        ],
+    );
+    let id: u64 = child
+        .wait_for_line("ID ", Duration::from_secs(20))
+        .expect("the child never created its upload")["ID ".len()..]
+        .trim()
+        .parse()
         .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = crossbeam_channel::unbounded();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let id: u64 = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) => {
-                if let Some(v) = l.strip_prefix("ID ") {
-                    break v.trim().parse().unwrap();
-                }
-            }
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the child never created its upload");
-            }
-        }
-    };
     // Kill it a third of the way through.
     let Some(tus_id) = tus.wait_stored(size / 3, Duration::from_secs(20)) else {
-        let _ = child.kill();
+        child.kill();
         panic!("the child's upload never got a third of the way");
     };
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.kill();
     let stored_at_kill = tus.stored_len(&tus_id).unwrap();
     assert!(stored_at_kill < size, "the child finished before the kill");
     let requests_at_kill = tus.requests().len();

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 mod action;
+pub mod child;
 mod conn;
 mod engine;
 mod files;
