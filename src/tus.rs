@@ -91,6 +91,10 @@ impl Tus<'_> {
     ) -> Sent {
         // The request's own headers (credentials, typically) go on every request of the
         // protocol, not only on the creation; a PATCH's Content-Type is the protocol's.
+        // Credentials go only where the program sent them: an upload URL (the server's
+        // Location) on another origin than the endpoint does not get them, as with a
+        // redirect.
+        let same_origin = http::same_origin(&self.job.request.url, url);
         let mut all = vec![("Tus-Resumable".to_string(), TUS_VERSION.to_string())];
         all.extend(
             self.job
@@ -98,6 +102,7 @@ impl Tus<'_> {
                 .headers
                 .iter()
                 .filter(|(n, _)| !(method == "PATCH" && n.eq_ignore_ascii_case("content-type")))
+                .filter(|(n, _)| same_origin || !crate::redact::is_sensitive_header(n))
                 .cloned(),
         );
         all.extend(headers);
@@ -123,6 +128,14 @@ impl Tus<'_> {
         if status == 412 {
             return protocol(format!(
                 "the server does not support tus {TUS_VERSION} (412 Precondition Failed)"
+            ));
+        }
+        if (200..300).contains(&status) {
+            // A success the protocol does not expect here (a 200 to the creation POST,
+            // say) must never read as "uploaded": the server is not speaking tus.
+            return protocol(format!(
+                "the server answered {status} where tus {TUS_VERSION} expects another \
+                 answer; is {url} a tus endpoint?"
             ));
         }
         finish(self.job, resp, url, &[], &mut self.reporter)

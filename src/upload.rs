@@ -263,7 +263,8 @@ impl Upload {
 
     /// Like [`Upload::wait`], for at most `timeout`; `None` if it has not ended by then.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<ResponseInfo, Error>> {
-        let deadline = Instant::now() + timeout;
+        // A timeout too large to add to now is no deadline at all.
+        let deadline = Instant::now().checked_add(timeout);
         let mut guard = lock(&self.cell.snap);
         loop {
             if let Some(r) = outcome(&guard, self.id()) {
@@ -272,7 +273,9 @@ impl Upload {
             if self.shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
                 return Some(Err(Error::ShutDown));
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.map_or(Duration::from_secs(1), |d| {
+                d.saturating_duration_since(Instant::now())
+            });
             if left.is_zero() {
                 return None;
             }

@@ -47,6 +47,15 @@ fn origin(u: &Uri) -> (Option<&str>, Option<&str>, Option<u16>) {
     (u.scheme_str(), u.host(), u.port_u16())
 }
 
+/// Whether two URLs have the same scheme, host and port. Unparsable URLs never match:
+/// credentials are only ever sent where the program sent them.
+pub(crate) fn same_origin(a: &str, b: &str) -> bool {
+    match (a.parse::<Uri>(), b.parse::<Uri>()) {
+        (Ok(a), Ok(b)) => origin(&a) == origin(&b),
+        _ => false,
+    }
+}
+
 /// Resolves a `Location` against the URL that sent it.
 pub(crate) fn resolve(base: &str, location: &str) -> Option<String> {
     if location.contains("://") {
@@ -69,7 +78,6 @@ pub(crate) fn resolve(base: &str, location: &str) -> Option<String> {
 
 /// Sends the request, calling `progress` with the body position as bytes go out.
 pub(crate) fn send(a: Attempt<'_>, progress: &mut dyn FnMut(u64)) -> Sent {
-    let first: Option<Uri> = a.url.parse().ok();
     let mut url = a.url.clone();
     let mut headers = a.headers.clone();
     let mut hops = 0;
@@ -162,12 +170,7 @@ pub(crate) fn send(a: Attempt<'_>, progress: &mut dyn FnMut(u64)) -> Sent {
         if hops > a.max_redirects {
             return refuse(format!("more than {} redirects", a.max_redirects));
         }
-        let next_uri: Option<Uri> = next.parse().ok();
-        let same_origin = match (&first, &next_uri) {
-            (Some(f), Some(n)) => origin(f) == origin(n),
-            _ => false,
-        };
-        if !same_origin {
+        if !same_origin(&a.url, &next) {
             // Credentials are for the origin they were given to.
             headers.retain(|(n, _)| !is_sensitive_header(n));
         }

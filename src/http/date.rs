@@ -25,6 +25,9 @@ pub(crate) fn parse(s: &str) -> Option<SystemTime> {
         _ => return None,
     };
     let year: i64 = it.next()?.parse().ok()?;
+    if !(1970..=9999).contains(&year) {
+        return None;
+    }
     let mut hms = it.next()?.split(':');
     let h: u64 = hms.next()?.parse().ok()?;
     let m: u64 = hms.next()?.parse().ok()?;

@@ -18,7 +18,7 @@ use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector, RustlsConnector};
 use ureq::Agent;
 
-pub(crate) use attempt::{resolve as resolve_location, send, Attempt, Sent};
+pub(crate) use attempt::{resolve as resolve_location, same_origin, send, Attempt, Sent};
 pub(crate) use body::BodyReader;
 pub(crate) use connector::connect;
 pub(crate) use response::{read_response, StoredResponse};
@@ -95,7 +95,7 @@ pub(crate) fn agent(config: &Config, roots: &Option<RootCerts>) -> Result<Agent,
         // like a peer that stopped talking ("Peer disconnected").
         .max_response_header_size((64 * 1024).min(config.buffer_size.max(16 * 1024) - 1))
         .output_buffer_size(config.buffer_size)
-        .timeout_connect(Some(config.connect_timeout + Duration::from_secs(30)))
+        .timeout_connect(config.connect_timeout.checked_add(Duration::from_secs(30)))
         .timeout_send_request(Some(config.stall_timeout))
         .timeout_per_write(Some(config.stall_timeout))
         .timeout_recv_response(Some(config.response_timeout))

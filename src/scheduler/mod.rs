@@ -105,6 +105,11 @@ pub(crate) struct Scheduler {
     next_retention: Instant,
     rng: u64,
     shutting_down: bool,
+    /// Uploads requeued because the prober saw their host answer. If such an upload's
+    /// next attempt finds the host unreachable again, that attempt spends a retry: the
+    /// probe and the upload disagree (a proxy, a redirect, configured probe targets), and
+    /// without this the two would bounce off each other forever.
+    rebounded: HashSet<UploadId>,
     /// A journal write failed: nothing can be recorded until the store is reopened.
     journal_failed: bool,
 }
@@ -145,6 +150,7 @@ impl Scheduler {
             next_retention: Instant::now(),
             rng: seed,
             shutting_down: false,
+            rebounded: HashSet::new(),
             journal_failed: false,
         }
     }
@@ -341,7 +347,12 @@ impl Scheduler {
         }
         let id = record.id;
         self.commit(Record::Created(record), Durability::Sync)?;
-        let u = &self.store.state().uploads[&id];
+        let Some(u) = self.store.state().uploads.get(&id) else {
+            // Only a crafted journal can push ids this far (the fold refuses u64::MAX).
+            return Err(Error::InvalidRequest {
+                reason: "this store has run out of upload ids; use a new store".into(),
+            });
+        };
         let cell = Arc::new(Cell::new(u, total_len(&u.request), None));
         lock(&self.shared.cells).insert(id, cell);
         log::info!(
@@ -359,7 +370,9 @@ impl Scheduler {
         };
         let status = u.status;
         let attempts = u.attempts;
-        let running = self.running.contains_key(&id);
+        // A worker that only sends a canceled tus upload's DELETE does not make the
+        // upload "running": it has ended, and a remove must remove it.
+        let running = self.running.get(&id).is_some_and(|r| !r.terminating);
         let ended = |what: &str| {
             Err(Error::InvalidRequest {
                 reason: format!("upload {id} has already {what}"),
@@ -367,8 +380,10 @@ impl Scheduler {
         };
         let result = match op {
             Op::Pause if running => {
+                // Recorded now, not when the worker has stopped: a crash in between must
+                // not bring the upload back running. The worker's report records it again.
                 self.stop(id, StopReason::Pause);
-                Ok(())
+                self.try_set_status(id, StatusV1::PausedByApplication, attempts, None)
             }
             Op::Pause => match status {
                 StatusV1::Completed => ended("completed"),
@@ -383,12 +398,17 @@ impl Scheduler {
             Op::Resume if running => {
                 // Paused but still stopping: the resume must not be lost when the
                 // worker's report lands it in PausedByApplication.
-                if let Some(r) = self.running.get_mut(&id) {
-                    if r.stop == Some(StopReason::Pause) {
-                        r.stop = Some(StopReason::Requeue);
-                    }
+                let requeue = self
+                    .running
+                    .get_mut(&id)
+                    .filter(|r| r.stop == Some(StopReason::Pause))
+                    .map(|r| r.stop = Some(StopReason::Requeue))
+                    .is_some();
+                if requeue {
+                    self.try_set_status(id, StatusV1::Queued, attempts, None)
+                } else {
+                    Ok(())
                 }
-                Ok(())
             }
             Op::Resume => match status {
                 StatusV1::PausedByApplication => {
@@ -403,8 +423,9 @@ impl Scheduler {
                 _ => Ok(()),
             },
             Op::Cancel if running => {
+                // Recorded now, like a pause; the worker's report records it again.
                 self.stop(id, StopReason::Cancel);
-                Ok(())
+                self.try_set_status(id, StatusV1::Canceled, attempts, None)
             }
             Op::Cancel => match status {
                 StatusV1::Canceled => Ok(()),
@@ -496,6 +517,7 @@ impl Scheduler {
             .map(|u| (u.id, u.attempts))
             .collect();
         for (id, attempts) in waiting {
+            self.rebounded.insert(id);
             self.set_status(id, StatusV1::Queued, attempts, None);
         }
     }
@@ -508,6 +530,7 @@ impl Scheduler {
                 || r.stop == Some(StopReason::Requeue)
                 || reason == StopReason::Remove
                 || reason == StopReason::Cancel
+                || (reason == StopReason::Pause && r.stop == Some(StopReason::Costed))
             {
                 r.stop = Some(reason);
             }
@@ -686,10 +709,30 @@ impl Scheduler {
         for id in ids {
             self.stop(id, StopReason::Shutdown);
         }
-        let deadline = Instant::now() + self.config.shutdown_timeout;
+        let deadline = Instant::now()
+            .checked_add(self.config.shutdown_timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        // Every worker's report is handled, also after the deadline: its Done may carry
+        // a completion that must be recorded, and a tus worker may be waiting for the
+        // journal to take its upload URL. A worker still running at the deadline has had
+        // its sockets shut down; only a connect in progress can keep it (at most the
+        // connect timeout).
+        let mut warned = false;
         while !self.running.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
+            let msg = if left.is_zero() {
+                if !warned {
+                    warned = true;
+                    log::warn!(
+                        "{} worker(s) slow to stop (a connect in progress?); waiting for them",
+                        self.running.len()
+                    );
+                }
+                self.rx.recv_timeout(Duration::from_secs(1))
+            } else {
+                self.rx.recv_timeout(left)
+            };
+            match msg {
                 Ok(Msg::Worker(w)) => self.worker_msg(w),
                 Ok(Msg::Create { reply, .. }) | Ok(Msg::Op { reply, .. }) => {
                     let _ = reply.send(Err(Error::ShutDown));
@@ -697,25 +740,8 @@ impl Scheduler {
                 Ok(Msg::Shutdown(reply)) => {
                     let _ = reply.send(());
                 }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        // Workers still running have had their sockets shut down; wait for them.
-        let left: Vec<UploadId> = self.running.keys().copied().collect();
-        for id in left {
-            if let Some(r) = self.running.remove(&id) {
-                log::warn!("upload {id}: worker slow to stop; joining it");
-                let _ = r.thread.join();
-                if !r.terminating {
-                    let attempts = self
-                        .store
-                        .state()
-                        .uploads
-                        .get(&id)
-                        .map_or(0, |u| u.attempts);
-                    self.set_status(id, StatusV1::Queued, attempts, None);
-                }
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
             }
         }
         let _ = self.prober.send(ProbeMsg::Shutdown);

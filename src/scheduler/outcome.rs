@@ -1,11 +1,11 @@
 //! What the scheduler does with workers' reports: progress, resumable URLs, and the end
 //! of an attempt (the retry policy lives here).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::http::{Class, StoredResponse};
 use crate::journal::record::{
-    FailureV1, ProgressV1, ProtocolV1, Record, ResponseV1, ResumeUrlV1, StatusV1, UploadId,
+    FailureV1, ProgressV1, Record, ResponseV1, ResumeUrlV1, StatusV1, UploadId,
 };
 use crate::journal::Durability;
 use crate::prober::ProbeMsg;
@@ -113,6 +113,7 @@ impl Scheduler {
         if !self.store.state().uploads.contains_key(&id) {
             return;
         }
+        let rebounded = self.rebounded.remove(&id);
         let result = match (stop, outcome) {
             (Some(StopReason::Remove), outcome) => {
                 // Removing an unfinished upload cancels it: a tus upload is ended on
@@ -131,7 +132,7 @@ impl Scheduler {
                 Ok(())
             }
             (None, outcome) => {
-                self.ended(id, outcome);
+                self.ended(id, outcome, rebounded);
                 Ok(())
             }
         };
@@ -225,7 +226,7 @@ impl Scheduler {
     }
 
     /// The retry policy.
-    fn ended(&mut self, id: UploadId, outcome: Outcome) {
+    fn ended(&mut self, id: UploadId, outcome: Outcome, rebounded: bool) {
         let attempts = self.attempts(id);
         let Outcome::Failed {
             error,
@@ -238,6 +239,15 @@ impl Scheduler {
             // Stopped without being asked: treat like a shutdown stop.
             self.set_status(id, StatusV1::Queued, attempts, None);
             return;
+        };
+        let class = if class == Class::Unreachable && rebounded {
+            log::warn!(
+                "upload {id}: unreachable ({error}) right after the prober saw its host \
+                 answer; counting it as a failed attempt"
+            );
+            Class::Transient
+        } else {
+            class
         };
         if let Some(resp) = &response {
             self.store_response(id, resp);
@@ -282,7 +292,10 @@ impl Scheduler {
                 log::warn!(
                     "upload {id}: attempt {attempts} failed ({error}); retrying in {delay:?}"
                 );
-                self.retry_at.insert(id, Instant::now() + delay);
+                let at = Instant::now()
+                    .checked_add(delay)
+                    .unwrap_or_else(|| Instant::now() + Duration::from_secs(24 * 3600));
+                self.retry_at.insert(id, at);
                 self.set_status(id, StatusV1::WaitingToRetry, attempts, None);
             }
             Class::Transient | Class::Final => {
@@ -301,15 +314,12 @@ impl Scheduler {
 
     /// Whether the request may be sent again after it may have reached the server.
     pub(super) fn may_resend(&self, id: UploadId) -> bool {
-        self.store.state().uploads.get(&id).is_some_and(|u| {
-            u.request.idempotent
-                || matches!(u.request.protocol, ProtocolV1::Tus { .. })
-                || matches!(u.request.method.as_str(), "PUT" | "DELETE")
-                || u.request
-                    .headers
-                    .iter()
-                    .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"))
-        })
+        // Decided once, at creation (`UploadRequest::is_idempotent`), and persisted.
+        self.store
+            .state()
+            .uploads
+            .get(&id)
+            .is_some_and(|u| u.request.idempotent)
     }
 
     fn checkpoint(&mut self, id: UploadId) {
