@@ -73,6 +73,10 @@
 //! fails (a 5xx, a reset) is online and spends retries. "Offline" therefore means "this
 //! host's port does not take a TCP connection"; a program that knows better (netlink,
 //! NetworkManager, its modem) calls [`Uploader::network_changed`] to probe at once.
+//! When the probe and the upload disagree — the host is unreachable again right after
+//! the prober saw it answer (a proxy, a redirect to another host, configured probe
+//! targets, a flapping link) — that attempt does count against the retry budget, so the
+//! two cannot bounce off each other forever.
 //!
 //! Redirects are handled here, not by the HTTP client: 307 and 308 re-send the body
 //! (credentials are dropped when the origin changes); 301, 302 and 303 would turn the

@@ -212,3 +212,30 @@ fn shutdown_while_offline_is_prompt_and_persists() {
     h.wait_timeout(LONG).expect("finished").unwrap();
     assert_eq!(server.requests()[0].sha256, sha256_file(&file));
 }
+
+#[test]
+fn a_host_that_stays_unreachable_while_the_probe_says_online_spends_retries() {
+    // The configured probe target answers, the upload's host does not: without a bound
+    // the upload would bounce between PausedNoNetwork and Running forever.
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = TestServer::start(Behavior::ok());
+    let port = closed_port();
+    let file = write_file(tmp.path(), "a", 1000, 7);
+    let up = fast(&tmp.path().join("store"))
+        .retries(2)
+        .probe_targets(vec![format!("127.0.0.1:{}", probe.port())])
+        .open()
+        .unwrap();
+    let h = up
+        .create_upload(UploadRequest::put(
+            format!("http://127.0.0.1:{port}/a"),
+            &file,
+        ))
+        .unwrap();
+    let err = h
+        .wait_timeout(LONG)
+        .expect("ends instead of bouncing forever")
+        .unwrap_err();
+    assert!(matches!(err, Error::Network { .. }), "{err}");
+    assert_eq!(h.progress().attempts, 3);
+}

@@ -722,3 +722,56 @@ fn a_server_without_tus_1_0_0_is_a_clear_error() {
     assert_eq!(server.request_count(), 1, "a 412 is final");
     up.shutdown().unwrap();
 }
+
+#[test]
+fn a_2xx_where_tus_expects_another_answer_is_never_taken_as_done() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = write_file(tmp.path(), "n.bin", 5000, 4);
+    // Not a tus server: it answers 200 to everything.
+    let server = TestServer::start(Behavior::ok());
+    let up = fast(&tmp.path().join("store")).open().unwrap();
+    let h = up
+        .create_upload(UploadRequest::put(server.url("/not-tus/"), &src).tus(None))
+        .unwrap();
+    let err = h
+        .wait_timeout(Duration::from_secs(20))
+        .expect("ended")
+        .unwrap_err();
+    assert!(
+        matches!(err, background_transfer::Error::Protocol { .. }),
+        "{err}"
+    );
+    assert_eq!(h.status(), Status::Error);
+    up.shutdown().unwrap();
+}
+
+#[test]
+fn remove_right_after_cancel_removes_while_the_delete_is_in_flight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = write_file(tmp.path(), "c.bin", 4 * MIB, 6);
+    let server = TestServer::start(Behavior::handler(|head, _| match head.method.as_str() {
+        "POST" => tus_answer(201, &[("Location", "/files/abc")]),
+        "HEAD" => tus_answer(200, &[("Upload-Offset", "0"), ("Upload-Length", "4194304")]),
+        "PATCH" => Action::SlowRead {
+            bytes_per_sec: 256 * 1024,
+        },
+        // The termination takes a while: the DELETE worker is still running.
+        _ => Action::DelayResponse(Duration::from_secs(2)),
+    }));
+    let up = fast(&tmp.path().join("store")).open().unwrap();
+    let h = up
+        .create_upload(UploadRequest::put(server.url("/files/"), &src).tus(None))
+        .unwrap();
+    assert!(server.wait_until(Duration::from_secs(20), |r| r
+        .iter()
+        .any(|r| r.method == "PATCH" && r.body_len > 0)));
+    h.cancel().unwrap();
+    assert!(server.wait_until(Duration::from_secs(20), |r| r
+        .iter()
+        .any(|r| r.method == "DELETE")));
+    h.remove().unwrap();
+    assert!(up.get(h.id()).is_none(), "removed, not left Canceled");
+    drop(up);
+    let up = fast(&tmp.path().join("store")).open().unwrap();
+    assert!(up.uploads().is_empty(), "and the removal was journaled");
+}
