@@ -131,6 +131,11 @@ pub enum Error {
         /// The id.
         id: u64,
     },
+    /// The upload has no response yet: the server has not answered it.
+    NoResponse {
+        /// The id.
+        id: u64,
+    },
     /// The `Uploader` has been shut down; open the store again.
     ShutDown,
     /// An I/O operation on a file of the store or on a source file failed.
@@ -216,6 +221,10 @@ impl fmt::Display for Error {
             Error::Protocol { message } => write!(f, "protocol error: {message}"),
             Error::Canceled => write!(f, "the upload was canceled"),
             Error::NotFound { id } => write!(f, "no upload {id} in the store"),
+            Error::NoResponse { id } => write!(
+                f,
+                "upload {id} has no response yet; wait for it to complete or fail"
+            ),
             Error::ShutDown => write!(f, "the uploader was shut down; open the store again"),
             Error::Io { op, path, source } => {
                 write!(f, "could not {op} {}: {source}", path.display())

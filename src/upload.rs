@@ -156,15 +156,18 @@ impl Upload {
     /// The stored response body (WinRT's `GetResultStreamAt(0)`).
     ///
     /// # Errors
-    /// [`Error::NotFound`] if there is no response yet or the upload was removed;
-    /// [`Error::Io`] if the file cannot be opened.
+    /// [`Error::NoResponse`] if the server has not answered yet; [`Error::NotFound`]
+    /// if the upload was removed; [`Error::Io`] if the file cannot be opened.
     pub fn response_body(&self) -> Result<File, Error> {
-        let gone = {
+        let (removed, answered) = {
             let s = lock(&self.cell.snap);
-            s.response.is_none() || s.removed
+            (s.removed, s.response.is_some())
         };
-        if gone {
+        if removed {
             return Err(Error::NotFound { id: self.id() });
+        }
+        if !answered {
+            return Err(Error::NoResponse { id: self.id() });
         }
         let path = crate::store_files::body_path(&self.shared.store_dir, self.id());
         File::open(&path).map_err(|e| Error::io("open response body", path, e))

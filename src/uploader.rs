@@ -57,6 +57,13 @@ impl Uploader {
 
     pub(crate) fn open_with(config: Config) -> Result<Uploader, Error> {
         let roots = Arc::new(crate::http::root_certs(&config)?);
+        if let Some(p) = &config.proxy {
+            // Checked once here, rather than failing every upload when it starts.
+            ureq::Proxy::new(p).map_err(|e| Error::InvalidUrl {
+                url: crate::redact::redact_url(p),
+                reason: format!("bad proxy: {e}"),
+            })?;
+        }
         let mut store = Store::open(&config.store_dir)?;
         store.set_fault_hook(config.fault_hook.clone());
         let store_dir = store.dir().to_path_buf();
@@ -265,7 +272,9 @@ impl Uploader {
 
     /// Stops every transfer (their progress is persisted and they continue at the next
     /// open), fsyncs the journal, joins every thread and releases the store's lock.
-    /// Takes at most about [`Config::shutdown_timeout`] plus one probe timeout.
+    /// Takes about [`Config::shutdown_timeout`] plus one probe timeout at most, except
+    /// that a TCP connect in progress cannot be interrupted: a worker in one is waited
+    /// for, up to [`Config::connect_timeout`].
     ///
     /// # Errors
     /// None today; the `Result` leaves room for reporting a failed final fsync.

@@ -363,3 +363,19 @@ fn pausing_a_post_after_its_whole_body_was_sent_ends_it_rather_than_resending() 
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(server.request_count(), 1);
 }
+
+#[test]
+fn a_response_body_before_any_answer_is_a_typed_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write_file(tmp.path(), "a", 100, 3);
+    let up = fast(&tmp.path().join("store"))
+        .start_transfers(false)
+        .open()
+        .unwrap();
+    let h = up
+        .create_upload(UploadRequest::put("http://127.0.0.1:9/a", &f))
+        .unwrap();
+    let e = h.response_body().unwrap_err();
+    assert!(matches!(e, Error::NoResponse { .. }), "{e}");
+    assert!(e.to_string().contains("no response yet"), "{e}");
+}

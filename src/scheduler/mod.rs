@@ -84,7 +84,7 @@ struct Running {
     stop: Option<StopReason>,
     /// Only for tus terminations: this worker sends DELETE, nothing else.
     terminating: bool,
-    sent: u64,
+    /// Bytes sent when the last progress checkpoint was journaled.
     checkpointed: u64,
     replies: Vec<Sender<Result<(), Error>>>,
 }
@@ -656,7 +656,6 @@ impl Scheduler {
                         thread,
                         stop: None,
                         terminating,
-                        sent: 0,
                         checkpointed: 0,
                         replies: Vec::new(),
                     },

@@ -50,7 +50,8 @@ impl Scheduler {
         let Some(r) = self.running.get_mut(&id) else {
             return;
         };
-        r.sent = sent;
+        // A restarted attempt starts counting again from 0.
+        r.checkpointed = r.checkpointed.min(sent);
         let checkpoint = sent.saturating_sub(r.checkpointed) >= self.config.checkpoint_bytes;
         if checkpoint {
             r.checkpointed = sent;
