@@ -47,7 +47,7 @@ pub(crate) fn reachable(target: &str, timeout: Duration) -> bool {
         return false;
     };
     addrs.into_iter().any(|a| {
-        crate::http::connect(a, timeout, timeout)
+        crate::http::connect(a, timeout, timeout, None)
             .map(|s| drop(s.shutdown(std::net::Shutdown::Both)))
             .is_ok()
     })

@@ -239,3 +239,33 @@ fn a_host_that_stays_unreachable_while_the_probe_says_online_spends_retries() {
     assert!(matches!(err, Error::Network { .. }), "{err}");
     assert_eq!(h.progress().attempts, 3);
 }
+
+#[test]
+fn a_connect_in_progress_does_not_hold_up_pause_or_shutdown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hang = HangingListener::new();
+    let file = write_file(tmp.path(), "a", 1000, 8);
+    let up = fast(&tmp.path().join("store"))
+        .connect_timeout(Duration::from_secs(60))
+        .open()
+        .unwrap();
+    let a = up
+        .create_upload(UploadRequest::put(hang.url("/a"), &file))
+        .unwrap();
+    let b = up
+        .create_upload(UploadRequest::put(hang.url("/b"), &file))
+        .unwrap();
+    assert!(wait_for(&a, LONG, |s| s == Status::Running));
+    assert!(wait_for(&b, LONG, |s| s == Status::Running));
+    std::thread::sleep(Duration::from_millis(200)); // both are inside their connect
+    a.pause().unwrap();
+    assert_eq!(a.status(), Status::PausedByApplication);
+    let t = Instant::now();
+    up.shutdown().unwrap();
+    // Without giving up the connect, the worker would hold shutdown for 60 s.
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    eprintln!(
+        "shutdown with two connects in progress took {:?}",
+        t.elapsed()
+    );
+}

@@ -4,8 +4,9 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, TcpKeepalive, Type};
 use ureq::unversioned::transport::{
@@ -19,6 +20,8 @@ use ureq::Timeout;
 pub(crate) struct SocketConnector {
     pub connect_timeout: Duration,
     pub user_timeout: Duration,
+    /// Set when the scheduler stops the transfer: a connect in progress gives up.
+    pub stop: Arc<AtomicBool>,
 }
 
 impl<In: Transport> Connector<In> for SocketConnector {
@@ -35,7 +38,12 @@ impl<In: Transport> Connector<In> for SocketConnector {
         }
         let mut last = None;
         for addr in details.addrs.iter() {
-            match connect(*addr, self.connect_timeout, self.user_timeout) {
+            match connect(
+                *addr,
+                self.connect_timeout,
+                self.user_timeout,
+                Some(&self.stop),
+            ) {
                 Ok(stream) => {
                     let stream = Arc::new(Sock(stream));
                     let weak: Weak<dyn ShutdownHandle> =
@@ -82,11 +90,21 @@ impl fmt::Display for ConnectTimedOut {
 
 impl std::error::Error for ConnectTimedOut {}
 
-/// One blocking connect with a timeout, keepalive and `TCP_USER_TIMEOUT`.
+/// `EINPROGRESS`: a non-blocking connect that has started.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const EINPROGRESS: i32 = 115;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const EINPROGRESS: i32 = 36;
+
+/// One connect with a timeout, keepalive and `TCP_USER_TIMEOUT`. It is made without
+/// blocking and watched, so that `stop` (a pause, cancel or shutdown) ends it at once
+/// instead of after the connect timeout, which `Agent::shutdown` cannot do: the socket
+/// is only registered with the agent once connected.
 pub(crate) fn connect(
     addr: SocketAddr,
     timeout: Duration,
     user_timeout: Duration,
+    stop: Option<&AtomicBool>,
 ) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_tcp_nodelay(true)?;
@@ -99,8 +117,45 @@ pub(crate) fn connect(
     socket.set_tcp_user_timeout(Some(user_timeout))?;
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     let _ = user_timeout;
-    socket.connect_timeout(&SockAddr::from(addr), timeout.max(Duration::from_millis(1)))?;
+    socket.set_nonblocking(true)?;
+    match socket.connect(&SockAddr::from(addr)) {
+        Ok(()) => {}
+        Err(e)
+            if e.raw_os_error() == Some(EINPROGRESS) || e.kind() == io::ErrorKind::WouldBlock =>
+        {
+            wait_connected(&socket, timeout, stop)?
+        }
+        Err(e) => return Err(e),
+    }
+    socket.set_nonblocking(false)?;
     Ok(socket.into())
+}
+
+/// Waits for a non-blocking connect: done once the socket has a peer, failed once it
+/// has an error. Polled (1 ms doubling to 20 ms) rather than `poll(2)`, which would
+/// need `unsafe` or another dependency; a loopback connect is seen within a millisecond.
+fn wait_connected(socket: &Socket, timeout: Duration, stop: Option<&AtomicBool>) -> io::Result<()> {
+    let deadline = Instant::now().checked_add(timeout);
+    let mut nap = Duration::from_millis(1);
+    loop {
+        if let Some(e) = socket.take_error()? {
+            return Err(e);
+        }
+        if socket.peer_addr().is_ok() {
+            return Ok(());
+        }
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "connect stopped",
+            ));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(20));
+    }
 }
 
 /// A connection's socket, shared with the agent's shutdown handle.

@@ -66,7 +66,11 @@ pub(crate) fn root_certs(config: &Config) -> Result<Option<RootCerts>, Error> {
 
 /// A new agent. Each worker gets its own, so the scheduler can interrupt its sockets
 /// with `Agent::shutdown` without touching other transfers.
-pub(crate) fn agent(config: &Config, roots: &Option<RootCerts>) -> Result<Agent, Error> {
+pub(crate) fn agent(
+    config: &Config,
+    roots: &Option<RootCerts>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Agent, Error> {
     let mut tls = TlsConfig::builder().provider(TlsProvider::Rustls);
     if let Some(r) = roots {
         tls = tls.root_certs(r.clone());
@@ -107,6 +111,7 @@ pub(crate) fn agent(config: &Config, roots: &Option<RootCerts>) -> Result<Agent,
         .chain(connector::SocketConnector {
             connect_timeout: config.connect_timeout,
             user_timeout: config.tcp_user_timeout,
+            stop,
         })
         .chain(RustlsConnector::default());
     Ok(Agent::with_parts(

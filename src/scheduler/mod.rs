@@ -82,6 +82,8 @@ enum StopReason {
 struct Running {
     ctl: Sender<Control>,
     agent: Agent,
+    /// Tells the agent's connector to give up a connect in progress.
+    connect_stop: Arc<std::sync::atomic::AtomicBool>,
     thread: JoinHandle<()>,
     stop: Option<StopReason>,
     /// Only for tus terminations: this worker sends DELETE, nothing else.

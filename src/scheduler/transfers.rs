@@ -2,6 +2,8 @@
 //! that come due.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::unbounded;
@@ -28,7 +30,8 @@ impl Scheduler {
             let _ = r.ctl.send(Control::Stop);
             if !r.terminating || reason == StopReason::Shutdown {
                 // Interrupts a worker blocked on its socket (a stalled send, a slow
-                // response) as well; the control message covers the rest.
+                // response) or in a connect as well; the control message covers the rest.
+                r.connect_stop.store(true, Ordering::SeqCst);
                 r.agent.clone().shutdown();
             }
         }
@@ -94,7 +97,8 @@ impl Scheduler {
         let request = u.request.clone();
         let resume_url = u.resume_url.clone();
         let attempts = u.attempts;
-        let agent = match crate::http::agent(&self.config, &self.roots) {
+        let connect_stop = Arc::new(AtomicBool::new(false));
+        let agent = match crate::http::agent(&self.config, &self.roots, connect_stop.clone()) {
             Ok(a) => a,
             Err(e) => {
                 if !terminating {
@@ -144,6 +148,7 @@ impl Scheduler {
                     Running {
                         ctl: ctl_tx,
                         agent,
+                        connect_stop,
                         thread,
                         stop: None,
                         terminating,
