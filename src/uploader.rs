@@ -272,9 +272,8 @@ impl Uploader {
 
     /// Stops every transfer (their progress is persisted and they continue at the next
     /// open), fsyncs the journal, joins every thread and releases the store's lock.
-    /// Takes about [`Config::shutdown_timeout`] plus one probe timeout at most, except
-    /// that a TCP connect in progress cannot be interrupted: a worker in one is waited
-    /// for, up to [`Config::connect_timeout`].
+    /// Takes about [`Config::shutdown_timeout`] plus one probe timeout at most: a send,
+    /// a wait for a response and a connect in progress are all interrupted.
     ///
     /// # Errors
     /// None today; the `Result` leaves room for reporting a failed final fsync.

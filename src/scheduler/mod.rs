@@ -354,9 +354,9 @@ impl Scheduler {
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         // Every worker's report is handled, also after the deadline: its Done may carry
         // a completion that must be recorded, and a tus worker may be waiting for the
-        // journal to take its upload URL. A worker still running at the deadline has had
-        // its sockets shut down; only a connect in progress can keep it (at most the
-        // connect timeout).
+        // journal to take its upload URL. Its sockets and any connect in progress have
+        // been stopped, so a worker still running at the deadline is about to report;
+        // only something outside the network (a hung file system) could keep it.
         let mut warned = false;
         while !self.running.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -364,7 +364,7 @@ impl Scheduler {
                 if !warned {
                     warned = true;
                     log::warn!(
-                        "{} worker(s) slow to stop (a connect in progress?); waiting for them",
+                        "{} worker(s) slow to stop; waiting for them",
                         self.running.len()
                     );
                 }
