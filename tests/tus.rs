@@ -466,27 +466,27 @@ fn an_expired_upload_restarts_from_zero() {
     up.shutdown().unwrap();
 }
 
-#[test]
-fn cancel_terminates_the_upload_on_the_server() {
-    let tmp = tempfile::tempdir().unwrap();
-    let tus = tus_server!("cancel", &tmp.path().join("tus"));
-    let size = 16 * MIB;
-    let src = write_file(tmp.path(), "cancel.bin", size, 23);
-    let up = rate_limited(&tmp.path().join("store"), 4 * MIB)
-        .open()
-        .unwrap();
+/// Starts a 16 MiB tus upload at 4 MiB/s and returns once the server holds 1 MiB of it.
+fn upload_part_way(
+    tus: &TusServer,
+    dir: &Path,
+    name: &str,
+    seed: u64,
+) -> (background_transfer::Uploader, Upload, String) {
+    let src = write_file(dir, name, 16 * MIB, seed);
+    let up = rate_limited(&dir.join("store"), 4 * MIB).open().unwrap();
     let h = up
         .create_upload(UploadRequest::put(tus.endpoint(), &src).tus(None))
         .unwrap();
     let id = tus
         .wait_stored(MIB, Duration::from_secs(20))
         .expect("part of the upload reached the server");
+    (up, h, id)
+}
+
+/// Waits until the server no longer has upload `id`: a HEAD answers 404 or 410.
+fn assert_ended_on_server(tus: &TusServer, id: &str) {
     let url = format!("{}{id}", tus.endpoint());
-    // (No HEAD before the cancel: this server makes a HEAD wait for the running PATCH's
-    // lock, and ends that PATCH after 3 s to hand the lock over.)
-    assert!(tus.meta_file(&id).is_file());
-    h.cancel().unwrap();
-    assert!(wait_for(&h, Duration::from_secs(10), |s| s == Status::Canceled));
     assert!(
         wait_until(Duration::from_secs(15), || matches!(
             head_status(&url),
@@ -495,6 +495,19 @@ fn cancel_terminates_the_upload_on_the_server() {
         "the upload is still on the server: HEAD answers {}",
         head_status(&url)
     );
+}
+
+#[test]
+fn cancel_terminates_the_upload_on_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tus = tus_server!("cancel", &tmp.path().join("tus"));
+    let (up, h, id) = upload_part_way(&tus, tmp.path(), "cancel.bin", 23);
+    // (No HEAD before the cancel: this server makes a HEAD wait for the running PATCH's
+    // lock, and ends that PATCH after 3 s to hand the lock over.)
+    assert!(tus.meta_file(&id).is_file());
+    h.cancel().unwrap();
+    assert!(wait_for(&h, Duration::from_secs(10), |s| s == Status::Canceled));
+    assert_ended_on_server(&tus, &id);
     let reqs = tus.requests_for(&id);
     assert!(
         reqs.iter()
@@ -559,28 +572,10 @@ fn chunks_are_separate_patches_and_progress_reports_acknowledged_bytes() {
 fn remove_mid_upload_terminates_it_on_the_server_too() {
     let tmp = tempfile::tempdir().unwrap();
     let tus = tus_server!("remove", &tmp.path().join("tus"));
-    let size = 16 * MIB;
-    let src = write_file(tmp.path(), "remove.bin", size, 31);
-    let up = rate_limited(&tmp.path().join("store"), 4 * MIB)
-        .open()
-        .unwrap();
-    let h = up
-        .create_upload(UploadRequest::put(tus.endpoint(), &src).tus(None))
-        .unwrap();
-    let id = tus
-        .wait_stored(MIB, Duration::from_secs(20))
-        .expect("part of the upload reached the server");
+    let (up, h, id) = upload_part_way(&tus, tmp.path(), "remove.bin", 31);
     h.remove().unwrap();
     assert!(up.get(h.id()).is_none());
-    let url = format!("{}{id}", tus.endpoint());
-    assert!(
-        wait_until(Duration::from_secs(15), || matches!(
-            head_status(&url),
-            404 | 410
-        )),
-        "the removed upload is still on the server: HEAD answers {}",
-        head_status(&url)
-    );
+    assert_ended_on_server(&tus, &id);
     up.shutdown().unwrap();
 }
 
