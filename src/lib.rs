@@ -193,6 +193,7 @@ mod prober;
 mod progress;
 mod redact;
 mod request;
+mod route;
 mod scheduler;
 mod shared;
 mod source;

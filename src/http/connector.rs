@@ -113,10 +113,12 @@ pub(crate) fn connect(
         .with_interval(Duration::from_secs(5))
         .with_retries(3);
     socket.set_tcp_keepalive(&keepalive)?;
+    // While connecting, `TCP_USER_TIMEOUT` is the connect timeout itself: the kernel
+    // then retransmits the SYN for as long as the program allowed (a modem that needs
+    // minutes to attach), instead of giving up at the shorter timeout meant for a
+    // connection that stopped answering, or at `tcp_syn_retries` (about 2 minutes).
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    socket.set_tcp_user_timeout(Some(user_timeout))?;
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let _ = user_timeout;
+    socket.set_tcp_user_timeout(Some(timeout))?;
     socket.set_nonblocking(true)?;
     match socket.connect(&SockAddr::from(addr)) {
         Ok(()) => {}
@@ -128,6 +130,10 @@ pub(crate) fn connect(
         Err(e) => return Err(e),
     }
     socket.set_nonblocking(false)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket.set_tcp_user_timeout(Some(user_timeout))?;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = user_timeout;
     Ok(socket.into())
 }
 
@@ -182,9 +188,32 @@ pub(crate) struct SocketTransport {
     write_timeout: Option<Duration>,
 }
 
-fn timeout_error(e: io::Error, reason: Timeout) -> ureq::Error {
+/// Marks an established connection that stopped answering: the kernel gave up on it
+/// (`TCP_USER_TIMEOUT` or keepalive: `ETIMEDOUT`, or an ICMP unreachable that became
+/// its error). The network went away under a working transfer: a cellular dead zone, a
+/// removed route, a link that went down. Unlike a reset, the server said nothing.
+#[derive(Debug)]
+pub(crate) struct ConnectionLost(pub io::Error);
+
+impl fmt::Display for ConnectionLost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the connection stopped answering ({})", self.0)
+    }
+}
+
+impl std::error::Error for ConnectionLost {}
+
+/// A read or write error on an established connection, as ureq should see it.
+/// `WouldBlock` is our own socket timeout (`SO_SNDTIMEO`/`SO_RCVTIMEO`, set from
+/// ureq's timeouts): the peer is there but too slow. `TimedOut` is the kernel's.
+fn transport_error(e: io::Error, reason: Timeout) -> ureq::Error {
+    use io::ErrorKind as K;
     match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ureq::Error::Timeout(reason),
+        K::WouldBlock => ureq::Error::Timeout(reason),
+        K::TimedOut | K::HostUnreachable | K::NetworkUnreachable | K::NetworkDown => {
+            let kind = e.kind();
+            ureq::Error::Io(io::Error::new(kind, ConnectionLost(e)))
+        }
         _ => ureq::Error::Io(e),
     }
 }
@@ -207,7 +236,7 @@ impl Transport for SocketTransport {
         let output = &self.buffers.output()[..amount];
         (&self.stream.0)
             .write_all(output)
-            .map_err(|e| timeout_error(e, timeout.reason))
+            .map_err(|e| transport_error(e, timeout.reason))
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
@@ -224,7 +253,7 @@ impl Transport for SocketTransport {
         let amount = loop {
             match (&self.stream.0).read(input) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other.map_err(|e| timeout_error(e, timeout.reason))?,
+                other => break other.map_err(|e| transport_error(e, timeout.reason))?,
             }
         };
         self.buffers.input_appended(amount);

@@ -6,6 +6,7 @@ mod attempt;
 mod body;
 mod connector;
 pub(crate) mod date;
+mod resolver;
 mod response;
 
 use std::io;
@@ -14,7 +15,6 @@ use std::time::Duration;
 
 use ureq::config::Config as UreqConfig;
 use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
-use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector, RustlsConnector};
 use ureq::Agent;
 
@@ -31,6 +31,11 @@ pub(crate) enum Class {
     /// The host could not be reached (refused, unreachable, connect timeout, DNS). The
     /// network may be down: no retry is spent.
     Unreachable,
+    /// A working connection stopped answering (a dead zone, a lost route or link): the
+    /// network went away mid-transfer. No retry is spent, and unlike `Unreachable`, a
+    /// probe that just saw the host answer does not make it count: the connection
+    /// itself worked.
+    Lost,
     /// The host answered but the attempt failed (reset, timeout, 408/429/5xx): retry.
     Transient,
     /// Retrying cannot help.
@@ -117,7 +122,7 @@ pub(crate) fn agent(
     Ok(Agent::with_parts(
         ucfg,
         connector,
-        DefaultResolver::default(),
+        resolver::MarkedResolver::default(),
     ))
 }
 
@@ -204,6 +209,23 @@ pub(crate) fn classify_io(io: &io::Error) -> (Error, Class) {
             Class::Final,
         );
     }
+    if let Some(lost) = io
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<connector::ConnectionLost>())
+    {
+        return (
+            Error::Network {
+                message: lost.to_string(),
+            },
+            Class::Lost,
+        );
+    }
+    if let Some(lookup) = io
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<resolver::LookupFailed>())
+    {
+        return classify_lookup(lookup, crate::route::exists());
+    }
     if io
         .get_ref()
         .is_some_and(|e| e.is::<connector::ConnectTimedOut>())
@@ -239,6 +261,34 @@ pub(crate) fn classify_io(io: &io::Error) -> (Error, Class) {
     )
 }
 
+/// A failed name lookup. "Try again" (`EAI_AGAIN`: the name servers could not be
+/// reached) is what every lookup gives with no network, so it is offline. "Not found"
+/// is offline too while the machine has no route anywhere (some resolvers say it with
+/// no network); with a route, the name servers answered that the name does not exist,
+/// and retrying cannot help.
+fn classify_lookup(lookup: &resolver::LookupFailed, has_route: bool) -> (Error, Class) {
+    use resolver::LookupKind as L;
+    let error = Error::Network {
+        message: lookup.to_string(),
+    };
+    let class = match (lookup.kind, has_route) {
+        (L::Temporary, _) | (_, false) => Class::Unreachable,
+        (L::NotFound, true) => {
+            return (
+                Error::Network {
+                    message: format!(
+                        "host {} not found: the name servers say it does not exist ({})",
+                        lookup.host, lookup.message
+                    ),
+                },
+                Class::Final,
+            )
+        }
+        (L::Other, true) => Class::Transient,
+    };
+    (error, class)
+}
+
 /// Whether a status is worth retrying (WinRT's set plus 408 and 504).
 pub(crate) fn is_transient_status(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
@@ -262,3 +312,55 @@ pub(crate) fn retry_after(headers: &[(String, String)]) -> Option<Duration> {
 
 /// Shared by workers: the parsed roots.
 pub(crate) type Roots = Arc<Option<RootCerts>>;
+
+#[cfg(test)]
+mod tests {
+    use super::resolver::{LookupFailed, LookupKind};
+    use super::{classify_io, classify_lookup, Class};
+
+    fn lookup(kind: LookupKind) -> LookupFailed {
+        LookupFailed {
+            host: "uploads.example".into(),
+            kind,
+            message: "resolver text".into(),
+        }
+    }
+
+    #[test]
+    fn lookup_failures_offline_unless_the_name_is_known_not_to_exist() {
+        use LookupKind::*;
+        for (kind, route, class) in [
+            (Temporary, false, Class::Unreachable),
+            (Temporary, true, Class::Unreachable),
+            (NotFound, false, Class::Unreachable),
+            (NotFound, true, Class::Final),
+            (Other, false, Class::Unreachable),
+            (Other, true, Class::Transient),
+        ] {
+            let (e, c) = classify_lookup(&lookup(kind), route);
+            assert_eq!(c, class, "{kind:?} route={route}");
+            assert!(e.to_string().contains("uploads.example"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_lookup_error_through_io_is_recognised() {
+        let io = std::io::Error::other(lookup(LookupKind::Temporary));
+        assert_eq!(classify_io(&io).1, Class::Unreachable);
+    }
+
+    #[test]
+    fn a_connection_that_stopped_answering_is_lost_not_transient() {
+        for kind in [
+            std::io::ErrorKind::TimedOut,
+            std::io::ErrorKind::HostUnreachable,
+        ] {
+            let inner = std::io::Error::from(kind);
+            let io = std::io::Error::new(kind, super::connector::ConnectionLost(inner));
+            assert_eq!(classify_io(&io).1, Class::Lost);
+        }
+        // A reset is the server's answer: a retry is spent.
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(classify_io(&reset).1, Class::Transient);
+    }
+}

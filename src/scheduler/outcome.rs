@@ -258,14 +258,29 @@ impl Scheduler {
             c.update(|s| s.error = Some(f), Event::Progress);
         }
         match class {
-            Class::Unreachable => {
+            Class::Unreachable | Class::Lost
+                if body_complete && response.is_none() && !self.may_resend(id) =>
+            {
+                // The connection died after the whole body went out: the server may have
+                // processed the request. The POST rule holds whatever the network did.
+                let e = not_resumable(&format!(
+                    "the whole body was sent but no response came ({error}); the server may \
+                     have processed it, and the request is not idempotent"
+                ));
+                self.set_status(id, StatusV1::Error, attempts, Some(e));
+            }
+            Class::Unreachable | Class::Lost => {
                 let host = self
                     .store
                     .state()
                     .uploads
                     .get(&id)
                     .and_then(|u| host_key(&u.request.url));
-                log::warn!("upload {id}: host unreachable ({error}); waiting for the network");
+                if class == Class::Lost {
+                    log::warn!("upload {id}: {error}; waiting for the network");
+                } else {
+                    log::warn!("upload {id}: host unreachable ({error}); waiting for the network");
+                }
                 if let Some(h) = host {
                     self.offline.insert(h.clone());
                     let _ = self.prober.send(ProbeMsg::Offline(h));

@@ -4,10 +4,13 @@
 mod action;
 pub mod child;
 mod conn;
+pub mod dns;
 mod engine;
 mod files;
 mod http;
 mod net;
+pub mod netns;
+pub mod nginx;
 pub mod proxy;
 mod record;
 mod server;

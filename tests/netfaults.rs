@@ -1,0 +1,335 @@
+//! Real network faults in network namespaces (root; CI is root): no name server
+//! reachable, no route, and silent blackholes (a cellular dead zone), against nginx and
+//! dnsmasq running in a server namespace. The rule under test: no attempt is counted
+//! while there is no connectivity.
+//!
+//! The upload runs in a child process inside the client namespace (this binary re-run on
+//! `child_process`), which prints its status as it changes. Figures go to stderr
+//! (`cargo test --release --test netfaults -- --nocapture`).
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use background_transfer::{Status, UploadRequest, Uploader};
+use support::child::{self, ChildProcess};
+use support::dns::Dnsmasq;
+use support::netns::NetPair;
+use support::nginx::Nginx;
+use support::{sha256_file, write_file};
+
+const CHILD_ENV: &str = "BGXFER_NETFAULTS_CHILD";
+
+/// Child side: uploads `BGX_FILE` to `BGX_URL` with a PUT through the store named by
+/// the role, printing `STATUS <status> <attempts>` on each change, `SENT <bytes>` every
+/// half second while running, and `END <status> <attempts> <error>` at the end.
+/// Default timeouts (`TCP_USER_TIMEOUT` 30 s), probes every 1–4 s. Bounded by
+/// `BGX_DEADLINE` seconds.
+#[test]
+fn child_process() {
+    let Ok(store) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let var = |n: &str| std::env::var(n).unwrap();
+    let up = Uploader::builder()
+        .store_dir(&store)
+        .probe_backoff(Duration::from_secs(1), Duration::from_secs(4))
+        .probe_timeout(Duration::from_secs(2))
+        .progress_interval(Duration::from_millis(100))
+        .open()
+        .unwrap();
+    let h = up
+        .create_upload(UploadRequest::put(var("BGX_URL"), var("BGX_FILE")))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(var("BGX_DEADLINE").parse().unwrap());
+    let mut last = None;
+    let mut last_sent = Instant::now();
+    while Instant::now() < deadline {
+        let p = h.progress();
+        if last != Some((p.status, p.attempts)) {
+            last = Some((p.status, p.attempts));
+            child::mark(format_args!("STATUS {} {}", p.status.as_str(), p.attempts));
+        }
+        if p.status == Status::Running && last_sent.elapsed() >= Duration::from_millis(500) {
+            last_sent = Instant::now();
+            child::mark(format_args!("SENT {}", p.bytes_sent));
+        }
+        if p.status.is_final() {
+            let err = h.error().map(|e| e.to_string()).unwrap_or_default();
+            child::mark(format_args!(
+                "END {} {} {err}",
+                p.status.as_str(),
+                p.attempts
+            ));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child::mark("END deadline");
+}
+
+/// Starts the uploading child inside the client namespace.
+fn spawn_upload(
+    pair: &NetPair,
+    store: &Path,
+    url: &str,
+    file: &Path,
+    deadline_s: u64,
+) -> ChildProcess {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = NetPair::exec(&pair.client, exe);
+    cmd.args([
+        "--exact",
+        "child_process",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_ENV, store)
+    .env("BGX_URL", url)
+    .env("BGX_FILE", file)
+    .env("BGX_DEADLINE", deadline_s.to_string())
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null());
+    ChildProcess::spawn(&mut cmd)
+}
+
+/// `(status, attempts)` of a `STATUS` line.
+fn status_of(line: &str) -> Option<(String, u32)> {
+    let mut f = line.strip_prefix("STATUS ")?.split(' ');
+    Some((f.next()?.to_string(), f.next()?.parse().ok()?))
+}
+
+/// Reads lines until `END`, returning it; panics with the lines seen after `timeout`.
+fn wait_end(child: &mut ChildProcess, timeout: Duration) -> String {
+    match child.wait_for_line("END", timeout) {
+        Some(l) => l,
+        None => panic!("no END in time; lines: {:?}", child.lines_so_far()),
+    }
+}
+
+/// Seconds the client namespace stays without a network in the DNS test.
+fn offline_secs() -> u64 {
+    std::env::var("BGXFER_NETNS_OFFLINE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60)
+}
+
+/// Issue 19: a lookup that fails because no name server can be reached (the namespace
+/// has no network) waits as `paused-no-network` with 0 attempts, for 60 s, then
+/// completes once the namespace gets its link and a route to the server (nginx and
+/// dnsmasq in a second namespace). With the network up, a name the name server says
+/// does not exist is a final error naming the host, with no retry spent.
+#[test]
+fn failed_lookup_without_network_waits_offline_then_completes() {
+    const TEST: &str = "failed_lookup_without_network_waits_offline_then_completes";
+    let Some(pair) = NetPair::create(TEST, 31, true) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nginx) = Nginx::start(
+        TEST,
+        &dir.path().join("nginx"),
+        Some(&pair.server),
+        &pair.server_addr,
+        8080,
+        "",
+    ) else {
+        return;
+    };
+    let Some(_dns) = Dnsmasq::start(
+        TEST,
+        dir.path(),
+        &pair.server,
+        &pair.server_addr,
+        &[("uploads.bgx.test", &pair.server_addr)],
+        &["missing.bgx.test"],
+    ) else {
+        return;
+    };
+    pair.client_resolver(&pair.server_addr);
+    let file = write_file(dir.path(), "a.bin", 4 << 20, 31);
+    let offline = offline_secs();
+    let mut child = spawn_upload(
+        &pair,
+        &dir.path().join("store"),
+        "http://uploads.bgx.test:8080/dns/a.bin",
+        &file,
+        offline + 90,
+    );
+    let started = Instant::now();
+    let parked = child.wait_until(Duration::from_secs(30), |l| {
+        status_of(l).is_some_and(|(s, _)| s == "paused-no-network")
+    });
+    assert!(
+        matches!(parked, child::Waited::Matched(_)),
+        "not parked offline: {:?}",
+        child.lines_so_far()
+    );
+    let noticed = started.elapsed();
+    // Offline for the whole window: no other status, no attempt counted.
+    let until = started + Duration::from_secs(offline);
+    let changed = child.wait_until(until.saturating_duration_since(Instant::now()), |l| {
+        l.starts_with("STATUS ") || l.starts_with("END")
+    });
+    assert!(
+        !matches!(changed, child::Waited::Matched(_)),
+        "left paused-no-network while offline: {:?}",
+        child.lines_so_far()
+    );
+    pair.link_client();
+    let linked = Instant::now();
+    let end = wait_end(&mut child, Duration::from_secs(60));
+    let back = linked.elapsed();
+    assert!(
+        end.starts_with("END completed 0"),
+        "{end}; {:?}",
+        child.lines_so_far()
+    );
+    assert_eq!(
+        sha256_file(nginx.root().join("dns/a.bin")),
+        sha256_file(&file),
+        "the stored file differs"
+    );
+    eprintln!(
+        "dns offline: parked after {:.1} s, offline {offline} s with 0 attempts, completed {:.1} s after the link came up",
+        noticed.as_secs_f64(),
+        back.as_secs_f64()
+    );
+
+    // Now with a network: the name server says the name does not exist.
+    let mut child = spawn_upload(
+        &pair,
+        &dir.path().join("store2"),
+        "http://missing.bgx.test:8080/dns/b.bin",
+        &file,
+        30,
+    );
+    let end = wait_end(&mut child, Duration::from_secs(30));
+    assert!(end.starts_with("END error 0"), "{end}");
+    assert!(
+        end.contains("missing.bgx.test") && end.contains("not found"),
+        "{end}"
+    );
+    assert!(
+        !child
+            .lines_so_far()
+            .iter()
+            .any(|l| l.contains("paused-no-network") || l.contains("waiting-to-retry")),
+        "{:?}",
+        child.lines_so_far()
+    );
+}
+
+/// Seconds each dead zone lasts.
+fn dead_zone_secs() -> u64 {
+    std::env::var("BGXFER_DEAD_ZONE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(35)
+}
+
+/// Issue 18: four 35 s silent blackholes (every packet to the server dropped: a cellular
+/// dead zone) during one 16 MiB PUT over an 8 Mbit/s link. Each is noticed at
+/// `TCP_USER_TIMEOUT` and parks the upload as `paused-no-network`; none spends a retry
+/// (3 are allowed: four dead zones would end it in `error` if they counted), and the
+/// upload completes byte-exact on nginx.
+#[test]
+fn four_dead_zones_spend_no_retry() {
+    const TEST: &str = "four_dead_zones_spend_no_retry";
+    let Some(pair) = NetPair::create(TEST, 32, false) else {
+        return;
+    };
+    pair.shape("8mbit");
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nginx) = Nginx::start(
+        TEST,
+        &dir.path().join("nginx"),
+        Some(&pair.server),
+        &pair.server_addr,
+        8080,
+        "",
+    ) else {
+        return;
+    };
+    let file = write_file(dir.path(), "a.bin", 16 << 20, 32);
+    let zone = Duration::from_secs(dead_zone_secs());
+    let url = format!("http://{}:8080/dz/a.bin", pair.server_addr);
+    let mut child = spawn_upload(
+        &pair,
+        &dir.path().join("store"),
+        &url,
+        &file,
+        4 * (zone.as_secs() + 40) + 120,
+    );
+    for n in 1..=4 {
+        // Let bytes flow for a few seconds, then cut.
+        let flowing = child.wait_until(Duration::from_secs(60), |l| {
+            l.strip_prefix("SENT ")
+                .and_then(|b| b.parse::<u64>().ok())
+                .is_some_and(|b| b > 0)
+        });
+        assert!(
+            matches!(flowing, child::Waited::Matched(_)),
+            "dead zone {n}: no bytes flowing: {:?}",
+            child.lines_so_far()
+        );
+        std::thread::sleep(Duration::from_secs(3));
+        pair.blackhole(8080, true);
+        let cut = Instant::now();
+        let parked = child.wait_until(zone + Duration::from_secs(10), |l| {
+            status_of(l).is_some_and(|(s, _)| s != "running" && s != "queued")
+        });
+        let noticed = cut.elapsed();
+        let line = match parked {
+            child::Waited::Matched(l) => l,
+            other => panic!("dead zone {n}: {other:?}: {:?}", child.lines_so_far()),
+        };
+        assert_eq!(
+            status_of(&line),
+            Some(("paused-no-network".into(), 0)),
+            "dead zone {n}: {:?}",
+            child.lines_so_far()
+        );
+        std::thread::sleep(zone.saturating_sub(cut.elapsed()));
+        pair.blackhole(8080, false);
+        let cleared = Instant::now();
+        let flowing = child.wait_until(Duration::from_secs(30), |l| {
+            l.strip_prefix("SENT ")
+                .and_then(|b| b.parse::<u64>().ok())
+                .is_some_and(|b| b > 0)
+        });
+        assert!(
+            matches!(flowing, child::Waited::Matched(_)),
+            "dead zone {n}: not resumed: {:?}",
+            child.lines_so_far()
+        );
+        eprintln!(
+            "dead zone {n} ({} s): noticed after {:.1} s (paused-no-network, 0 attempts); bytes flowing {:.1} s after it cleared",
+            zone.as_secs(),
+            noticed.as_secs_f64(),
+            cleared.elapsed().as_secs_f64()
+        );
+    }
+    let end = wait_end(&mut child, Duration::from_secs(120));
+    assert!(
+        end.starts_with("END completed 0"),
+        "{end}; {:?}",
+        child.lines_so_far()
+    );
+    assert!(
+        child
+            .lines_so_far()
+            .iter()
+            .filter_map(|l| status_of(l))
+            .all(|(_, a)| a == 0),
+        "an attempt was counted: {:?}",
+        child.lines_so_far()
+    );
+    assert_eq!(
+        sha256_file(nginx.root().join("dz/a.bin")),
+        sha256_file(&file)
+    );
+}

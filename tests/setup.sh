@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the real servers the tests start (pinned versions), so that `cargo test`
+# can run them: the README's test command is `bash tests/setup.sh && cargo test --release`.
+#
+# - @tus/server + @tus/file-store (npm, pinned in tests/tus-server/package-lock.json);
+# - nginx (WebDAV PUT target), nftables (blackholes) and dnsmasq (a name server) from
+#   Debian, for the network-namespace tests in tests/netfaults.rs. These need root: as
+#   another user, or on a machine without apt-get, they are left out and those tests
+#   print SKIPPED (under CI=true they fail instead).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NGINX_VERSION='1.22.1-9*'
+NFTABLES_VERSION='1.0.6-2*'
+DNSMASQ_VERSION='2.90-4*'
+
+have_all() { command -v nginx >/dev/null && command -v nft >/dev/null && command -v dnsmasq >/dev/null; }
+
+if ! have_all || ! command -v npm >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    # Never start a service while installing: the tests start their own.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    apt-get update -qq
+    pkgs=("nginx=$NGINX_VERSION" "nftables=$NFTABLES_VERSION" "dnsmasq-base=$DNSMASQ_VERSION")
+    command -v npm >/dev/null || pkgs+=(nodejs npm)
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+  else
+    echo "tests/setup.sh: not root or no apt-get: nginx, nftables and dnsmasq not installed" >&2
+  fi
+fi
+
+if command -v npm >/dev/null; then
+  npm ci --prefix tests/tus-server
+else
+  echo "tests/setup.sh: npm missing: the tus tests will be skipped" >&2
+fi
