@@ -1,8 +1,11 @@
 //! The crate's one error type: every failure names the thing and the fix.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
+
+use crate::model::{Failure, TimeoutPhase};
 
 /// Everything that can go wrong in `background-transfer`.
 ///
@@ -98,8 +101,8 @@ pub enum Error {
     },
     /// A timeout fired (after every retry was spent).
     Timeout {
-        /// Which one: `connect`, `send` (a stalled write), `response`.
-        phase: String,
+        /// Which one: connecting, sending (a stalled write), or the response.
+        phase: TimeoutPhase,
     },
     /// TLS failed: an untrusted or expired certificate, a wrong host name, a handshake
     /// failure. Check the server's certificate or configure its root.
@@ -141,7 +144,7 @@ pub enum Error {
     /// An I/O operation on a file of the store or on a source file failed.
     Io {
         /// What we were doing, for example "fsync journal".
-        op: &'static str,
+        op: Cow<'static, str>,
         /// The file or directory involved.
         path: PathBuf,
         /// The underlying error.
@@ -152,7 +155,7 @@ pub enum Error {
 impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
         Error::Io {
-            op,
+            op: Cow::Borrowed(op),
             path: path.into(),
             source,
         }
@@ -242,71 +245,124 @@ impl std::error::Error for Error {
     }
 }
 
-use crate::journal::record::FailureV1;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-
 impl Error {
-    /// The persisted form of a failure that ends an upload.
-    pub(crate) fn to_failure(&self) -> FailureV1 {
+    /// The failure this error stands for: a `Clone` copy that the journal persists and
+    /// that [`Error::from_failure`] turns back into the same variant with the same text.
+    pub(crate) fn to_failure(&self) -> Failure {
+        use Error as E;
+        use Failure as F;
         match self {
-            Error::HttpStatus { status } => FailureV1::HttpStatus { status: *status },
-            Error::SourceMissing { path } => FailureV1::SourceMissing {
-                path: path.as_os_str().as_bytes().to_vec(),
+            E::StoreLocked { path } => F::StoreLocked { path: path.clone() },
+            E::JournalNotRecognized { path } => F::JournalNotRecognized { path: path.clone() },
+            E::JournalVersion {
+                path,
+                found,
+                supported,
+            } => F::JournalVersion {
+                path: path.clone(),
+                found: *found,
+                supported: *supported,
             },
-            Error::SourceChanged { path, what } => FailureV1::SourceChanged {
-                path: path.as_os_str().as_bytes().to_vec(),
+            E::JournalPoisoned { path } => F::JournalPoisoned { path: path.clone() },
+            E::RecordTooLarge { len, max } => F::RecordTooLarge {
+                len: *len as u64,
+                max: *max as u64,
+            },
+            E::InvalidUrl { url, reason } => F::InvalidUrl {
+                url: url.clone(),
+                reason: reason.clone(),
+            },
+            E::InvalidHeader { name, reason } => F::InvalidHeader {
+                name: name.clone(),
+                reason: reason.clone(),
+            },
+            E::InvalidRequest { reason } => F::InvalidRequest {
+                reason: reason.clone(),
+            },
+            E::InvalidCertificate { reason } => F::InvalidCertificate {
+                reason: reason.clone(),
+            },
+            E::SourceMissing { path } => F::SourceMissing { path: path.clone() },
+            E::SourceChanged { path, what } => F::SourceChanged {
+                path: path.clone(),
                 what: what.clone(),
             },
-            Error::Timeout { phase } => FailureV1::Timeout {
-                phase: phase.clone(),
-            },
-            Error::Tls { message } => FailureV1::Tls {
+            E::HttpStatus { status } => F::HttpStatus { status: *status },
+            E::Timeout { phase } => F::Timeout { phase: *phase },
+            E::Tls { message } => F::Tls {
                 message: message.clone(),
             },
-            Error::Network { message } => FailureV1::Network {
+            E::Network { message } => F::Network {
                 message: message.clone(),
             },
-            Error::NotResumable { reason } => FailureV1::NotResumable {
-                message: reason.clone(),
+            E::NotResumable { reason } => F::NotResumable {
+                reason: reason.clone(),
             },
-            Error::Protocol { message } => FailureV1::Protocol {
+            E::Protocol { message } => F::Protocol {
                 message: message.clone(),
             },
-            other => FailureV1::Io {
-                message: other.to_string(),
+            E::Canceled => F::Canceled,
+            E::NotFound { id } => F::NotFound { id: *id },
+            E::NoResponse { id } => F::NoResponse { id: *id },
+            E::ShutDown => F::ShutDown,
+            E::Io { op, path, source } => F::Io {
+                op: op.to_string(),
+                path: path.clone(),
+                os_code: source.raw_os_error(),
+                message: source.to_string(),
             },
         }
     }
 
-    /// The error a persisted failure stands for.
-    pub(crate) fn from_failure(f: &FailureV1) -> Error {
-        let path = |p: &Vec<u8>| PathBuf::from(std::ffi::OsString::from_vec(p.clone()));
-        match f {
-            FailureV1::HttpStatus { status } => Error::HttpStatus { status: *status },
-            FailureV1::SourceMissing { path: p } => Error::SourceMissing { path: path(p) },
-            FailureV1::SourceChanged { path: p, what } => Error::SourceChanged {
-                path: path(p),
-                what: what.clone(),
+    /// The error a failure stands for (see [`Error::to_failure`]).
+    pub(crate) fn from_failure(f: &Failure) -> Error {
+        use Error as E;
+        use Failure as F;
+        match f.clone() {
+            F::StoreLocked { path } => E::StoreLocked { path },
+            F::JournalNotRecognized { path } => E::JournalNotRecognized { path },
+            F::JournalVersion {
+                path,
+                found,
+                supported,
+            } => E::JournalVersion {
+                path,
+                found,
+                supported,
             },
-            FailureV1::Timeout { phase } => Error::Timeout {
-                phase: phase.clone(),
+            F::JournalPoisoned { path } => E::JournalPoisoned { path },
+            F::RecordTooLarge { len, max } => E::RecordTooLarge {
+                len: usize::try_from(len).unwrap_or(usize::MAX),
+                max: usize::try_from(max).unwrap_or(usize::MAX),
             },
-            FailureV1::Tls { message } => Error::Tls {
-                message: message.clone(),
-            },
-            FailureV1::Network { message } => Error::Network {
-                message: message.clone(),
-            },
-            FailureV1::NotResumable { message } => Error::NotResumable {
-                reason: message.clone(),
-            },
-            FailureV1::Protocol { message } => Error::Protocol {
-                message: message.clone(),
-            },
-            FailureV1::Io { message } => Error::Io {
-                op: "upload",
-                path: PathBuf::new(),
-                source: io::Error::other(message.clone()),
+            F::InvalidUrl { url, reason } => E::InvalidUrl { url, reason },
+            F::InvalidHeader { name, reason } => E::InvalidHeader { name, reason },
+            F::InvalidRequest { reason } => E::InvalidRequest { reason },
+            F::InvalidCertificate { reason } => E::InvalidCertificate { reason },
+            F::SourceMissing { path } => E::SourceMissing { path },
+            F::SourceChanged { path, what } => E::SourceChanged { path, what },
+            F::HttpStatus { status } => E::HttpStatus { status },
+            F::Timeout { phase } => E::Timeout { phase },
+            F::Tls { message } => E::Tls { message },
+            F::Network { message } => E::Network { message },
+            F::NotResumable { reason } => E::NotResumable { reason },
+            F::Protocol { message } => E::Protocol { message },
+            F::Canceled => E::Canceled,
+            F::NotFound { id } => E::NotFound { id },
+            F::NoResponse { id } => E::NoResponse { id },
+            F::ShutDown => E::ShutDown,
+            F::Io {
+                op,
+                path,
+                os_code,
+                message,
+            } => E::Io {
+                op: Cow::Owned(op),
+                path,
+                source: match os_code {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::other(message),
+                },
             },
         }
     }

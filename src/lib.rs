@@ -146,6 +146,25 @@
 //! snapshots without touching the network. [`Uploader::shutdown`] (and `Drop`) stops
 //! every transfer within one buffer, persists its progress and joins every thread.
 //!
+//! Inside, data flows one way: a handle sends a command to the scheduler; the
+//! scheduler's state machine (one pure function from an upload's state and an event to
+//! its next state and effects, table-tested) decides, and the scheduler starts a worker;
+//! the worker drives the upload's protocol; the protocol talks to the wire (`http`),
+//! which returns typed wire errors and knows no policy. Events come back as messages, each
+//! type owned by its producer (workers, the prober). The journal is a leaf: it persists the
+//! domain model through versioned records of its own, converted at its boundary.
+//!
+//! ## Upload protocols
+//!
+//! Each protocol (plain HTTP; tus 1.0) is one module behind one interface that a worker
+//! drives through an attempt: *start* (create the server-side session, journaled before
+//! any body byte reaches it), *where* (ask the server what it has), *send* (the ranges it
+//! lacks), *finish* (its answer is kept as the response), and *abort* (end the session on
+//! the server after a cancel or removal). The protocol classifies every answer: done,
+//! restart (the server lost the session: `has_restarted`), transient (a retry is spent),
+//! unreachable or connection lost (no retry is spent), or final. Adding a protocol means a
+//! module, a registration and a journal record kind for its session.
+//!
 //! ## HTTP and TLS
 //!
 //! HTTP/1.1 by `ureq` 3, TLS by rustls with the *ring* provider (no aws-lc: the crate
@@ -183,22 +202,25 @@
 #![cfg(unix)]
 
 mod bandwidth;
+mod command;
 mod config;
 mod error;
 mod http;
 #[doc(hidden)]
 pub mod journal;
+#[doc(hidden)]
+pub mod model;
 mod multipart;
 mod prober;
 mod progress;
 mod redact;
 mod request;
+mod request_info;
 mod route;
 mod scheduler;
 mod shared;
 mod source;
-mod store_files;
-mod tus;
+mod store;
 mod upload;
 mod uploader;
 mod worker;
@@ -211,9 +233,11 @@ struct ReadmeDoctests;
 
 pub use error::Error;
 pub use journal::Recovery;
+pub use model::TimeoutPhase;
 pub use progress::{CostPolicy, Event, Priority, Progress, ResponseInfo, Status};
 pub use request::UploadRequest;
-pub use upload::{RequestInfo, Upload};
+pub use request_info::RequestInfo;
+pub use upload::Upload;
 pub use uploader::{GroupBehavior, Uploader};
 
 /// Fuzz harnesses, shared by `fuzz/` targets and `cargo test`. Not part of the API.

@@ -1,14 +1,14 @@
 //! Streamed multipart bodies: the layout (delimiters, part headers, files) and its exact
 //! length, computed before the first byte is sent.
 
-use crate::journal::record::{MultipartV1, PartContentV1, SourceV1};
+use crate::model::{Multipart, PartContent, Source};
 use crate::Error;
 
 /// A piece of a body: bytes made here, or a file streamed from disk.
 #[derive(Debug, Clone)]
 pub(crate) enum Segment {
     Bytes(Vec<u8>),
-    File(SourceV1),
+    File(Source),
 }
 
 impl Segment {
@@ -21,12 +21,12 @@ impl Segment {
 }
 
 /// `multipart/<subtype>; boundary=<boundary>`.
-pub(crate) fn content_type(mp: &MultipartV1) -> String {
+pub(crate) fn content_type(mp: &Multipart) -> String {
     format!("multipart/{}; boundary={}", mp.subtype, mp.boundary)
 }
 
 /// The body as segments, in order.
-pub(crate) fn layout(mp: &MultipartV1) -> Vec<Segment> {
+pub(crate) fn layout(mp: &Multipart) -> Vec<Segment> {
     let mut out = Vec::with_capacity(mp.parts.len() * 3 + 1);
     for part in &mp.parts {
         let mut head = format!(
@@ -43,12 +43,12 @@ pub(crate) fn layout(mp: &MultipartV1) -> Vec<Segment> {
         }
         head.push_str("\r\n");
         match &part.content {
-            PartContentV1::Text(t) => {
+            PartContent::Text(t) => {
                 head.push_str(t);
                 head.push_str("\r\n");
                 out.push(Segment::Bytes(head.into_bytes()));
             }
-            PartContentV1::File(s) => {
+            PartContent::File(s) => {
                 out.push(Segment::Bytes(head.into_bytes()));
                 out.push(Segment::File(s.clone()));
                 out.push(Segment::Bytes(b"\r\n".to_vec()));
@@ -115,18 +115,18 @@ pub(crate) fn random_boundary() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::record::PartV1;
+    use crate::model::Part;
 
     #[test]
     fn layout_length_is_exact() {
-        let mp = MultipartV1 {
+        let mp = Multipart {
             subtype: "form-data".into(),
             boundary: "XyZ".into(),
-            parts: vec![PartV1 {
+            parts: vec![Part {
                 name: "a\"b".into(),
                 file_name: None,
                 content_type: None,
-                content: PartContentV1::Text("hi".into()),
+                content: PartContent::Text("hi".into()),
             }],
         };
         let segs = layout(&mp);

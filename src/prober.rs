@@ -12,7 +12,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::scheduler::Msg;
+/// What the prober reports (it owns this type; the scheduler receives it).
+#[derive(Debug)]
+pub(crate) enum ProbeEvent {
+    /// This `host:port` answered: uploads waiting for it can go.
+    Online(String),
+}
 
 /// What the prober is told.
 #[derive(Debug)]
@@ -28,7 +33,7 @@ pub(crate) enum ProbeMsg {
 /// Probe settings.
 pub(crate) struct Prober {
     pub rx: Receiver<ProbeMsg>,
-    pub tx: Sender<Msg>,
+    pub tx: Sender<ProbeEvent>,
     pub timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -115,7 +120,7 @@ impl Prober {
         for h in &up {
             watched.remove(h);
             log::debug!("probe: {h} answers");
-            if self.tx.send(Msg::Online(h.clone())).is_err() {
+            if self.tx.send(ProbeEvent::Online(h.clone())).is_err() {
                 return;
             }
         }

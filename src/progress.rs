@@ -1,7 +1,5 @@
 //! What a program sees of an upload: status, progress, the server's response, events.
 
-use crate::journal::record::{CostPolicyV1, PriorityV1, StatusV1};
-
 /// The state of an upload (WinRT's `BackgroundTransferStatus`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -48,20 +46,6 @@ impl Status {
             Status::Error => "error",
         }
     }
-
-    pub(crate) fn from_v1(s: StatusV1) -> Status {
-        match s {
-            StatusV1::Queued => Status::Queued,
-            StatusV1::Running => Status::Running,
-            StatusV1::PausedByApplication => Status::PausedByApplication,
-            StatusV1::PausedNoNetwork => Status::PausedNoNetwork,
-            StatusV1::PausedCostedNetwork => Status::PausedCostedNetwork,
-            StatusV1::WaitingToRetry => Status::WaitingToRetry,
-            StatusV1::Completed => Status::Completed,
-            StatusV1::Canceled => Status::Canceled,
-            StatusV1::Error => Status::Error,
-        }
-    }
 }
 
 impl std::fmt::Display for Status {
@@ -82,23 +66,6 @@ pub enum Priority {
     High,
 }
 
-impl Priority {
-    pub(crate) fn from_v1(p: PriorityV1) -> Priority {
-        match p {
-            PriorityV1::Low => Priority::Low,
-            PriorityV1::Default => Priority::Default,
-            PriorityV1::High => Priority::High,
-        }
-    }
-    pub(crate) fn to_v1(self) -> PriorityV1 {
-        match self {
-            Priority::Low => PriorityV1::Low,
-            Priority::Default => PriorityV1::Default,
-            Priority::High => PriorityV1::High,
-        }
-    }
-}
-
 /// Whether an upload may run while the program says the network is costed (metered).
 /// Linux has no standard metered flag: see [`crate::Uploader::set_network_cost`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -108,21 +75,6 @@ pub enum CostPolicy {
     Always,
     /// Pause (as [`Status::PausedCostedNetwork`]) while the network is costed.
     UnrestrictedOnly,
-}
-
-impl CostPolicy {
-    pub(crate) fn from_v1(p: CostPolicyV1) -> CostPolicy {
-        match p {
-            CostPolicyV1::Always => CostPolicy::Always,
-            CostPolicyV1::UnrestrictedOnly => CostPolicy::UnrestrictedOnly,
-        }
-    }
-    pub(crate) fn to_v1(self) -> CostPolicyV1 {
-        match self {
-            CostPolicy::Always => CostPolicyV1::Always,
-            CostPolicy::UnrestrictedOnly => CostPolicyV1::UnrestrictedOnly,
-        }
-    }
 }
 
 /// A snapshot of an upload's progress (WinRT's `BackgroundUploadProgress`).

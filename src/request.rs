@@ -4,7 +4,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::journal::record::ProtocolV1;
+use crate::model::Protocol;
 use crate::redact::{is_sensitive_header, redact_url};
 use crate::{CostPolicy, Error, Priority};
 
@@ -50,7 +50,7 @@ pub struct UploadRequest {
     pub(crate) group: Option<String>,
     pub(crate) cost: CostPolicy,
     pub(crate) idempotent: Option<bool>,
-    pub(crate) protocol: ProtocolV1,
+    pub(crate) protocol: Protocol,
 }
 
 pub(crate) enum RequestBody {
@@ -122,7 +122,7 @@ impl UploadRequest {
             group: None,
             cost: CostPolicy::Always,
             idempotent: None,
-            protocol: ProtocolV1::Plain,
+            protocol: Protocol::Plain,
         }
     }
 
@@ -231,7 +231,7 @@ impl UploadRequest {
     /// `url`: an interrupted upload continues from the server's offset. `chunk_size`
     /// caps the bytes per `PATCH` (`None`: the whole remainder in one).
     pub fn tus(mut self, chunk_size: Option<u64>) -> Self {
-        self.protocol = ProtocolV1::Tus {
+        self.protocol = Protocol::Tus {
             chunk_size: chunk_size.filter(|&c| c > 0),
         };
         self
@@ -254,7 +254,7 @@ impl UploadRequest {
     pub(crate) fn is_idempotent(&self) -> bool {
         self.idempotent.unwrap_or_else(|| {
             matches!(self.method.as_str(), "PUT" | "DELETE")
-                || matches!(self.protocol, ProtocolV1::Tus { .. })
+                || matches!(self.protocol, Protocol::Tus { .. })
                 || self
                     .headers
                     .iter()
@@ -293,7 +293,7 @@ impl UploadRequest {
                 });
             }
         }
-        if matches!(self.protocol, ProtocolV1::Tus { .. })
+        if matches!(self.protocol, Protocol::Tus { .. })
             && !matches!(self.body, RequestBody::File(_))
         {
             return Err(Error::InvalidRequest {

@@ -9,16 +9,15 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crossbeam_channel::Sender;
 
-use crate::journal::record::{FailureV1, UploadId};
+use crate::command::Command;
 use crate::journal::UploadState;
+use crate::model::{Failure, UploadId};
 use crate::progress::{Event, Progress, ResponseInfo};
-use crate::scheduler::Msg;
-use crate::upload::RequestInfo;
-use crate::Status;
+use crate::request_info::RequestInfo;
 
 /// State shared by the `Uploader`, its handles and the scheduler.
 pub(crate) struct Shared {
-    pub tx: Sender<Msg>,
+    pub tx: Sender<Command>,
     pub cells: Mutex<BTreeMap<UploadId, Arc<Cell>>>,
     /// The next id `create_upload` hands out (ids are reserved before the journal write,
     /// so that a reader body can be spooled under its id first).
@@ -44,7 +43,7 @@ pub(crate) struct Snapshot {
     pub progress: Progress,
     pub response: Option<ResponseInfo>,
     /// The final error, or the last attempt's error while retrying.
-    pub error: Option<FailureV1>,
+    pub error: Option<Failure>,
     pub removed: bool,
 }
 
@@ -57,10 +56,10 @@ impl Cell {
     pub fn new(u: &UploadState, total: u64, response: Option<ResponseInfo>) -> Cell {
         Cell {
             id: u.id,
-            info: RequestInfo::from_v1(&u.request, u.created_ms),
+            info: RequestInfo::of(&u.request, u.created_ms),
             snap: Mutex::new(Snapshot {
                 progress: Progress {
-                    status: Status::from_v1(u.status),
+                    status: u.status,
                     bytes_sent: u.bytes_sent,
                     total_bytes_to_send: total,
                     bytes_acknowledged: u.acked,

@@ -3,11 +3,10 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::journal::record::SourceV1;
+use crate::model::Source;
 use crate::Error;
 
 /// Records the source at `path` as it is now.
@@ -15,7 +14,7 @@ use crate::Error;
 /// # Errors
 /// [`Error::SourceMissing`] if it does not exist, is not a regular file, or cannot be
 /// opened for reading.
-pub(crate) fn record(path: &Path, spooled: bool) -> Result<SourceV1, Error> {
+pub(crate) fn record(path: &Path, spooled: bool) -> Result<Source, Error> {
     let missing = || Error::SourceMissing {
         path: path.to_path_buf(),
     };
@@ -25,17 +24,12 @@ pub(crate) fn record(path: &Path, spooled: bool) -> Result<SourceV1, Error> {
         return Err(missing());
     }
     let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    Ok(SourceV1 {
-        path: path.as_os_str().as_bytes().to_vec(),
+    Ok(Source {
+        path,
         size: meta.len(),
         mtime_ns: mtime_ns(&meta),
         spooled,
     })
-}
-
-/// The path of a recorded source.
-pub(crate) fn path_of(s: &SourceV1) -> PathBuf {
-    PathBuf::from(std::ffi::OsString::from_vec(s.path.clone()))
 }
 
 fn mtime_ns(meta: &fs::Metadata) -> i64 {
@@ -48,8 +42,8 @@ fn mtime_ns(meta: &fs::Metadata) -> i64 {
 ///
 /// # Errors
 /// [`Error::SourceMissing`] or [`Error::SourceChanged`].
-pub(crate) fn open_unchanged(s: &SourceV1) -> Result<File, Error> {
-    let path = path_of(s);
+pub(crate) fn open_unchanged(s: &Source) -> Result<File, Error> {
+    let path = s.path.clone();
     let file = open_regular(&path).map_err(|e| match e.kind() {
         io::ErrorKind::InvalidInput => Error::SourceChanged {
             path: path.clone(),
@@ -77,8 +71,8 @@ fn open_regular(path: &Path) -> io::Result<File> {
 }
 
 /// Checks an open source against its record.
-pub(crate) fn check(s: &SourceV1, file: &File) -> Result<(), Error> {
-    let path = path_of(s);
+pub(crate) fn check(s: &Source, file: &File) -> Result<(), Error> {
+    let path = s.path.clone();
     let meta = file
         .metadata()
         .map_err(|_| Error::SourceMissing { path: path.clone() })?;

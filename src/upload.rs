@@ -2,100 +2,16 @@
 
 use std::fmt;
 use std::fs::File;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver};
 
-use crate::journal::record::{BodyV1, PartContentV1, ProtocolV1, RequestV1, UploadId};
+use crate::command::{Command, Op};
+use crate::model::UploadId;
 use crate::progress::{Event, Progress, ResponseInfo};
-use crate::redact::{is_sensitive_header, redact_url};
-use crate::scheduler::{Msg, Op};
 use crate::shared::{lock, Cell, Shared, Snapshot};
-use crate::{source, CostPolicy, Error, Priority, Status};
-
-/// What an upload sends, as accepted (WinRT's `RequestedUri`, `Method`, ...).
-#[derive(Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RequestInfo {
-    /// The method.
-    pub method: String,
-    /// The URL (for tus, the creation endpoint).
-    pub url: String,
-    /// The request headers.
-    pub headers: Vec<(String, String)>,
-    /// The source files, in body order.
-    pub files: Vec<PathBuf>,
-    /// Whether the body is multipart.
-    pub multipart: bool,
-    /// Whether it uses the tus resumable protocol.
-    pub tus: bool,
-    /// Priority at creation.
-    pub priority: Priority,
-    /// Transfer group.
-    pub group: Option<String>,
-    /// Cost policy.
-    pub cost_policy: CostPolicy,
-    /// Milliseconds since the Unix epoch when it was accepted.
-    pub created_ms: u64,
-}
-
-impl RequestInfo {
-    pub(crate) fn from_v1(r: &RequestV1, created_ms: u64) -> RequestInfo {
-        let files = match &r.body {
-            BodyV1::File(s) => vec![source::path_of(s)],
-            BodyV1::Multipart(mp) => mp
-                .parts
-                .iter()
-                .filter_map(|p| match &p.content {
-                    PartContentV1::File(s) => Some(source::path_of(s)),
-                    PartContentV1::Text(_) => None,
-                })
-                .collect(),
-        };
-        RequestInfo {
-            method: r.method.clone(),
-            url: r.url.clone(),
-            headers: r.headers.clone(),
-            files,
-            multipart: matches!(r.body, BodyV1::Multipart(_)),
-            tus: matches!(r.protocol, ProtocolV1::Tus { .. }),
-            priority: Priority::from_v1(r.priority),
-            group: r.group.clone(),
-            cost_policy: CostPolicy::from_v1(r.cost),
-            created_ms,
-        }
-    }
-}
-
-impl fmt::Debug for RequestInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let headers: Vec<(&str, &str)> = self
-            .headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str(),
-                    if is_sensitive_header(n) {
-                        "<redacted>"
-                    } else {
-                        v.as_str()
-                    },
-                )
-            })
-            .collect();
-        f.debug_struct("RequestInfo")
-            .field("method", &self.method)
-            .field("url", &redact_url(&self.url))
-            .field("headers", &headers)
-            .field("files", &self.files)
-            .field("tus", &self.tus)
-            .field("priority", &self.priority)
-            .field("group", &self.group)
-            .finish_non_exhaustive()
-    }
-}
+use crate::{Error, RequestInfo, Status};
 
 /// A handle to one upload (WinRT's `UploadOperation`). Cheap to clone; every clone
 /// sees the same upload. Reading progress never blocks on the network.
@@ -169,7 +85,7 @@ impl Upload {
         if !answered {
             return Err(Error::NoResponse { id: self.id() });
         }
-        let path = crate::store_files::body_path(&self.shared.store_dir, self.id());
+        let path = crate::store::body_path(&self.shared.store_dir, self.id());
         File::open(&path).map_err(|e| Error::io("open response body", path, e))
     }
 
@@ -177,7 +93,7 @@ impl Upload {
         let (tx, rx) = bounded(1);
         self.shared
             .tx
-            .send(Msg::Op {
+            .send(Command::Op {
                 id: self.id(),
                 op,
                 reply: tx,

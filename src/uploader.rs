@@ -9,17 +9,16 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, unbounded};
 
+use crate::command::Command;
 use crate::config::{Config, UploaderBuilder};
-use crate::journal::record::{
-    BodyV1, CreatedV1, MultipartV1, PartContentV1, PartV1, RequestV1, SourceV1,
-};
 use crate::journal::Store;
+use crate::model::{self, Body, Multipart, PartContent, Request, Source};
 use crate::multipart;
 use crate::prober::{ProbeMsg, Prober};
 use crate::request::{Part, RequestBody, UploadRequest};
-use crate::scheduler::{now_ms, Msg, Scheduler};
+use crate::scheduler::{now_ms, Scheduler};
 use crate::shared::{lock, Shared};
-use crate::{source, store_files, Error, Upload};
+use crate::{source, store, Error, Upload};
 
 /// How the uploads of one transfer group run (WinRT's `BackgroundTransferBehavior`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -67,9 +66,10 @@ impl Uploader {
         let mut store = Store::open(&config.store_dir)?;
         store.set_fault_hook(config.fault_hook.clone());
         let store_dir = store.dir().to_path_buf();
-        store_files::create_dirs(&store_dir)?;
+        store::create_dirs(&store_dir)?;
         let (tx, rx) = unbounded();
         let (probe_tx, probe_rx) = unbounded();
+        let (event_tx, event_rx) = unbounded();
         let shared = Arc::new(Shared {
             tx: tx.clone(),
             cells: Default::default(),
@@ -81,7 +81,7 @@ impl Uploader {
         let config = Arc::new(config);
         let prober = Prober {
             rx: probe_rx,
-            tx: tx.clone(),
+            tx: event_tx.clone(),
             timeout: config.probe_timeout,
             backoff_min: config.probe_backoff_min,
             backoff_max: config.probe_backoff_max,
@@ -92,7 +92,15 @@ impl Uploader {
             .stack_size(128 * 1024)
             .spawn(move || prober.run())
             .map_err(|e| Error::io("start prober thread", "", e))?;
-        let scheduler = Scheduler::new(store, config, shared.clone(), rx, probe_tx.clone(), roots);
+        let scheduler = Scheduler::new(
+            store,
+            config,
+            shared.clone(),
+            rx,
+            (event_tx, event_rx),
+            probe_tx.clone(),
+            roots,
+        );
         let (ready_tx, ready_rx) = bounded::<()>(1);
         let scheduler = std::thread::Builder::new()
             .name("bgxfer-scheduler".into())
@@ -129,19 +137,20 @@ impl Uploader {
     pub fn create_upload(&self, request: UploadRequest) -> Result<Upload, Error> {
         request.validate()?;
         let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
-        let record = CreatedV1 {
+        let request = self.persistable(id, request)?;
+        let (tx, rx) = bounded(1);
+        let sent = self.shared.tx.send(Command::Create {
             id,
             created_ms: now_ms(),
-            request: self.persistable(id, request)?,
-        };
-        let (tx, rx) = bounded(1);
-        let sent = self.shared.tx.send(Msg::Create { record, reply: tx });
+            request,
+            reply: tx,
+        });
         let result = match sent {
             Ok(()) => rx.recv().unwrap_or(Err(Error::ShutDown)),
             Err(_) => Err(Error::ShutDown),
         };
         if let Err(e) = result {
-            store_files::remove_upload_files(&self.shared.store_dir, id);
+            store::remove_upload_files(&self.shared.store_dir, id);
             return Err(e);
         }
         self.get(id).ok_or(Error::NotFound { id })
@@ -149,11 +158,11 @@ impl Uploader {
 
     /// Turns a validated request into its journal form: sources recorded, a reader
     /// spooled into the store, multipart framing checked.
-    fn persistable(&self, id: u64, r: UploadRequest) -> Result<RequestV1, Error> {
+    fn persistable(&self, id: u64, r: UploadRequest) -> Result<Request, Error> {
         let idempotent = r.is_idempotent();
         let body = match r.body {
-            RequestBody::File(path) => BodyV1::File(source::record(&path, false)?),
-            RequestBody::Reader(reader) => BodyV1::File(self.spool(id, reader)?),
+            RequestBody::File(path) => Body::File(source::record(&path, false)?),
+            RequestBody::Reader(reader) => Body::File(self.spool(id, reader)?),
             RequestBody::Multipart {
                 subtype,
                 boundary,
@@ -175,29 +184,29 @@ impl Uploader {
                 for p in parts {
                     out.push(persist_part(p)?);
                 }
-                BodyV1::Multipart(MultipartV1 {
+                Body::Multipart(Multipart {
                     subtype,
                     boundary,
                     parts: out,
                 })
             }
         };
-        Ok(RequestV1 {
+        Ok(Request {
             url: r.url,
             method: r.method,
             headers: r.headers,
             body,
-            priority: r.priority.to_v1(),
+            priority: r.priority,
             group: r.group,
-            cost: r.cost.to_v1(),
+            cost: r.cost,
             protocol: r.protocol,
             idempotent,
         })
     }
 
     /// Copies a reader into `spool/<id>`, fsynced, before the upload is journaled.
-    fn spool(&self, id: u64, mut reader: Box<dyn io::Read + Send>) -> Result<SourceV1, Error> {
-        let path = store_files::spool_path(&self.shared.store_dir, id);
+    fn spool(&self, id: u64, mut reader: Box<dyn io::Read + Send>) -> Result<Source, Error> {
+        let path = store::spool_path(&self.shared.store_dir, id);
         let tmp = path.with_extension("part");
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -238,7 +247,7 @@ impl Uploader {
     /// [`crate::CostPolicy::UnrestrictedOnly`] pause as
     /// [`crate::Status::PausedCostedNetwork`] while it is, and continue when it is not.
     pub fn set_network_cost(&self, costed: bool) {
-        let _ = self.shared.tx.send(Msg::SetCost(costed));
+        let _ = self.shared.tx.send(Command::SetCost(costed));
     }
 
     /// Sets how the uploads of group `name` run. Not persisted: set it after each open
@@ -249,14 +258,14 @@ impl Uploader {
         let _ = self
             .shared
             .tx
-            .send(Msg::SetGroup(name.to_string(), behavior));
+            .send(Command::SetGroup(name.to_string(), behavior));
     }
 
     /// Tells the uploader the network changed (from netlink, NetworkManager, a modem
     /// manager, ...): uploads waiting for the network are probed now instead of at
     /// their next backoff.
     pub fn network_changed(&self) {
-        let _ = self.shared.tx.send(Msg::NetworkChanged);
+        let _ = self.shared.tx.send(Command::NetworkChanged);
     }
 
     /// What opening the store found in its journal: clean, a torn tail cut off (normal
@@ -287,7 +296,7 @@ impl Uploader {
             return;
         }
         let (tx, rx) = bounded(1);
-        if self.shared.tx.send(Msg::Shutdown(tx)).is_ok() {
+        if self.shared.tx.send(Command::Shutdown(tx)).is_ok() {
             let _ = rx.recv();
         }
         self.shared.closed.store(true, Ordering::SeqCst);
@@ -306,15 +315,15 @@ impl Drop for Uploader {
     }
 }
 
-fn persist_part(p: Part) -> Result<PartV1, Error> {
+fn persist_part(p: Part) -> Result<model::Part, Error> {
     Ok(match p {
         Part::Text { name, value } => {
             multipart::validate_text("field name", &name)?;
-            PartV1 {
+            model::Part {
                 name,
                 file_name: None,
                 content_type: None,
-                content: PartContentV1::Text(value),
+                content: PartContent::Text(value),
             }
         }
         Part::File {
@@ -332,11 +341,11 @@ fn persist_part(p: Part) -> Result<PartV1, Error> {
             multipart::validate_text("file name", &file_name)?;
             let content_type = content_type.unwrap_or_else(|| "application/octet-stream".into());
             multipart::validate_text("content type", &content_type)?;
-            PartV1 {
+            model::Part {
                 name,
                 file_name: Some(file_name),
                 content_type: Some(content_type),
-                content: PartContentV1::File(source::record(&path, false)?),
+                content: PartContent::File(source::record(&path, false)?),
             }
         }
     })

@@ -42,7 +42,6 @@ use std::time::{Duration, Instant};
 
 use background_transfer::journal::fault::{FaultHook, FileOp};
 use background_transfer::journal::format::{self, Damage, HeaderCheck, HEADER_LEN};
-use background_transfer::journal::record::StatusV1;
 use background_transfer::journal::{replay, State, UploadState, COMPACT_FILE, JOURNAL_FILE};
 use background_transfer::{Status, Upload, UploadRequest, Uploader, UploaderBuilder};
 use sha2::{Digest, Sha256};
@@ -711,13 +710,13 @@ impl Chaos {
         }
         for (k, u) in &by_key {
             assert!(
-                !matches!(u.status, StatusV1::Error | StatusV1::Canceled),
+                !matches!(u.status, Status::Error | Status::Canceled),
                 "{k} (id {}) ended as {:?}: {:?}",
                 u.id,
                 u.status,
                 u.error
             );
-            if u.status == StatusV1::Completed && !self.completed.contains_key(k) {
+            if u.status == Status::Completed && !self.completed.contains_key(k) {
                 let n = self.requests_for(u);
                 self.completed.insert(k.clone(), n);
             }
@@ -728,17 +727,14 @@ impl Chaos {
                 .unwrap_or_else(|| panic!("{k} completed and then disappeared"));
             assert_eq!(
                 u.status,
-                StatusV1::Completed,
+                Status::Completed,
                 "{k} (id {}) completed and came back to life as {:?}",
                 u.id,
                 u.status
             );
         }
-        plan.iter().all(|(_, k)| {
-            by_key
-                .get(k)
-                .is_some_and(|u| u.status == StatusV1::Completed)
-        })
+        plan.iter()
+            .all(|(_, k)| by_key.get(k).is_some_and(|u| u.status == Status::Completed))
     }
 
     /// Through the API, between children: the epoch's uploads are completed with their
@@ -798,7 +794,7 @@ impl Chaos {
 
     /// Requests the servers have seen for an upload so far.
     fn requests_for(&self, u: &UploadState) -> usize {
-        match (&self.tus, &u.resume_url) {
+        match (&self.tus, u.resume_url()) {
             (Some((tus, _)), Some(url)) if u.request.protocol != plain_protocol() => {
                 tus.requests_for(url).len()
             }
@@ -823,7 +819,7 @@ impl Chaos {
                 .values()
                 .find(|u| key_of(&u.request.headers).as_deref() == Some(key))
                 .unwrap();
-            assert_eq!(u.status, StatusV1::Completed, "{key}");
+            assert_eq!(u.status, Status::Completed, "{key}");
             let resp = u
                 .response
                 .as_ref()
@@ -832,7 +828,7 @@ impl Chaos {
             match kind_of(*i, self.tus.is_some()) {
                 Kind::Tus(_) => {
                     let (tus, _) = self.tus.as_ref().unwrap();
-                    let url = u.resume_url.as_deref().unwrap_or(&resp.url);
+                    let url = u.resume_url().unwrap_or(&resp.url);
                     assert_eq!(
                         tus.stored_len(url),
                         Some(SLOTS[*i].size),
@@ -895,8 +891,8 @@ impl Chaos {
     }
 }
 
-fn plain_protocol() -> background_transfer::journal::record::ProtocolV1 {
-    background_transfer::journal::record::ProtocolV1::Plain
+fn plain_protocol() -> background_transfer::model::Protocol {
+    background_transfer::model::Protocol::Plain
 }
 
 /// The path of an `http://host:port/path` URL.

@@ -5,11 +5,11 @@ use crossbeam_channel::Receiver;
 use ureq::http::{Response, Uri};
 use ureq::{Agent, Body, SendBody};
 
-use super::{classify, BodyReader, Class};
+use super::Control;
+use super::{BodyReader, WireError};
 use crate::bandwidth::Bandwidth;
 use crate::multipart::Segment;
 use crate::redact::{is_sensitive_header, redact_url};
-use crate::worker::Control;
 use crate::Error;
 
 /// What to send.
@@ -36,11 +36,18 @@ pub(crate) enum Sent {
     /// A control message stopped it; whether every body byte had been handed over.
     Stopped { body_complete: bool },
     /// It failed.
-    Failed {
-        error: Error,
-        class: Class,
-        body_complete: bool,
-    },
+    Failed { failed: Failed, body_complete: bool },
+}
+
+/// Why a request failed.
+#[derive(Debug)]
+pub(crate) enum Failed {
+    /// On the wire.
+    Wire(WireError),
+    /// The body's source (changed, shrank, unreadable).
+    Source(Error),
+    /// A redirect the crate does not follow.
+    Redirect(String),
 }
 
 fn origin(u: &Uri) -> (Option<&str>, Option<&str>, Option<u16>) {
@@ -105,8 +112,7 @@ pub(crate) fn send(a: Attempt<'_>, progress: &mut dyn FnMut(u64)) -> Sent {
                 }
                 if let Some(error) = reader.failure.take() {
                     return Sent::Failed {
-                        error,
-                        class: Class::Final,
+                        failed: Failed::Source(error),
                         body_complete: complete,
                     };
                 }
@@ -134,10 +140,8 @@ pub(crate) fn send(a: Attempt<'_>, progress: &mut dyn FnMut(u64)) -> Sent {
                         body_complete: complete,
                     };
                 }
-                let (error, class) = classify(e);
                 return Sent::Failed {
-                    error,
-                    class,
+                    failed: Failed::Wire(WireError::from(e)),
                     body_complete: complete,
                 };
             }
@@ -152,8 +156,7 @@ pub(crate) fn send(a: Attempt<'_>, progress: &mut dyn FnMut(u64)) -> Sent {
             .and_then(|v| v.to_str().ok())
             .and_then(|l| resolve(&url, l));
         let refuse = |message: String| Sent::Failed {
-            error: Error::Protocol { message },
-            class: Class::Final,
+            failed: Failed::Redirect(message),
             body_complete: complete,
         };
         if !matches!(status, 307 | 308) {

@@ -6,10 +6,10 @@ use std::io::{self, Read, Seek, SeekFrom};
 
 use crossbeam_channel::Receiver;
 
+use super::Control;
 use crate::bandwidth::Bandwidth;
 use crate::multipart::Segment;
 use crate::source;
-use crate::worker::Control;
 use crate::Error;
 
 /// Streams `segments` from byte `start` to byte `end` of the whole body.
@@ -71,11 +71,7 @@ impl<'a> BodyReader<'a> {
         io::Error::other(msg)
     }
 
-    fn read_file(
-        &mut self,
-        src: &crate::journal::record::SourceV1,
-        buf: &mut [u8],
-    ) -> io::Result<usize> {
+    fn read_file(&mut self, src: &crate::model::Source, buf: &mut [u8]) -> io::Result<usize> {
         if self.file.is_none() {
             let mut f = source::open_unchanged(src).map_err(|e| self.fail(e))?;
             let off = self.pos - self.seg_start;
@@ -89,7 +85,7 @@ impl<'a> BodyReader<'a> {
             match file.read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    let path = source::path_of(src);
+                    let path = src.path.clone();
                     return Err(self.fail(Error::io("read source file", path, e)));
                 }
                 Ok(n) => break n,
@@ -99,7 +95,7 @@ impl<'a> BodyReader<'a> {
             // An early EOF must be an error: ureq would spin on a body that ends before
             // its Content-Length.
             return Err(self.fail(Error::SourceChanged {
-                path: source::path_of(src),
+                path: src.path.clone(),
                 what: "it shrank while being uploaded".into(),
             }));
         }

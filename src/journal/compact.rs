@@ -8,10 +8,10 @@
 use std::fs::{self, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 
+use super::error::JournalError;
 use super::file::{create_private, sync_dir, Journal, COMPACT_FILE};
 use super::format;
 use super::record::Record;
-use crate::Error;
 
 /// The step after which a test compaction stops, as if the process died there.
 #[doc(hidden)]
@@ -33,16 +33,20 @@ impl Journal {
     /// Replaces the journal with `live` (the snapshot of the current state).
     ///
     /// # Errors
-    /// [`Error::Io`] if a step fails; before the rename the old journal is untouched and
+    /// [`JournalError::Io`] if a step fails; before the rename the old journal is untouched and
     /// still in use, after it the journal is poisoned (reopen the store).
-    pub fn compact(&mut self, live: &[Record]) -> Result<(), Error> {
+    pub fn compact(&mut self, live: &[Record]) -> Result<(), JournalError> {
         self.compact_until(live, CompactStep::Done)
     }
 
     /// [`Journal::compact`] that stops after `step`, for crash tests. The handle is only
     /// good for dropping afterwards unless `step` is `Done`.
     #[doc(hidden)]
-    pub fn compact_until(&mut self, live: &[Record], step: CompactStep) -> Result<(), Error> {
+    pub fn compact_until(
+        &mut self,
+        live: &[Record],
+        step: CompactStep,
+    ) -> Result<(), JournalError> {
         self.check_usable()?;
         // Whatever was batched must be durable before the file that holds it goes away.
         self.sync()?;
@@ -54,13 +58,13 @@ impl Journal {
         let tmp = dir.join(COMPACT_FILE);
         let mut bytes = format::header().to_vec();
         for r in live {
-            let frame = format::encode_frame(r).map_err(|len| Error::RecordTooLarge {
+            let frame = format::encode_frame(r).map_err(|len| JournalError::RecordTooLarge {
                 len,
                 max: format::MAX_RECORD_LEN,
             })?;
             bytes.extend_from_slice(&frame);
         }
-        let mut f = create_private(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        let mut f = create_private(&tmp).map_err(|e| JournalError::io("create", &tmp, e))?;
         let written = if step == CompactStep::PartialWrite {
             bytes.len() / 2
         } else {
@@ -68,20 +72,24 @@ impl Journal {
         };
         self.hook(super::fault::FileOp::Compact)
             .and_then(|()| f.write_all(&bytes[..written]))
-            .map_err(|e| Error::io("write", &tmp, e))?;
+            .map_err(|e| JournalError::io("write", &tmp, e))?;
         if step <= CompactStep::Written {
             return Ok(());
         }
         self.hook(super::fault::FileOp::Compact)
             .and_then(|()| f.sync_all())
-            .map_err(|e| Error::io("fsync", &tmp, e))?;
+            .map_err(|e| JournalError::io("fsync", &tmp, e))?;
         self.count_fsync();
         if step == CompactStep::Synced {
             return Ok(());
         }
         if let Err(e) = fs::rename(&tmp, &self.path) {
             let _ = fs::remove_file(&tmp);
-            return Err(Error::io("rename compacted journal over", &self.path, e));
+            return Err(JournalError::io(
+                "rename compacted journal over",
+                &self.path,
+                e,
+            ));
         }
         // From here on the old file handle points at an unlinked inode.
         self.poisoned = true;
@@ -94,9 +102,9 @@ impl Journal {
             .read(true)
             .write(true)
             .open(&self.path)
-            .map_err(|e| Error::io("reopen compacted journal", &self.path, e))?;
+            .map_err(|e| JournalError::io("reopen compacted journal", &self.path, e))?;
         file.seek(SeekFrom::End(0))
-            .map_err(|e| Error::io("seek journal", &self.path, e))?;
+            .map_err(|e| JournalError::io("seek journal", &self.path, e))?;
         self.replace_file(file, bytes.len() as u64, live.len() as u64);
         self.poisoned = false;
         log::debug!(

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::error::JournalError;
 use super::format::{self, Damage, HeaderCheck, HEADER_LEN, MAX_RECORD_LEN};
 use super::record::Record;
-use crate::Error;
 
 /// File name of the journal inside the store.
 pub const JOURNAL_FILE: &str = "journal";
@@ -87,7 +87,7 @@ pub struct Journal {
 impl Journal {
     /// Opens (creating if needed) the journal in `dir`, recovering it to its last whole
     /// record. The caller holds the store lock.
-    pub fn open(dir: &Path) -> Result<(Journal, Vec<Record>, Recovery), Error> {
+    pub fn open(dir: &Path) -> Result<(Journal, Vec<Record>, Recovery), JournalError> {
         let path = dir.join(JOURNAL_FILE);
         remove_stale_compaction(dir)?;
         // Only a regular file can be a journal: the read below would block forever on a
@@ -95,7 +95,7 @@ impl Journal {
         // open (opening a device can block) and after it (the path may have changed).
         let not_regular = || {
             let e = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
-            Err(Error::io("open journal", &path, e))
+            Err(JournalError::io("open journal", &path, e))
         };
         if fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
             return not_regular();
@@ -106,14 +106,14 @@ impl Journal {
                 let journal = create_empty(dir, &path)?;
                 return Ok((journal, Vec::new(), Recovery::Created));
             }
-            Err(e) => return Err(Error::io("open journal", &path, e)),
+            Err(e) => return Err(JournalError::io("open journal", &path, e)),
         };
         if !file.metadata().is_ok_and(|m| m.is_file()) {
             return not_regular();
         }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
-            .map_err(|e| Error::io("read journal", &path, e))?;
+            .map_err(|e| JournalError::io("read journal", &path, e))?;
         match format::check_header(&bytes) {
             HeaderCheck::Valid => {}
             HeaderCheck::TornHeader => {
@@ -126,9 +126,9 @@ impl Journal {
                 let journal = create_empty(dir, &path)?;
                 return Ok((journal, Vec::new(), Recovery::Created));
             }
-            HeaderCheck::NotRecognized => return Err(Error::JournalNotRecognized { path }),
+            HeaderCheck::NotRecognized => return Err(JournalError::JournalNotRecognized { path }),
             HeaderCheck::Newer(found) => {
-                return Err(Error::JournalVersion {
+                return Err(JournalError::JournalVersion {
                     path,
                     found,
                     supported: format::VERSION,
@@ -172,7 +172,7 @@ impl Journal {
             }
         };
         file.seek(SeekFrom::Start(valid))
-            .map_err(|e| Error::io("seek journal", &path, e))?;
+            .map_err(|e| JournalError::io("seek journal", &path, e))?;
         let journal = Journal {
             path,
             file,
@@ -190,11 +190,11 @@ impl Journal {
     /// Appends one record.
     ///
     /// # Errors
-    /// [`Error::RecordTooLarge`] (nothing written), [`Error::JournalPoisoned`] if an
-    /// earlier write or fsync failed, or [`Error::Io`] (and the journal is poisoned).
-    pub fn append(&mut self, record: &Record, durability: Durability) -> Result<(), Error> {
+    /// [`JournalError::RecordTooLarge`] (nothing written), [`JournalError::JournalPoisoned`] if an
+    /// earlier write or fsync failed, or [`JournalError::Io`] (and the journal is poisoned).
+    pub fn append(&mut self, record: &Record, durability: Durability) -> Result<(), JournalError> {
         self.check_usable()?;
-        let frame = format::encode_frame(record).map_err(|len| Error::RecordTooLarge {
+        let frame = format::encode_frame(record).map_err(|len| JournalError::RecordTooLarge {
             len,
             max: MAX_RECORD_LEN,
         })?;
@@ -205,7 +205,7 @@ impl Journal {
         if let Err(e) = written {
             self.poisoned = true;
             self.cut_failed_append(before);
-            return Err(Error::io("append to journal", &self.path, e));
+            return Err(JournalError::io("append to journal", &self.path, e));
         }
         self.len += frame.len() as u64;
         self.records += 1;
@@ -240,7 +240,7 @@ impl Journal {
 
     /// fsyncs everything appended so far. After a failure the journal is poisoned: Linux
     /// may have dropped the dirty pages, so no later success could be trusted.
-    pub fn sync(&mut self) -> Result<(), Error> {
+    pub fn sync(&mut self) -> Result<(), JournalError> {
         self.check_usable()?;
         if !self.unsynced {
             return Ok(());
@@ -250,7 +250,7 @@ impl Journal {
             .and_then(|()| self.file.sync_data());
         if let Err(e) = synced {
             self.poisoned = true;
-            return Err(Error::io("fsync journal", &self.path, e));
+            return Err(JournalError::io("fsync journal", &self.path, e));
         }
         self.unsynced = false;
         self.last_sync = Instant::now();
@@ -296,9 +296,9 @@ impl Journal {
         }
     }
 
-    pub(super) fn check_usable(&self) -> Result<(), Error> {
+    pub(super) fn check_usable(&self) -> Result<(), JournalError> {
         if self.poisoned {
-            return Err(Error::JournalPoisoned {
+            return Err(JournalError::JournalPoisoned {
                 path: self.path.clone(),
             });
         }
@@ -331,29 +331,29 @@ pub(super) fn create_private(path: &Path) -> io::Result<File> {
 }
 
 /// fsyncs a directory so that a create or rename in it is durable.
-pub(super) fn sync_dir(dir: &Path) -> Result<(), Error> {
+pub(super) fn sync_dir(dir: &Path) -> Result<(), JournalError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("fsync store directory", dir, e))
+        .map_err(|e| JournalError::io("fsync store directory", dir, e))
 }
 
 /// Creates an empty journal atomically: header to a temp file, fsync, rename, fsync dir.
-fn create_empty(dir: &Path, path: &Path) -> Result<Journal, Error> {
+fn create_empty(dir: &Path, path: &Path) -> Result<Journal, JournalError> {
     let tmp = dir.join(COMPACT_FILE);
-    let mut f = create_private(&tmp).map_err(|e| Error::io("create journal", &tmp, e))?;
+    let mut f = create_private(&tmp).map_err(|e| JournalError::io("create journal", &tmp, e))?;
     f.write_all(&format::header())
         .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io("write journal header", &tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::io("rename new journal into", path, e))?;
+        .map_err(|e| JournalError::io("write journal header", &tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| JournalError::io("rename new journal into", path, e))?;
     sync_dir(dir)?;
     PROCESS_FSYNCS.fetch_add(2, Ordering::Relaxed);
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
-        .map_err(|e| Error::io("open journal", path, e))?;
+        .map_err(|e| JournalError::io("open journal", path, e))?;
     file.seek(SeekFrom::End(0))
-        .map_err(|e| Error::io("seek journal", path, e))?;
+        .map_err(|e| JournalError::io("seek journal", path, e))?;
     Ok(Journal {
         path: path.to_path_buf(),
         file,
@@ -369,7 +369,7 @@ fn create_empty(dir: &Path, path: &Path) -> Result<Journal, Error> {
 
 /// A compaction that did not reach its rename leaves its temp file: the journal beside it
 /// is complete, so the temp file is only in the way.
-fn remove_stale_compaction(dir: &Path) -> Result<(), Error> {
+fn remove_stale_compaction(dir: &Path) -> Result<(), JournalError> {
     let tmp = dir.join(COMPACT_FILE);
     match fs::remove_file(&tmp) {
         Ok(()) => {
@@ -380,18 +380,18 @@ fn remove_stale_compaction(dir: &Path) -> Result<(), Error> {
             Ok(())
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("remove stale compaction file", &tmp, e)),
+        Err(e) => Err(JournalError::io("remove stale compaction file", &tmp, e)),
     }
 }
 
-fn truncate(file: &File, path: &Path, len: u64) -> Result<(), Error> {
+fn truncate(file: &File, path: &Path, len: u64) -> Result<(), JournalError> {
     file.set_len(len)
         .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io("truncate journal", path, e))
+        .map_err(|e| JournalError::io("truncate journal", path, e))
 }
 
 /// Copies the damaged journal to the first free `journal.corrupt-N`, durably.
-fn save_aside(dir: &Path, bytes: &[u8]) -> Result<PathBuf, Error> {
+fn save_aside(dir: &Path, bytes: &[u8]) -> Result<PathBuf, JournalError> {
     for n in 1..=1000u32 {
         let path = dir.join(format!("{JOURNAL_FILE}.corrupt-{n}"));
         let mut f = match OpenOptions::new()
@@ -402,15 +402,15 @@ fn save_aside(dir: &Path, bytes: &[u8]) -> Result<PathBuf, Error> {
         {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(Error::io("create copy of damaged journal", &path, e)),
+            Err(e) => return Err(JournalError::io("create copy of damaged journal", &path, e)),
         };
         f.write_all(bytes)
             .and_then(|()| f.sync_all())
-            .map_err(|e| Error::io("write copy of damaged journal", &path, e))?;
+            .map_err(|e| JournalError::io("write copy of damaged journal", &path, e))?;
         sync_dir(dir)?;
         return Ok(path);
     }
-    Err(Error::io(
+    Err(JournalError::io(
         "find a free name for a copy of the damaged journal",
         dir,
         io::Error::other("journal.corrupt-1 to journal.corrupt-1000 all exist"),

@@ -5,7 +5,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::Error;
+use super::error::JournalError;
 
 /// Name of the lock file inside the store. A separate file, not the journal itself:
 /// compaction renames a new journal into place, and a lock on the old inode would be lost.
@@ -27,20 +27,21 @@ impl StoreLock {
     /// Creates `dir` (mode 0700) if needed and takes its lock without waiting.
     ///
     /// # Errors
-    /// [`Error::StoreLocked`] if another opener holds it (another process, or another
+    /// [`JournalError::StoreLocked`] if another opener holds it (another process, or another
     /// `Uploader` in this one: flock locks belong to the open file, not the process);
-    /// [`Error::Io`] if the directory cannot be created or the lock file opened.
-    pub fn acquire(dir: &Path) -> Result<StoreLock, Error> {
+    /// [`JournalError::Io`] if the directory cannot be created or the lock file opened.
+    pub fn acquire(dir: &Path) -> Result<StoreLock, JournalError> {
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| Error::io("create store directory", dir, e))?;
-        let meta = fs::metadata(dir).map_err(|e| Error::io("inspect store directory", dir, e))?;
+            .map_err(|e| JournalError::io("create store directory", dir, e))?;
+        let meta =
+            fs::metadata(dir).map_err(|e| JournalError::io("inspect store directory", dir, e))?;
         if meta.permissions().mode() & 0o077 != 0 {
             log::info!("tightening store directory {} to mode 0700", dir.display());
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                .map_err(|e| Error::io("set mode 0700 on store directory", dir, e))?;
+                .map_err(|e| JournalError::io("set mode 0700 on store directory", dir, e))?;
         }
         let path = dir.join(LOCK_FILE);
         let file = OpenOptions::new()
@@ -50,7 +51,7 @@ impl StoreLock {
             .truncate(false)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| Error::io("open lock file", &path, e))?;
+            .map_err(|e| JournalError::io("open lock file", &path, e))?;
         // A contended lock is tried again for a moment: a child process that another
         // thread of this program is spawning holds a copy of every descriptor until it
         // execs, our lock included, so a store closed and reopened at that instant would
@@ -67,13 +68,13 @@ impl StoreLock {
                 }
                 Err(e) if is_contended(&e) => {
                     if std::time::Instant::now() >= deadline {
-                        return Err(Error::StoreLocked {
+                        return Err(JournalError::StoreLocked {
                             path: dir.to_path_buf(),
                         });
                     }
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
-                Err(e) => return Err(Error::io("lock", &path, e)),
+                Err(e) => return Err(JournalError::io("lock", &path, e)),
             }
         }
     }

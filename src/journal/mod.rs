@@ -12,6 +12,9 @@
 //! [`BATCH_INTERVAL`] for them, and every `Sync` commit carries them along.
 
 mod compact;
+mod convert;
+mod entry;
+mod error;
 pub mod fault;
 mod file;
 pub mod format;
@@ -24,6 +27,8 @@ pub mod replay;
 use std::path::{Path, PathBuf};
 
 pub use compact::CompactStep;
+pub use entry::Entry;
+pub use error::JournalError;
 pub use file::{
     process_fsyncs, Durability, Journal, Recovery, BATCH_INTERVAL, COMPACT_FILE, JOURNAL_FILE,
 };
@@ -74,13 +79,14 @@ impl Store {
         })
     }
 
-    /// Appends `record` with the given durability, then applies it to the state.
+    /// Appends `entry` (or an on-disk record) with the given durability, then applies it to the state.
     /// Then compacts the journal if dead records dominate; a failed compaction is logged,
     /// not returned: the record is committed either way, and a compaction that failed
     /// before its rename leaves the journal as it was.
-    pub fn commit(&mut self, record: Record, durability: Durability) -> Result<(), Error> {
-        self.journal.append(&record, durability)?;
-        self.state.apply(&record);
+    pub fn commit(&mut self, entry: impl Into<Entry>, durability: Durability) -> Result<(), Error> {
+        let entry = entry.into();
+        self.journal.append(&Record::from(&entry), durability)?;
+        self.state.apply(&entry);
         if let Err(e) = self.maybe_compact() {
             log::error!("journal compaction failed: {e}");
             let _ = std::fs::remove_file(self.path(COMPACT_FILE));
@@ -96,13 +102,13 @@ impl Store {
 
     /// fsyncs batched records.
     pub fn sync(&mut self) -> Result<(), Error> {
-        self.journal.sync()
+        Ok(self.journal.sync()?)
     }
 
     /// Rewrites the journal as the live state now.
     pub fn compact(&mut self) -> Result<(), Error> {
         let live = self.state.snapshot();
-        self.journal.compact(&live)
+        Ok(self.journal.compact(&live)?)
     }
 
     fn maybe_compact(&mut self) -> Result<(), Error> {

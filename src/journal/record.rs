@@ -263,10 +263,66 @@ pub enum FailureV1 {
         /// What went wrong.
         message: String,
     },
-    /// A local I/O failure (reading the source, writing the response body).
+    /// A local I/O failure, as older builds wrote it: only its text survives.
     Io {
         /// What went wrong.
         message: String,
+    },
+    /// A local I/O failure with what was being done, the file and the OS error code.
+    IoDetailed {
+        /// What was being done ("fsync journal").
+        op: String,
+        /// The file or directory, raw OS bytes.
+        path: Vec<u8>,
+        /// The OS error code, if the error came from the OS.
+        os_code: Option<i32>,
+        /// The error's text.
+        message: String,
+    },
+    /// The journal could not be written (see `Error::JournalPoisoned`).
+    JournalPoisoned {
+        /// The journal file, raw OS bytes.
+        path: Vec<u8>,
+    },
+    /// A record over the journal's size cap.
+    RecordTooLarge {
+        /// Its encoded size.
+        len: u64,
+        /// The cap.
+        max: u64,
+    },
+    /// A URL that cannot be used.
+    InvalidUrl {
+        /// The redacted URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A header that cannot be sent.
+    InvalidHeader {
+        /// Its name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A request that cannot be sent as built.
+    InvalidRequest {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A certificate that does not parse.
+    InvalidCertificate {
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// Any other error of the crate, by its variant's name and fields.
+    Other {
+        /// The variant (`StoreLocked`, `Canceled`, `ShutDown`, ...).
+        variant: String,
+        /// A path, raw OS bytes (empty if none).
+        path: Vec<u8>,
+        /// Numbers the variant carries (ids, versions), in order.
+        numbers: Vec<u64>,
     },
 }
 

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use super::record::{
-    ChangedV1, CreatedV1, FailureV1, PriorityV1, ProgressV1, Record, RequestV1, ResponseV1,
-    StateV1, StatusV1, UploadId,
-};
+use super::entry::Entry;
+use super::record::Record;
+use crate::model::{Failure, Request, Session, StoredResponse, UploadId};
+use crate::model::{Priority, Status};
 
 /// Everything the journal knows about one upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,29 +17,39 @@ pub struct UploadState {
     /// Milliseconds since the Unix epoch when it was accepted.
     pub created_ms: u64,
     /// The request as accepted.
-    pub request: RequestV1,
+    pub request: Request,
     /// Current priority (may differ from the request's after a change).
-    pub priority: PriorityV1,
+    pub priority: Priority,
     /// "Make current" sequence: higher runs first within a priority; 0 if never.
     pub current_seq: u64,
     /// Last persisted status.
-    pub status: StatusV1,
+    pub status: Status,
     /// Milliseconds since the Unix epoch of the last status change.
     pub status_ms: u64,
     /// Attempts that counted against the retry budget.
     pub attempts: u32,
     /// Why it failed, for `Error`.
-    pub error: Option<FailureV1>,
+    pub error: Option<Failure>,
     /// Last progress checkpoint: bytes sent in the current attempt.
     pub bytes_sent: u64,
     /// Last progress checkpoint: bytes the server acknowledged.
     pub acked: u64,
-    /// Where the resumable upload lives on the server.
-    pub resume_url: Option<String>,
+    /// The protocol's session on the server (for tus, where the upload lives).
+    pub session: Option<Session>,
     /// The server's final response.
-    pub response: Option<ResponseV1>,
+    pub response: Option<StoredResponse>,
     /// Some attempt started again from byte 0.
     pub restarted: bool,
+}
+
+impl UploadState {
+    /// The tus upload URL, if the session has one.
+    pub fn resume_url(&self) -> Option<&str> {
+        match &self.session {
+            Some(Session::Tus { url }) => Some(url),
+            None => None,
+        }
+    }
 }
 
 /// The state of every upload in a store, folded from its journal.
@@ -57,18 +67,22 @@ pub struct State {
 }
 
 impl State {
-    /// Applies one record. Never panics, whatever the record says.
-    pub fn apply(&mut self, record: &Record) {
-        let id = record.id();
+    /// Applies one entry. Never panics, whatever the entry says.
+    pub fn apply(&mut self, entry: &Entry) {
+        let id = entry.id();
         if id == UploadId::MAX {
             // Never handed out (ids stop below it), so only damage or a hostile file can
             // hold it; refusing it keeps `id + 1` from overflowing anywhere.
             self.ignored += 1;
             return;
         }
-        match record {
-            Record::Created(c) => self.create(c),
-            Record::Removed(_) => {
+        match entry {
+            Entry::Created {
+                created_ms,
+                request,
+                ..
+            } => self.create(id, *created_ms, request),
+            Entry::Removed(_) => {
                 // Also written for a removed maximum id by compaction, so that ids are never
                 // reused after a compaction dropped the upload that held the maximum.
                 self.bump_id(id);
@@ -79,36 +93,36 @@ impl State {
                     self.ignored += 1;
                     return;
                 };
-                apply_to_upload(u, record);
-                if let Record::Changed(c) = record {
+                apply_to_upload(u, entry);
+                if let Entry::Changed { current_seq, .. } = entry {
                     self.next_current_seq =
-                        self.next_current_seq.max(c.current_seq.saturating_add(1));
+                        self.next_current_seq.max(current_seq.saturating_add(1));
                 }
             }
         }
     }
 
-    fn create(&mut self, c: &CreatedV1) {
-        self.bump_id(c.id);
-        if self.uploads.contains_key(&c.id) {
+    fn create(&mut self, id: UploadId, created_ms: u64, request: &Request) {
+        self.bump_id(id);
+        if self.uploads.contains_key(&id) {
             self.ignored += 1;
             return;
         }
         self.uploads.insert(
-            c.id,
+            id,
             UploadState {
-                id: c.id,
-                created_ms: c.created_ms,
-                request: c.request.clone(),
-                priority: c.request.priority,
+                id,
+                created_ms,
+                request: request.clone(),
+                priority: request.priority,
                 current_seq: 0,
-                status: StatusV1::Queued,
-                status_ms: c.created_ms,
+                status: Status::Queued,
+                status_ms: created_ms,
                 attempts: 0,
                 error: None,
                 bytes_sent: 0,
                 acked: 0,
-                resume_url: None,
+                session: None,
                 response: None,
                 restarted: false,
             },
@@ -123,13 +137,13 @@ impl State {
     pub fn snapshot(&self) -> Vec<Record> {
         let mut out = Vec::new();
         for u in self.uploads.values() {
-            upload_records(u, &mut out);
+            upload_entries(u, &mut out);
         }
         let max_live = self.uploads.keys().next_back().map(|id| id + 1);
         if self.next_id > 0 && max_live != Some(self.next_id) {
-            out.push(Record::Removed(self.next_id - 1));
+            out.push(Entry::Removed(self.next_id - 1));
         }
-        out
+        out.iter().map(Record::from).collect()
     }
 
     /// How many records [`State::snapshot`] would write, without building them.
@@ -141,85 +155,100 @@ impl State {
     }
 }
 
-fn apply_to_upload(u: &mut UploadState, record: &Record) {
-    match record {
-        Record::State(s) => {
-            u.status = s.status;
-            u.status_ms = s.at_ms;
-            u.attempts = s.attempts;
-            u.error = s.error.clone();
+fn apply_to_upload(u: &mut UploadState, entry: &Entry) {
+    match entry {
+        Entry::State {
+            status,
+            attempts,
+            error,
+            at_ms,
+            ..
+        } => {
+            u.status = *status;
+            u.status_ms = *at_ms;
+            u.attempts = *attempts;
+            u.error = error.clone();
         }
-        Record::Progress(p) => {
-            u.bytes_sent = p.bytes_sent;
-            u.acked = p.acked;
+        Entry::Progress {
+            bytes_sent, acked, ..
+        } => {
+            u.bytes_sent = *bytes_sent;
+            u.acked = *acked;
         }
-        Record::ResumeUrl(r) => u.resume_url = r.url.clone(),
-        Record::Response(r) => u.response = Some(r.clone()),
-        Record::Restarted(_) => {
+        Entry::Session { session, .. } => u.session = session.clone(),
+        Entry::Response { response, .. } => u.response = Some(response.clone()),
+        Entry::Restarted(_) => {
             u.restarted = true;
             u.bytes_sent = 0;
             u.acked = 0;
         }
-        Record::Changed(c) => {
-            u.priority = c.priority;
-            u.current_seq = c.current_seq;
+        Entry::Changed {
+            priority,
+            current_seq,
+            ..
+        } => {
+            u.priority = *priority;
+            u.current_seq = *current_seq;
         }
-        Record::Created(_) | Record::Removed(_) => {}
+        Entry::Created { .. } | Entry::Removed(_) => {}
     }
 }
 
-fn upload_records(u: &UploadState, out: &mut Vec<Record>) {
-    out.push(Record::Created(CreatedV1 {
+fn upload_entries(u: &UploadState, out: &mut Vec<Entry>) {
+    out.push(Entry::Created {
         id: u.id,
         created_ms: u.created_ms,
         request: u.request.clone(),
-    }));
+    });
     if u.priority != u.request.priority || u.current_seq != 0 {
-        out.push(Record::Changed(ChangedV1 {
+        out.push(Entry::Changed {
             id: u.id,
             priority: u.priority,
             current_seq: u.current_seq,
-        }));
+        });
     }
     if u.restarted {
-        out.push(Record::Restarted(u.id));
+        out.push(Entry::Restarted(u.id));
     }
-    if u.status != StatusV1::Queued
+    if u.status != Status::Queued
         || u.attempts != 0
         || u.error.is_some()
         || u.status_ms != u.created_ms
     {
-        out.push(Record::State(StateV1 {
+        out.push(Entry::State {
             id: u.id,
             status: u.status,
             attempts: u.attempts,
             error: u.error.clone(),
             at_ms: u.status_ms,
-        }));
+        });
     }
     if u.bytes_sent != 0 || u.acked != 0 {
-        out.push(Record::Progress(ProgressV1 {
+        out.push(Entry::Progress {
             id: u.id,
             bytes_sent: u.bytes_sent,
             acked: u.acked,
-        }));
+        });
     }
-    if let Some(url) = &u.resume_url {
-        out.push(Record::ResumeUrl(super::record::ResumeUrlV1 {
+    if let Some(session) = &u.session {
+        out.push(Entry::Session {
             id: u.id,
-            url: Some(url.clone()),
-        }));
+            session: Some(session.clone()),
+        });
     }
     if let Some(r) = &u.response {
-        out.push(Record::Response(r.clone()));
+        out.push(Entry::Response {
+            id: u.id,
+            response: r.clone(),
+        });
     }
 }
 
-/// Folds records into a fresh state.
+/// Folds on-disk records into a fresh state.
 pub fn fold<'a>(records: impl IntoIterator<Item = &'a Record>) -> State {
     let mut state = State::default();
     for r in records {
-        state.apply(r);
+        state.apply(&Entry::from(r));
     }
     state
 }

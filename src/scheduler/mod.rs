@@ -3,9 +3,11 @@
 //! the prober, decides what runs, and publishes every change to the handles' cells.
 
 mod commands;
+mod effects;
 mod outcome;
 mod policy;
 mod recovery;
+mod state;
 mod transfers;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -13,70 +15,33 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{unbounded, Receiver, Sender};
 use ureq::Agent;
 
 use crate::bandwidth::Bandwidth;
+use crate::command::Command;
+use crate::http::Control;
 use crate::http::Roots;
-use crate::journal::record::{
-    CreatedV1, FailureV1, ProtocolV1, Record, StateV1, StatusV1, UploadId,
-};
-use crate::journal::{Durability, Store};
-use crate::prober::ProbeMsg;
+use crate::journal::{Durability, Entry, Store};
+use crate::model::{Failure, Protocol, StoredResponse, UploadId};
+use crate::prober::{ProbeEvent, ProbeMsg};
 use crate::progress::{Event, ResponseInfo};
 use crate::shared::{lock, Cell, Shared};
-use crate::worker::{Control, WorkerMsg};
+use crate::worker::WorkerEvent;
 use crate::{Config, Error, GroupBehavior, Status};
 
 pub(crate) use policy::host_key;
+use state::StopReason;
 
-/// Everything the scheduler is told.
-pub(crate) enum Msg {
-    /// Persist a new upload (fsynced before the reply).
-    Create {
-        record: CreatedV1,
-        reply: Sender<Result<(), Error>>,
-    },
-    /// An operation on one upload.
-    Op {
-        id: UploadId,
-        op: Op,
-        reply: Sender<Result<(), Error>>,
-    },
-    /// The program says the network is (not) costed.
-    SetCost(bool),
-    /// How a group runs.
-    SetGroup(String, GroupBehavior),
-    /// The program saw the network change: probe now.
-    NetworkChanged,
-    /// The prober saw a host answer.
-    Online(String),
-    /// A worker's report.
-    Worker(WorkerMsg),
-    /// Stop every transfer, persist, and end the thread.
-    Shutdown(Sender<()>),
-}
-
-/// Operations on one upload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Op {
-    Pause,
-    Resume,
-    Cancel,
-    Remove,
-    MakeCurrent,
-}
-
-/// Why the scheduler stopped a running transfer: what status it lands in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StopReason {
-    Pause,
-    Cancel,
-    Remove,
-    Costed,
-    Shutdown,
-    /// Paused, then resumed before the worker had stopped: back to the queue.
-    Requeue,
+/// What [`Scheduler::next`] read.
+enum Inbox {
+    Command(Command),
+    Worker(WorkerEvent),
+    Probe(ProbeEvent),
+    /// Nothing within the timeout.
+    Idle,
+    /// Every handle is gone.
+    Closed,
 }
 
 struct Running {
@@ -97,7 +62,14 @@ pub(crate) struct Scheduler {
     store: Store,
     config: Arc<Config>,
     shared: Arc<Shared>,
-    rx: Receiver<Msg>,
+    commands: Receiver<Command>,
+    worker_rx: Receiver<WorkerEvent>,
+    /// Cloned into every worker's job.
+    worker_tx: Sender<WorkerEvent>,
+    probe_rx: Receiver<ProbeEvent>,
+    /// Held so that `probe_rx` never reports disconnected (the prober ends first at
+    /// shutdown): a disconnected receiver would be ready forever in `select!`.
+    _probe_tx: Sender<ProbeEvent>,
     prober: Sender<ProbeMsg>,
     roots: Roots,
     bandwidth: Option<Arc<Bandwidth>>,
@@ -128,10 +100,12 @@ impl Scheduler {
         store: Store,
         config: Arc<Config>,
         shared: Arc<Shared>,
-        rx: Receiver<Msg>,
+        commands: Receiver<Command>,
+        probes: (Sender<ProbeEvent>, Receiver<ProbeEvent>),
         prober: Sender<ProbeMsg>,
         roots: Roots,
     ) -> Scheduler {
+        let (worker_tx, worker_rx) = unbounded();
         let bandwidth = config.max_bandwidth.map(|b| Arc::new(Bandwidth::new(b)));
         let groups = config.groups.iter().cloned().collect();
         let seed = std::time::SystemTime::now()
@@ -142,7 +116,11 @@ impl Scheduler {
             store,
             config,
             shared,
-            rx,
+            commands,
+            worker_rx,
+            worker_tx,
+            probe_rx: probes.1,
+            _probe_tx: probes.0,
             prober,
             roots,
             bandwidth,
@@ -175,20 +153,22 @@ impl Scheduler {
                 .min()
                 .map_or(TICK, |t| t.saturating_duration_since(now))
                 .min(TICK);
-            match self.rx.recv_timeout(wake) {
-                Ok(Msg::Shutdown(reply)) => {
+            match self.next(wake) {
+                Inbox::Command(Command::Shutdown(reply)) => {
                     self.shutdown();
                     let _ = reply.send(());
                     return;
                 }
-                Ok(msg) => self.handle(msg),
-                Err(RecvTimeoutError::Timeout) => {
+                Inbox::Command(c) => self.command(c),
+                Inbox::Worker(w) => self.worker_event(w),
+                Inbox::Probe(ProbeEvent::Online(host)) => self.online(&host),
+                Inbox::Idle => {
                     if let Err(e) = self.store.sync() {
                         log::error!("journal fsync failed: {e}");
                         self.journal_failure();
                     }
                 }
-                Err(RecvTimeoutError::Disconnected) => {
+                Inbox::Closed => {
                     self.shutdown();
                     return;
                 }
@@ -196,23 +176,43 @@ impl Scheduler {
         }
     }
 
-    fn handle(&mut self, msg: Msg) {
-        match msg {
-            Msg::Create { record, reply } => {
-                let r = self.create(record);
+    /// The next message, commands first: a pause or cancel never waits behind a
+    /// stream of worker progress. `Idle` after `timeout` with nothing to read.
+    fn next(&self, timeout: Duration) -> Inbox {
+        if let Ok(c) = self.commands.try_recv() {
+            return Inbox::Command(c);
+        }
+        crossbeam_channel::select! {
+            recv(self.commands) -> c => c.map_or(Inbox::Closed, Inbox::Command),
+            recv(self.worker_rx) -> w => w.map_or(Inbox::Idle, Inbox::Worker),
+            recv(self.probe_rx) -> p => p.map_or(Inbox::Idle, Inbox::Probe),
+            default(timeout) => Inbox::Idle,
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::Create {
+                id,
+                created_ms,
+                request,
+                reply,
+            } => {
+                let r = self.create(id, created_ms, request);
                 let _ = reply.send(r);
             }
-            Msg::Op { id, op, reply } => self.op(id, op, reply),
-            Msg::SetCost(costed) => self.set_cost(costed),
-            Msg::SetGroup(name, b) => {
+            Command::Op { id, op, reply } => self.op(id, op, reply),
+            Command::SetCost(costed) => self.set_cost(costed),
+            Command::SetGroup(name, b) => {
                 self.groups.insert(name, b);
             }
-            Msg::NetworkChanged => {
+            Command::NetworkChanged => {
                 let _ = self.prober.send(ProbeMsg::Now);
             }
-            Msg::Online(host) => self.online(&host),
-            Msg::Worker(w) => self.worker_msg(w),
-            Msg::Shutdown(_) => unreachable!("handled in run"),
+            Command::Shutdown(reply) => {
+                // Only reached during shutdown itself: `run_after` handles the first.
+                let _ = reply.send(());
+            }
         }
     }
 
@@ -220,7 +220,7 @@ impl Scheduler {
 
     /// Commits a record; a failure is logged (the journal is then poisoned and every
     /// later commit fails the same way, so nothing is silently half-written).
-    fn commit(&mut self, record: Record, durability: Durability) -> Result<(), Error> {
+    fn commit(&mut self, record: Entry, durability: Durability) -> Result<(), Error> {
         let committed = self.store.commit(record, durability);
         if let Err(e) = &committed {
             log::error!("journal write failed: {e}; the store must be reopened");
@@ -273,13 +273,7 @@ impl Scheduler {
         }
     }
 
-    fn set_status(
-        &mut self,
-        id: UploadId,
-        status: StatusV1,
-        attempts: u32,
-        error: Option<FailureV1>,
-    ) {
+    fn set_status(&mut self, id: UploadId, status: Status, attempts: u32, error: Option<Failure>) {
         let _ = self.try_set_status(id, status, attempts, error);
     }
 
@@ -288,17 +282,17 @@ impl Scheduler {
     fn try_set_status(
         &mut self,
         id: UploadId,
-        status: StatusV1,
+        status: Status,
         attempts: u32,
-        error: Option<FailureV1>,
+        error: Option<Failure>,
     ) -> Result<(), Error> {
-        let rec = Record::State(StateV1 {
+        let rec = Entry::State {
             id,
             status,
             attempts,
             error,
             at_ms: now_ms(),
-        });
+        };
         let committed = self.commit(rec, Durability::Sync);
         self.publish(id);
         committed
@@ -322,7 +316,7 @@ impl Scheduler {
             .response
             .as_ref()
             .map(|r| response_info(r, &u.request.protocol));
-        let status = Status::from_v1(u.status);
+        let status = u.status;
         let (attempts, restarted, error) = (u.attempts, u.restarted, u.error.clone());
         cell.update(
             |s| {
@@ -347,7 +341,7 @@ impl Scheduler {
         self.shutting_down = true;
         let ids: Vec<UploadId> = self.running.keys().copied().collect();
         for id in ids {
-            self.stop(id, StopReason::Shutdown);
+            self.step(id, state::Event::Shutdown, effects::Context::default());
         }
         let deadline = Instant::now()
             .checked_add(self.config.shutdown_timeout)
@@ -368,20 +362,21 @@ impl Scheduler {
                         self.running.len()
                     );
                 }
-                self.rx.recv_timeout(Duration::from_secs(1))
+                self.next(Duration::from_secs(1))
             } else {
-                self.rx.recv_timeout(left)
+                self.next(left)
             };
             match msg {
-                Ok(Msg::Worker(w)) => self.worker_msg(w),
-                Ok(Msg::Create { reply, .. }) | Ok(Msg::Op { reply, .. }) => {
+                Inbox::Worker(w) => self.worker_event(w),
+                Inbox::Command(Command::Create { reply, .. })
+                | Inbox::Command(Command::Op { reply, .. }) => {
                     let _ = reply.send(Err(Error::ShutDown));
                 }
-                Ok(Msg::Shutdown(reply)) => {
+                Inbox::Command(Command::Shutdown(reply)) => {
                     let _ = reply.send(());
                 }
-                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+                Inbox::Command(_) | Inbox::Probe(_) | Inbox::Idle => {}
+                Inbox::Closed => break,
             }
         }
         let _ = self.prober.send(ProbeMsg::Shutdown);
@@ -400,24 +395,21 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// Total body bytes of a request.
-pub(crate) fn total_len(req: &crate::journal::record::RequestV1) -> u64 {
-    use crate::journal::record::BodyV1;
+pub(crate) fn total_len(req: &crate::model::Request) -> u64 {
+    use crate::model::Body;
     match &req.body {
-        BodyV1::File(s) => s.size,
-        BodyV1::Multipart(mp) => crate::multipart::layout(mp).iter().map(|s| s.len()).sum(),
+        Body::File(s) => s.size,
+        Body::Multipart(mp) => crate::multipart::layout(mp).iter().map(|s| s.len()).sum(),
     }
 }
 
 /// The public view of a stored response.
-pub(crate) fn response_info(
-    r: &crate::journal::record::ResponseV1,
-    protocol: &ProtocolV1,
-) -> ResponseInfo {
+pub(crate) fn response_info(r: &StoredResponse, protocol: &Protocol) -> ResponseInfo {
     ResponseInfo {
         status: r.status,
         headers: r.headers.clone(),
         url: r.url.clone(),
-        is_resumable: matches!(protocol, ProtocolV1::Tus { .. })
+        is_resumable: matches!(protocol, Protocol::Tus { .. })
             || r.headers
                 .iter()
                 .any(|(n, _)| n.eq_ignore_ascii_case("tus-resumable")),

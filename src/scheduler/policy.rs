@@ -4,15 +4,16 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use crate::journal::record::{CostPolicyV1, PriorityV1, StatusV1, UploadId};
 use crate::journal::{State, UploadState};
+use crate::model::UploadId;
 use crate::GroupBehavior;
+use crate::{CostPolicy, Priority, Status};
 
-fn rank(p: PriorityV1) -> u8 {
+fn rank(p: Priority) -> u8 {
     match p {
-        PriorityV1::Low => 0,
-        PriorityV1::Default => 1,
-        PriorityV1::High => 2,
+        Priority::Low => 0,
+        Priority::Default => 1,
+        Priority::High => 2,
     }
 }
 
@@ -31,10 +32,10 @@ pub(crate) struct Ctx<'a> {
 
 /// Whether `u` could start now, ignoring the concurrency limit.
 pub(crate) fn may_start(u: &UploadState, state: &State, ctx: &Ctx) -> bool {
-    if u.status != StatusV1::Queued || ctx.running.contains(&u.id) {
+    if u.status != Status::Queued || ctx.running.contains(&u.id) {
         return false;
     }
-    if ctx.costed && u.request.cost == CostPolicyV1::UnrestrictedOnly {
+    if ctx.costed && u.request.cost == CostPolicy::UnrestrictedOnly {
         return false;
     }
     if host_key(&u.request.url).is_some_and(|h| ctx.offline.contains(&h)) {

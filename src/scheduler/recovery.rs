@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::journal::record::{ProtocolV1, Record, StatusV1, UploadId};
-use crate::journal::Durability;
+use crate::journal::{Durability, Entry};
+use crate::model::{Protocol, UploadId};
 use crate::shared::{lock, Cell};
+use crate::Status;
 
-use super::outcome::not_resumable;
 use super::{now_ms, Scheduler, RETENTION_EVERY};
 
 impl Scheduler {
@@ -16,7 +16,7 @@ impl Scheduler {
     /// not idempotent ends in `Error` because it may have reached the server. Waiting
     /// states are re-evaluated from scratch.
     pub(super) fn recover(&mut self) {
-        let fixes: Vec<(UploadId, StatusV1, u32, bool)> = self
+        let fixes: Vec<(UploadId, Status, u32, bool)> = self
             .store
             .state()
             .uploads
@@ -27,32 +27,34 @@ impl Scheduler {
                     u.id,
                     u.status,
                     u.attempts,
-                    matches!(u.request.protocol, ProtocolV1::Plain),
+                    matches!(u.request.protocol, Protocol::Plain),
                 )
             })
             .collect();
         for (id, status, attempts, plain) in fixes {
             let next = match status {
-                StatusV1::Running if !self.may_resend(id) => {
-                    let e = not_resumable(
-                        "a restart interrupted it while it was being sent; the request is not \
+                Status::Running if !self.may_resend(id) => {
+                    let e = crate::model::Failure::NotResumable {
+                        reason:
+                            "a restart interrupted it while it was being sent; the request is not \
                          idempotent and may have reached the server (mark it idempotent, or \
-                         give it an Idempotency-Key, to allow sending it again)",
-                    );
-                    self.set_status(id, StatusV1::Error, attempts, Some(e));
+                         give it an Idempotency-Key, to allow sending it again)"
+                                .into(),
+                    };
+                    self.set_status(id, Status::Error, attempts, Some(e));
                     continue;
                 }
-                StatusV1::Running => {
+                Status::Running => {
                     if plain {
-                        let _ = self.commit(Record::Restarted(id), Durability::Batched);
+                        let _ = self.commit(Entry::Restarted(id), Durability::Batched);
                     }
-                    StatusV1::Queued
+                    Status::Queued
                 }
-                StatusV1::PausedByApplication => continue,
-                _ => StatusV1::Queued,
+                Status::PausedByApplication => continue,
+                _ => Status::Queued,
             };
             let next = if self.config.start_paused {
-                StatusV1::PausedByApplication
+                Status::PausedByApplication
             } else {
                 next
             };
@@ -88,7 +90,7 @@ impl Scheduler {
             crate::Recovery::Clean | crate::Recovery::TornTail { .. }
         );
         let live: Vec<UploadId> = self.store.state().uploads.keys().copied().collect();
-        crate::store_files::handle_orphans(&self.shared.store_dir, &live, !whole);
+        crate::store::handle_orphans(&self.shared.store_dir, &live, !whole);
         if let Err(e) = self.store.sync() {
             log::error!("journal fsync after recovery failed: {e}");
         }

@@ -8,27 +8,37 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::unbounded;
 
-use crate::journal::record::{ProtocolV1, Record, StatusV1, UploadId};
-use crate::journal::Durability;
+use crate::http::Control;
+use crate::journal::{Durability, Entry};
+use crate::model::{Protocol, UploadId};
 use crate::progress::Event;
 use crate::shared::lock;
-use crate::worker::{self, Control, Job};
+use crate::worker::{self, Job};
+use crate::Status;
 
-use super::{host_key, policy, Running, Scheduler, StopReason};
+use super::effects::Context;
+use super::state::{self, Event as On, StopReason};
+use super::{host_key, policy, Running, Scheduler};
 
 impl Scheduler {
+    /// Stops a running worker for `reason` (journal failure): the machine's rule for
+    /// which reason wins.
     pub(super) fn stop(&mut self, id: UploadId, reason: StopReason) {
+        if let Some(r) = self.running.get(&id) {
+            let next = state::stop_reason(r.stop, reason);
+            self.signal_stop(id, next);
+        }
+    }
+
+    /// Tells a running worker to stop and records why (`reason`, as the machine decided).
+    pub(super) fn signal_stop(&mut self, id: UploadId, reason: Option<StopReason>) {
         if let Some(r) = self.running.get_mut(&id) {
-            if r.stop.is_none()
-                || r.stop == Some(StopReason::Requeue)
-                || reason == StopReason::Remove
-                || reason == StopReason::Cancel
-                || (reason == StopReason::Pause && r.stop == Some(StopReason::Costed))
-            {
-                r.stop = Some(reason);
+            if reason.is_some() {
+                r.stop = reason;
             }
             let _ = r.ctl.send(Control::Stop);
-            if !r.terminating || reason == StopReason::Shutdown {
+            let shutdown = reason == Some(StopReason::Shutdown) || self.shutting_down;
+            if !r.terminating || shutdown {
                 // Interrupts a worker blocked on its socket (a stalled send, a slow
                 // response) or in a connect as well; the control message covers the rest.
                 r.connect_stop.store(true, Ordering::SeqCst);
@@ -58,33 +68,31 @@ impl Scheduler {
             let Some(id) = policy::next(self.store.state(), &ctx) else {
                 return;
             };
-            self.start(id, false);
+            self.step(id, On::Start, Context::default());
         }
     }
 
     /// Queued uploads to a host known to be unreachable wait as `PausedNoNetwork`, and
     /// ones that may not use a costed network as `PausedCostedNetwork`.
     pub(super) fn park_offline(&mut self) {
-        let parked: Vec<(UploadId, u32, StatusV1)> = self
+        let parked: Vec<(UploadId, On)> = self
             .store
             .state()
             .uploads
             .values()
-            .filter(|u| u.status == StatusV1::Queued && !self.running.contains_key(&u.id))
+            .filter(|u| u.status == Status::Queued && !self.running.contains_key(&u.id))
             .filter_map(|u| {
-                if self.costed
-                    && u.request.cost == crate::journal::record::CostPolicyV1::UnrestrictedOnly
-                {
-                    Some((u.id, u.attempts, StatusV1::PausedCostedNetwork))
+                if self.costed && u.request.cost == crate::CostPolicy::UnrestrictedOnly {
+                    Some((u.id, On::Costed(true)))
                 } else if host_key(&u.request.url).is_some_and(|h| self.offline.contains(&h)) {
-                    Some((u.id, u.attempts, StatusV1::PausedNoNetwork))
+                    Some((u.id, On::HostOffline))
                 } else {
                     None
                 }
             })
             .collect();
-        for (id, attempts, status) in parked {
-            self.set_status(id, status, attempts, None);
+        for (id, event) in parked {
+            self.step(id, event, Context::default());
         }
     }
 
@@ -95,14 +103,14 @@ impl Scheduler {
             return;
         };
         let request = u.request.clone();
-        let resume_url = u.resume_url.clone();
+        let session = u.session.clone();
         let attempts = u.attempts;
         let connect_stop = Arc::new(AtomicBool::new(false));
         let agent = match crate::http::agent(&self.config, &self.roots, connect_stop.clone()) {
             Ok(a) => a,
             Err(e) => {
                 if !terminating {
-                    self.set_status(id, StatusV1::Error, attempts, Some(e.to_failure()));
+                    self.set_status(id, Status::Error, attempts, Some(e.to_failure()));
                 }
                 return;
             }
@@ -111,14 +119,13 @@ impl Scheduler {
             let sent_before = self
                 .cell(id)
                 .map_or(0, |c| lock(&c.snap).progress.bytes_sent);
-            if matches!(request.protocol, ProtocolV1::Plain) && sent_before > 0 {
+            if matches!(request.protocol, Protocol::Plain) && sent_before > 0 {
                 // A plain upload always starts from byte 0: say so.
-                let _ = self.commit(Record::Restarted(id), Durability::Batched);
+                let _ = self.commit(Entry::Restarted(id), Durability::Batched);
                 if let Some(c) = self.cell(id) {
                     c.update(|s| s.progress.bytes_sent = 0, Event::Progress);
                 }
             }
-            self.set_status(id, StatusV1::Running, attempts, None);
             if self.journal_failed {
                 // Its start could not be recorded: it must not go on the wire.
                 return;
@@ -128,13 +135,13 @@ impl Scheduler {
         let job = Job {
             id,
             request,
-            resume_url,
+            session,
             config: self.config.clone(),
             agent: agent.clone(),
             bandwidth: self.bandwidth.clone(),
             ctl: ctl_rx,
-            tx: self.shared.tx.clone(),
-            body_path: crate::store_files::body_path(&self.shared.store_dir, id),
+            tx: self.worker_tx.clone(),
+            body_path: crate::store::body_path(&self.shared.store_dir, id),
             terminate: terminating,
         };
         let spawned = std::thread::Builder::new()
@@ -160,21 +167,11 @@ impl Scheduler {
             Err(e) => {
                 log::error!("cannot start a worker thread for upload {id}: {e}");
                 if !terminating {
-                    self.set_status(id, StatusV1::WaitingToRetry, attempts, None);
+                    self.set_status(id, Status::WaitingToRetry, attempts, None);
                     self.retry_at
                         .insert(id, Instant::now() + Duration::from_secs(5));
                 }
             }
-        }
-    }
-
-    /// Ends a tus upload on the server, when it has one there.
-    pub(super) fn terminate_tus(&mut self, id: UploadId) {
-        let has_url = self.store.state().uploads.get(&id).is_some_and(|u| {
-            matches!(u.request.protocol, ProtocolV1::Tus { .. }) && u.resume_url.is_some()
-        });
-        if has_url && !self.running.contains_key(&id) && !self.shutting_down {
-            self.start(id, true);
         }
     }
 
@@ -188,13 +185,7 @@ impl Scheduler {
             .collect();
         for id in due {
             self.retry_at.remove(&id);
-            let Some(u) = self.store.state().uploads.get(&id) else {
-                continue;
-            };
-            if u.status == StatusV1::WaitingToRetry {
-                let attempts = u.attempts;
-                self.set_status(id, StatusV1::Queued, attempts, None);
-            }
+            self.step(id, On::RetryDue, Context::default());
         }
     }
 }

@@ -1,12 +1,14 @@
 //! The files an upload owns in the store besides its journal records: the response body
 //! (`bodies/<id>`) and a spooled source (`spool/<id>`).
 
+pub(crate) mod body;
+
 use std::fs::{self, DirBuilder};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::journal::record::UploadId;
+use crate::model::UploadId;
 use crate::Error;
 
 const BODIES: &str = "bodies";

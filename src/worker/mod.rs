@@ -1,5 +1,9 @@
-//! A worker thread: one transfer, one attempt at a time, reporting progress and its
-//! outcome to the scheduler. Mechanism only: whether to retry is the scheduler's call.
+//! A worker thread: one transfer, one attempt at a time, driving the upload's protocol
+//! (`protocol/`) and reporting progress and the outcome to the scheduler. Mechanism
+//! only: whether to retry is the scheduler's call.
+
+pub(crate) mod classify;
+pub(crate) mod protocol;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,31 +13,25 @@ use crossbeam_channel::{Receiver, Sender};
 use ureq::Agent;
 
 use crate::bandwidth::Bandwidth;
-use crate::http::{self, Attempt, Class, Sent, StoredResponse};
-use crate::journal::record::{BodyV1, ProtocolV1, RequestV1, UploadId};
+use crate::http::{self, Control, StoredResponse, WireError};
+use crate::model::{Body, Request, Session, UploadId};
 use crate::multipart::{self, Segment};
-use crate::scheduler::Msg;
-use crate::{source, Config, Error};
-
-/// What the scheduler tells a running worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Control {
-    /// Stop at the next buffer; the scheduler knows why (pause, cancel, shutdown, ...).
-    Stop,
-}
+use crate::{source, store, Config, Error};
+pub(crate) use classify::Class;
 
 /// Everything a worker needs for one transfer.
 pub(crate) struct Job {
     pub id: UploadId,
-    pub request: RequestV1,
-    pub resume_url: Option<String>,
+    pub request: Request,
+    /// The protocol's session on the server, as journaled (tus: the upload URL).
+    pub session: Option<Session>,
     pub config: Arc<Config>,
     pub agent: Agent,
     pub bandwidth: Option<Arc<Bandwidth>>,
     pub ctl: Receiver<Control>,
-    pub tx: Sender<Msg>,
+    pub tx: Sender<WorkerEvent>,
     pub body_path: PathBuf,
-    /// Only end the upload on the server (tus DELETE after a cancel).
+    /// Only end the upload on the server (after a cancel or removal): `abort`.
     pub terminate: bool,
 }
 
@@ -54,9 +52,9 @@ pub(crate) enum Outcome {
     Stopped { body_complete: bool },
 }
 
-/// What workers report to the scheduler.
+/// What workers report to the scheduler (the worker owns this type).
 #[derive(Debug)]
-pub(crate) enum WorkerMsg {
+pub(crate) enum WorkerEvent {
     /// Bytes moved (coalesced to `Config::progress_interval`).
     Progress {
         id: UploadId,
@@ -65,11 +63,12 @@ pub(crate) enum WorkerMsg {
         received: u64,
         to_receive: Option<u64>,
     },
-    /// A resumable upload's URL: the scheduler journals it (fsynced) before replying,
-    /// and the worker sends no body byte before the reply.
-    ResumeUrl {
+    /// A protocol's server-side session (or `None`: the server lost it). The scheduler
+    /// journals it (fsynced) before replying, and the worker sends no body byte to the
+    /// session before the reply.
+    Session {
         id: UploadId,
-        url: Option<String>,
+        session: Option<Session>,
         ack: Sender<Result<(), Error>>,
     },
     /// This attempt starts again from byte 0.
@@ -81,7 +80,7 @@ pub(crate) enum WorkerMsg {
 /// Reports progress at most once per interval.
 pub(crate) struct Reporter {
     id: UploadId,
-    tx: Sender<Msg>,
+    tx: Sender<WorkerEvent>,
     every: Duration,
     last: Instant,
     pub sent: u64,
@@ -89,7 +88,7 @@ pub(crate) struct Reporter {
 }
 
 impl Reporter {
-    pub fn new(id: UploadId, tx: Sender<Msg>, every: Duration) -> Self {
+    pub fn new(id: UploadId, tx: Sender<WorkerEvent>, every: Duration) -> Self {
         Reporter {
             id,
             tx,
@@ -109,13 +108,13 @@ impl Reporter {
 
     pub fn flush(&mut self, received: u64, to_receive: Option<u64>) {
         self.last = Instant::now();
-        let _ = self.tx.send(Msg::Worker(WorkerMsg::Progress {
+        let _ = self.tx.send(WorkerEvent::Progress {
             id: self.id,
             sent: self.sent,
             acked: self.acked,
             received,
             to_receive,
-        }));
+        });
     }
 }
 
@@ -140,20 +139,21 @@ pub(crate) fn run(job: Job) {
         job.id,
         outcome_word(&outcome)
     );
-    let _ = job.tx.send(Msg::Worker(WorkerMsg::Done {
+    let _ = job.tx.send(WorkerEvent::Done {
         id: job.id,
         outcome,
-    }));
+    });
 }
 
 fn attempt(job: &Job) -> Outcome {
-    match job.request.protocol {
-        ProtocolV1::Plain if job.terminate => Outcome::Stopped {
+    let protocol = protocol::of(job.request.protocol);
+    if job.terminate {
+        protocol.abort(job);
+        return Outcome::Stopped {
             body_complete: false,
-        },
-        ProtocolV1::Plain => run_plain(job),
-        ProtocolV1::Tus { chunk_size } => crate::tus::run(job, chunk_size),
+        };
     }
+    protocol.attempt(job)
 }
 
 fn outcome_word(o: &Outcome) -> String {
@@ -169,11 +169,11 @@ pub(crate) type BodyParts = (Vec<Segment>, Vec<(String, String)>);
 
 /// The body of a request as segments, with the headers it needs (Content-Type for
 /// multipart), after checking that every source is unchanged.
-pub(crate) fn body_of(req: &RequestV1) -> Result<BodyParts, Error> {
+pub(crate) fn body_of(req: &Request) -> Result<BodyParts, Error> {
     let mut headers = req.headers.clone();
     let segments = match &req.body {
-        BodyV1::File(s) => vec![Segment::File(s.clone())],
-        BodyV1::Multipart(mp) => {
+        Body::File(s) => vec![Segment::File(s.clone())],
+        Body::Multipart(mp) => {
             headers.push(("Content-Type".into(), multipart::content_type(mp)));
             multipart::layout(mp)
         }
@@ -197,55 +197,6 @@ fn sources_unchanged(segments: &[Segment]) -> Result<(), Error> {
     Ok(())
 }
 
-fn run_plain(job: &Job) -> Outcome {
-    let (segments, headers) = match body_of(&job.request) {
-        Ok(v) => v,
-        Err(error) => {
-            return Outcome::Failed {
-                error,
-                class: Class::Final,
-                response: None,
-                retry_after: None,
-                body_complete: false,
-            }
-        }
-    };
-    let total: u64 = segments.iter().map(Segment::len).sum();
-    let mut reporter = Reporter::new(job.id, job.tx.clone(), job.config.progress_interval);
-    let sent = http::send(
-        Attempt {
-            agent: &job.agent,
-            method: &job.request.method,
-            url: job.request.url.clone(),
-            headers,
-            body: Some((&segments, 0, total)),
-            ctl: &job.ctl,
-            bandwidth: job.bandwidth.as_deref(),
-            max_redirects: job.config.max_redirects,
-        },
-        &mut |pos| reporter.sent(pos),
-    );
-    reporter.flush(0, None);
-    let (resp, url) = match sent {
-        Sent::Stopped { body_complete, .. } => return Outcome::Stopped { body_complete },
-        Sent::Failed {
-            error,
-            class,
-            body_complete,
-        } => {
-            return Outcome::Failed {
-                error,
-                class,
-                response: None,
-                retry_after: None,
-                body_complete,
-            }
-        }
-        Sent::Response { resp, url } => (resp, url),
-    };
-    finish(job, resp, &url, &segments, &mut reporter)
-}
-
 /// Stores the response and decides what it means.
 pub(crate) fn finish(
     job: &Job,
@@ -254,19 +205,24 @@ pub(crate) fn finish(
     segments: &[Segment],
     reporter: &mut Reporter,
 ) -> Outcome {
-    let stored = match http::read_response(
-        resp,
-        url,
+    let mut answer = http::answer(resp);
+    let saved = store::body::save(
+        &mut answer.body,
+        answer.announced,
         &job.body_path,
         job.config.max_response_body,
         &mut |got, of| reporter.flush(got, of),
-    ) {
-        Ok(s) => s,
-        Err(error) => {
-            let class = if matches!(error, Error::Io { .. }) {
-                Class::Final
-            } else {
-                Class::Transient
+    );
+    let (body_len, body_truncated) = match saved {
+        Ok(v) => v,
+        Err(failed) => {
+            let (error, class) = match failed {
+                store::body::SaveError::Store(e) => (e, Class::Final),
+                // A body that fails to arrive after the server answered: the server
+                // is there, so a retry is spent whatever the wire said.
+                store::body::SaveError::Read(e) => {
+                    (classify::wire(WireError::from(e)).0, Class::Transient)
+                }
             };
             return Outcome::Failed {
                 error,
@@ -276,6 +232,13 @@ pub(crate) fn finish(
                 body_complete: true,
             };
         }
+    };
+    let stored = StoredResponse {
+        status: answer.status,
+        headers: answer.headers,
+        url: url.to_string(),
+        body_len,
+        body_truncated,
     };
     let status = stored.status;
     if (200..300).contains(&status) {
@@ -290,13 +253,13 @@ pub(crate) fn finish(
             },
         };
     }
-    let class = if http::is_transient_status(status) {
+    let class = if classify::is_transient_status(status) {
         Class::Transient
     } else {
         Class::Final
     };
     let retry_after = match status {
-        429 | 503 => http::retry_after(&stored.headers),
+        429 | 503 => classify::retry_after(&stored.headers),
         _ => None,
     };
     Outcome::Failed {

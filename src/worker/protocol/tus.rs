@@ -11,12 +11,13 @@ use crossbeam_channel::bounded;
 use ureq::http::Response;
 use ureq::Body;
 
-use crate::http::{self, date, Attempt, Class, Sent};
-use crate::journal::record::BodyV1;
+use super::UploadProtocol;
+use crate::http::{self, date, Attempt, Sent};
+use crate::model::{Body as RequestBody, Protocol, Session};
 use crate::multipart::Segment;
-use crate::scheduler::Msg;
 use crate::source;
-use crate::worker::{finish, Job, Outcome, Reporter, WorkerMsg};
+use crate::worker::{classify, Class};
+use crate::worker::{finish, Job, Outcome, Reporter, WorkerEvent};
 use crate::Error;
 
 const TUS_VERSION: &str = "1.0.0";
@@ -76,12 +77,13 @@ enum Step {
     End(Outcome),
 }
 
-struct Tus<'a> {
+/// One attempt's state: the job and its progress reporter.
+struct TusAttempt<'a> {
     job: &'a Job,
     reporter: Reporter,
 }
 
-impl Tus<'_> {
+impl TusAttempt<'_> {
     fn request(
         &mut self,
         method: &str,
@@ -202,11 +204,11 @@ impl Tus<'_> {
     /// Makes the scheduler journal the URL (fsynced) and waits for it.
     fn journal_url(&mut self, url: Option<String>) -> Result<(), Box<Outcome>> {
         let (tx, rx) = bounded(1);
-        let msg = Msg::Worker(WorkerMsg::ResumeUrl {
+        let msg = WorkerEvent::Session {
             id: self.job.id,
-            url,
+            session: url.map(|url| Session::Tus { url }),
             ack: tx,
-        });
+        };
         if self.job.tx.send(msg).is_err() {
             return Err(Box::new(Outcome::Stopped {
                 body_complete: false,
@@ -231,15 +233,18 @@ fn expired(resp: &Response<Body>) -> bool {
 fn sent_to_outcome(s: Sent) -> Outcome {
     match s {
         Sent::Stopped { body_complete, .. } => Outcome::Stopped { body_complete },
-        Sent::Failed { error, class, .. } => fail(error, class),
+        Sent::Failed { failed, .. } => {
+            let (error, class) = classify::failed(failed);
+            fail(error, class)
+        }
         Sent::Response { .. } => unreachable!("responses are handled by the caller"),
     }
 }
 
 /// Ends a canceled upload on the server (termination extension).
-fn terminate(job: &Job) -> Outcome {
-    if let Some(url) = &job.resume_url {
-        let mut t = Tus {
+fn terminate(job: &Job) {
+    if let Some(Session::Tus { url }) = &job.session {
+        let mut t = TusAttempt {
             job,
             reporter: Reporter::new(job.id, job.tx.clone(), Duration::from_secs(3600)),
         };
@@ -247,40 +252,54 @@ fn terminate(job: &Job) -> Outcome {
             Sent::Response { resp, .. } => {
                 log::info!("upload {}: tus DELETE answered {}", job.id, resp.status())
             }
-            Sent::Failed { error, .. } => {
+            Sent::Failed { failed, .. } => {
+                let error = classify::failed(failed).0;
                 log::warn!("upload {}: tus DELETE failed: {error}", job.id)
             }
             Sent::Stopped { .. } => {}
         }
-    }
-    Outcome::Stopped {
-        body_complete: false,
     }
 }
 
 /// One attempt of a tus upload: HEAD (or create), then PATCH until the server has it all.
 /// An upload the server lost (404, 410, expired) is created again and sent from byte 0,
 /// at most [`MAX_RESTARTS`] times per attempt.
-pub(crate) fn run(job: &Job, chunk_size: Option<u64>) -> Outcome {
-    if job.terminate {
-        return terminate(job);
+/// The tus protocol.
+pub(crate) struct Tus;
+
+impl UploadProtocol for Tus {
+    fn attempt(&self, job: &Job) -> Outcome {
+        let chunk_size = match job.request.protocol {
+            Protocol::Tus { chunk_size } => chunk_size,
+            Protocol::Plain => None,
+        };
+        run(job, chunk_size)
     }
-    let BodyV1::File(src) = &job.request.body else {
+
+    fn abort(&self, job: &Job) {
+        terminate(job)
+    }
+}
+
+fn run(job: &Job, chunk_size: Option<u64>) -> Outcome {
+    let RequestBody::File(src) = &job.request.body else {
         return protocol("tus uploads send one file".into());
     };
     if let Err(e) = source::open_unchanged(src) {
         return fail(e, Class::Final);
     }
-    let file_name = source::path_of(src)
+    let file_name = src
+        .path
+        .clone()
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let segments = [Segment::File(src.clone())];
-    let mut t = Tus {
+    let mut t = TusAttempt {
         job,
         reporter: Reporter::new(job.id, job.tx.clone(), job.config.progress_interval),
     };
-    let mut url = job.resume_url.clone();
+    let mut url = job.session.as_ref().map(|Session::Tus { url }| url.clone());
     let mut restarts = 0;
     loop {
         match t.upload(url.take(), src.size, chunk_size, &segments, &file_name) {
@@ -295,9 +314,7 @@ pub(crate) fn run(job: &Job, chunk_size: Option<u64>) -> Outcome {
                 if let Err(o) = t.journal_url(None) {
                     return *o;
                 }
-                let _ = job
-                    .tx
-                    .send(Msg::Worker(WorkerMsg::Restarted { id: job.id }));
+                let _ = job.tx.send(WorkerEvent::Restarted { id: job.id });
                 t.reporter.acked = 0;
                 t.reporter.sent = 0;
             }
@@ -327,7 +344,7 @@ enum Flow {
     Gone,
 }
 
-impl Tus<'_> {
+impl TusAttempt<'_> {
     /// Creates the upload if `url` is `None`, finds the server's offset with HEAD, and
     /// PATCHes the rest.
     fn upload(

@@ -1,0 +1,42 @@
+//! What handles tell the scheduler: the program's commands, each with its reply channel.
+//! Handles (`Uploader`, `Upload`) own this type; only the scheduler receives it.
+
+use crossbeam_channel::Sender;
+
+use crate::model::{Request, UploadId};
+use crate::{Error, GroupBehavior};
+
+/// A command from the program.
+pub(crate) enum Command {
+    /// Persist a new upload (fsynced before the reply).
+    Create {
+        id: UploadId,
+        created_ms: u64,
+        request: Request,
+        reply: Sender<Result<(), Error>>,
+    },
+    /// An operation on one upload.
+    Op {
+        id: UploadId,
+        op: Op,
+        reply: Sender<Result<(), Error>>,
+    },
+    /// The program says the network is (not) costed.
+    SetCost(bool),
+    /// How a group runs.
+    SetGroup(String, GroupBehavior),
+    /// The program saw the network change: probe now.
+    NetworkChanged,
+    /// Stop every transfer, persist, and end the thread.
+    Shutdown(Sender<()>),
+}
+
+/// Operations on one upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Pause,
+    Resume,
+    Cancel,
+    Remove,
+    MakeCurrent,
+}

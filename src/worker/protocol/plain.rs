@@ -1,0 +1,71 @@
+//! Plain HTTP: the whole body in one request (any method), no server-side session.
+//! An interrupted attempt starts again from byte 0; whether it may (a POST) is the
+//! scheduler's rule, decided from the request's persisted idempotency.
+
+use super::UploadProtocol;
+use crate::http::{self, Attempt, Sent};
+use crate::multipart::Segment;
+use crate::worker::{body_of, finish, Job, Outcome, Reporter};
+use crate::worker::{classify, Class};
+
+/// The plain protocol.
+pub(crate) struct Plain;
+
+impl UploadProtocol for Plain {
+    fn attempt(&self, job: &Job) -> Outcome {
+        run_plain(job)
+    }
+
+    fn abort(&self, _job: &Job) {
+        // Nothing lives on the server between attempts.
+    }
+}
+
+fn run_plain(job: &Job) -> Outcome {
+    let (segments, headers) = match body_of(&job.request) {
+        Ok(v) => v,
+        Err(error) => {
+            return Outcome::Failed {
+                error,
+                class: Class::Final,
+                response: None,
+                retry_after: None,
+                body_complete: false,
+            }
+        }
+    };
+    let total: u64 = segments.iter().map(Segment::len).sum();
+    let mut reporter = Reporter::new(job.id, job.tx.clone(), job.config.progress_interval);
+    let sent = http::send(
+        Attempt {
+            agent: &job.agent,
+            method: &job.request.method,
+            url: job.request.url.clone(),
+            headers,
+            body: Some((&segments, 0, total)),
+            ctl: &job.ctl,
+            bandwidth: job.bandwidth.as_deref(),
+            max_redirects: job.config.max_redirects,
+        },
+        &mut |pos| reporter.sent(pos),
+    );
+    reporter.flush(0, None);
+    let (resp, url) = match sent {
+        Sent::Stopped { body_complete, .. } => return Outcome::Stopped { body_complete },
+        Sent::Failed {
+            failed,
+            body_complete,
+        } => {
+            let (error, class) = classify::failed(failed);
+            return Outcome::Failed {
+                error,
+                class,
+                response: None,
+                retry_after: None,
+                body_complete,
+            };
+        }
+        Sent::Response { resp, url } => (resp, url),
+    };
+    finish(job, resp, &url, &segments, &mut reporter)
+}
