@@ -1,4 +1,6 @@
-//! Test support (`mod support;`): loopback HTTP/1.1 server with fault injection, TLS, files.
+//! Test support, shared by every test binary (`#[path = "../support/mod.rs"] mod support;`
+//! in `tests/<binary>/main.rs`, `mod support;` in `tests/cli.rs` and `tests/netfaults.rs`):
+//! loopback HTTP/1.1 server with fault injection, TLS, files, child processes.
 #![allow(dead_code)]
 
 mod action;

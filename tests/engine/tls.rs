@@ -1,11 +1,10 @@
 //! TLS: a configured root makes HTTPS uploads byte-exact; untrusted, wrong-host and expired certificates fail at once with `Error::Tls`.
 
-mod support;
-
 use std::time::Duration;
 
 use background_transfer::{Error, Status, UploadRequest, Uploader};
-use support::{fast, sha256_file, write_file, Action, TestServer, TlsFlavor};
+
+use crate::support::{fast, sha256_file, write_file, Action, TestServer, TlsFlavor};
 
 #[test]
 fn https_upload_with_the_configured_root_is_byte_exact() {

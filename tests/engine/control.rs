@@ -3,12 +3,12 @@
 //! request, remove deletes its files, a completed upload refuses further operations, and
 //! make_current moves an upload ahead.
 
-mod support;
-
 use std::time::Duration;
 
 use background_transfer::{Error, Status, Upload, UploadRequest};
-use support::{fast, sha256_file, wait_for, write_file, Action, Behavior, TestServer};
+
+use crate::support;
+use crate::support::{fast, sha256_file, wait_for, write_file, Action, Behavior, TestServer};
 
 const BUFFER: usize = 16 * 1024;
 const T: Duration = Duration::from_secs(20);

@@ -1,13 +1,13 @@
 //! Journal recovery: every cut, tail and kind of damage behaves as the recovery rules say.
 
-mod records;
-
 use std::fs;
 use std::path::Path;
 
 use background_transfer::journal::format::{self, HEADER_LEN};
 use background_transfer::journal::{replay, Durability, Record, Recovery, Store, JOURNAL_FILE};
 use background_transfer::Error;
+
+use crate::records;
 
 fn write_store(dir: &Path, n: u64) -> (Vec<Record>, Vec<usize>) {
     let mut store = Store::open(dir).unwrap();

@@ -1,11 +1,12 @@
 //! Timeouts: connect (the host counts as offline), response (retried for a PUT, final for a POST) and a stalled send.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use background_transfer::{Error, Status, UploadRequest};
-use support::{fast, sha256_file, wait_for, write_file, Action, HangingListener, TestServer};
+
+use crate::support::{
+    fast, sha256_file, wait_for, write_file, Action, HangingListener, TestServer,
+};
 
 fn phase_of(e: &Error) -> Option<&str> {
     match e {

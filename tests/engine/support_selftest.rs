@@ -1,7 +1,5 @@
 //! Self-test of `tests/support` (test server, TLS flavors, hanging listener, files) via raw sockets.
 
-mod support;
-
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Barrier};
@@ -12,7 +10,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{CertificateError, ClientConnection, StreamOwned};
 use socket2::{Domain, Protocol, Socket, Type};
-use support::{sha256_hex, Action, Behavior, HangingListener, TestServer, TlsFlavor};
+
+use crate::support;
+use crate::support::{sha256_hex, Action, Behavior, HangingListener, TestServer, TlsFlavor};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const WAIT: Duration = Duration::from_secs(10);

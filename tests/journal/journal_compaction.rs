@@ -1,12 +1,12 @@
 //! Compaction: interrupted after any of its steps, the store opens with the same live
 //! state; done, it shrinks the journal and keeps ids unique.
 
-mod records;
-
 use background_transfer::journal::record::ProgressV1;
 use background_transfer::journal::{
     CompactStep, Durability, Record, Store, COMPACT_FILE, JOURNAL_FILE,
 };
+
+use crate::records;
 
 fn filled_store(dir: &std::path::Path) -> Store {
     let mut store = Store::open(dir).unwrap();

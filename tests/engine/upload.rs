@@ -1,13 +1,13 @@
 //! Plain uploads: PUT, POST and multipart of 0 B to 100 MiB arrive byte-exact, and the
 //! response is kept.
 
-mod support;
-
 use std::io::Read;
 use std::time::Duration;
 
 use background_transfer::{Status, UploadRequest};
-use support::{fast, sha256_file, write_file, Action, Behavior, TestServer};
+
+use crate::support;
+use crate::support::{fast, sha256_file, write_file, Action, Behavior, TestServer};
 
 const SIZES: [u64; 4] = [0, 1, 1 << 20, 100 << 20];
 

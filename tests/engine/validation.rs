@@ -1,13 +1,12 @@
 //! Validation: bad requests are refused up front with a typed error that names the culprit, and sources that change, vanish or shrink fail the upload cleanly.
 
-mod support;
-
 use std::fs::OpenOptions;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use background_transfer::{Error, Status, Upload, UploadRequest, Uploader};
-use support::{
+
+use crate::support::{
     fast, sha256_file, sparse_file, wait_until, write_file, Action, Behavior, TestServer,
 };
 

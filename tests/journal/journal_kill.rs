@@ -2,10 +2,7 @@
 //! passes from a killed holder to the next opener.
 //!
 //! The child processes are this test binary itself, re-run with `BGXFER_CHILD` set and
-//! filtered to the `child_process` entry point.
-
-mod records;
-mod support;
+//! filtered to its `child_process` entry point, which calls [`child_process`] here.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,14 +10,15 @@ use std::time::{Duration, Instant};
 use background_transfer::journal::format::{self, HEADER_LEN};
 use background_transfer::journal::{Durability, Journal, Store, JOURNAL_FILE};
 use background_transfer::Error;
-use support::child::{self, mark, ChildProcess};
 
-const CHILD_ENV: &str = "BGXFER_CHILD";
+use crate::records;
+use crate::support::child::{self, mark, ChildProcess};
+
+pub const CHILD_ENV: &str = "BGXFER_CHILD";
 const STORE_ENV: &str = "BGXFER_STORE";
 
-/// Entry point of the child processes; does nothing when run as a normal test.
-#[test]
-fn child_process() {
+/// The child processes' body; `CHILD_ENV` is the role (`append` or `hold`).
+pub fn child_process() {
     let Ok(role) = std::env::var(CHILD_ENV) else {
         return;
     };

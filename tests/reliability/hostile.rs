@@ -9,9 +9,6 @@
 //! `redirects.rs` (307/308 re-send, 301-303 refused, credentials kept from another
 //! *port*; here: from another *host*).
 
-mod rawserver;
-mod support;
-
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,9 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use background_transfer::{Error, ResponseInfo, Status, Upload, UploadRequest, Uploader};
-use rawserver::{Conn, RawServer};
-use support::child::{self, mark, ChildProcess};
-use support::{fast, write_file, Action, Behavior, RequestHead, TestServer, TlsFlavor};
+
+use crate::rawserver::{Conn, RawServer};
+use crate::support::child::{self, mark, ChildProcess};
+use crate::support::{fast, write_file, Action, Behavior, RequestHead, TestServer, TlsFlavor};
 
 /// Stored response body cap for the table test.
 const CAP: u64 = 256 * 1024;
@@ -515,7 +513,7 @@ fn a_redirect_to_another_host_carries_no_credentials() {
 
 // ---- memory: an endless body, measured in a child process -----------------------------
 
-const CHILD_ENV: &str = "BGXFER_HOSTILE_CHILD";
+pub const CHILD_ENV: &str = "BGXFER_HOSTILE_CHILD";
 const URL_ENV: &str = "BGXFER_HOSTILE_URL";
 const STORE_ENV: &str = "BGXFER_HOSTILE_STORE";
 /// Body cap in the child: far above the allowed growth, so a buffered body would show.
@@ -532,13 +530,8 @@ fn vm_rss_kb() -> u64 {
         .expect("VmRSS in /proc/self/status")
 }
 
-/// The child: uploads to the parent's endless-body server and reports its memory. Does
-/// nothing when run as a normal test.
-#[test]
-fn child_process() {
-    if std::env::var(CHILD_ENV).is_err() {
-        return;
-    }
+/// The child: uploads to the parent's endless-body server and reports its memory.
+pub fn child_process() {
     let url = std::env::var(URL_ENV).unwrap();
     let store = std::path::PathBuf::from(std::env::var(STORE_ENV).unwrap());
     let src = write_file(store.parent().unwrap(), "child-src", 64 * 1024, 3);

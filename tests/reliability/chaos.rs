@@ -20,16 +20,14 @@
 //! file, and during open-kill rounds 1 ms before each journal write `open()` makes.
 //!
 //! The child is this test binary, re-run with `BGXFER_CHAOS_CHILD` set and filtered to
-//! the `child_process` entry point. `BGXFER_CHAOS_KILLS` raises the number of kills
+//! its `child_process` entry point, which calls [`child_process`] here. `BGXFER_CHAOS_KILLS` raises the number of kills
 //! (default and minimum 50); `BGXFER_CHAOS_SEED` repeats a run's plan and kill schedule
 //! (not its exact timing).
 //!
 //! ```sh
-//! cargo test --release --test chaos -- --nocapture
-//! BGXFER_CHAOS_KILLS=1000 cargo test --release --test chaos -- --nocapture
+//! cargo test --release --test reliability chaos:: -- --nocapture
+//! BGXFER_CHAOS_KILLS=1000 cargo test --release --test reliability chaos:: -- --nocapture
 //! ```
-
-mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
@@ -46,15 +44,16 @@ use background_transfer::journal::record::StatusV1;
 use background_transfer::journal::{replay, State, UploadState, COMPACT_FILE, JOURNAL_FILE};
 use background_transfer::{Status, Upload, UploadRequest, Uploader, UploaderBuilder};
 use sha2::{Digest, Sha256};
-use support::child::{self, mark, ChildProcess, Waited};
-use support::proxy::Proxy;
-use support::tus::{TusOptions, TusServer};
-use support::{fast, sha256_file, write_file, Action, Behavior, TestServer};
+
+use crate::support::child::{self, mark, ChildProcess, Waited};
+use crate::support::proxy::Proxy;
+use crate::support::tus::{TusOptions, TusServer};
+use crate::support::{fast, sha256_file, write_file, Action, Behavior, TestServer};
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 
-const CHILD_ENV: &str = "BGXFER_CHAOS_CHILD";
+pub const CHILD_ENV: &str = "BGXFER_CHAOS_CHILD";
 const STORE_ENV: &str = "BGXFER_CHAOS_STORE";
 const SRC_ENV: &str = "BGXFER_CHAOS_SRC";
 const EPOCH_ENV: &str = "BGXFER_CHAOS_EPOCH";
@@ -326,12 +325,8 @@ fn child_builder(store: &Path) -> UploaderBuilder {
         .retries(50)
 }
 
-/// Entry point of the child process; does nothing when run as a normal test.
-#[test]
-fn child_process() {
-    if std::env::var(CHILD_ENV).is_err() {
-        return;
-    }
+/// The child process's body.
+pub fn child_process() {
     let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
     let store = PathBuf::from(env(STORE_ENV));
     let src = PathBuf::from(env(SRC_ENV));

@@ -2,12 +2,11 @@
 //! spending retries, the prober brings them back, and a host that answers but fails
 //! spends retries as usual.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use background_transfer::{Error, Event, Status, UploadRequest};
-use support::{
+
+use crate::support::{
     closed_port, fast, sha256_file, wait_for, write_file, Action, Behavior, HangingListener,
     TestServer,
 };

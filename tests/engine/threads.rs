@@ -1,13 +1,16 @@
 //! Threads: every thread the crate starts is named and is joined by shutdown, even while
-//! a transfer runs and a host is unreachable. (One test in this binary, so that no other
-//! test's threads are in the process.)
-
-mod support;
+//! a transfer runs and a host is unreachable. (The test runs in a child process of its
+//! own, so that no other test's threads are in the process.)
 
 use std::time::Duration;
 
 use background_transfer::{Status, UploadRequest};
-use support::{closed_port, fast, wait_for, write_file, Action, Behavior, TestServer};
+
+use crate::support::child;
+use crate::support::{closed_port, fast, wait_for, write_file, Action, Behavior, TestServer};
+
+/// Role of the child process that runs the test alone.
+pub const CHILD_ENV: &str = "BGXFER_THREADS_CHILD";
 
 /// Names of this process's threads that belong to the crate.
 fn crate_threads() -> Vec<String> {
@@ -25,6 +28,11 @@ fn crate_threads() -> Vec<String> {
 
 #[test]
 fn every_thread_is_named_and_joined_on_shutdown_and_drop() {
+    child::run_alone(CHILD_ENV);
+}
+
+/// The test, in the child process: no other test runs there.
+pub fn child_process() {
     let tmp = tempfile::tempdir().unwrap();
     let slow = TestServer::start(Behavior::always(Action::SlowRead {
         bytes_per_sec: 1 << 20,

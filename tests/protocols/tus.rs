@@ -5,23 +5,26 @@
 //!
 //! Without Node.js or the installed server these tests print why and return, except in
 //! CI (`CI=true`), where they fail. The SIGKILL test re-runs this binary as its child,
-//! with `BGXFER_TUS_CHILD` set, filtered to the `child_process` entry point.
-
-mod support;
+//! with `BGXFER_TUS_CHILD` set, filtered to its `child_process` entry point (which calls
+//! [`child_process`] here).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use background_transfer::{Event, ResponseInfo, Status, Upload, UploadRequest};
-use support::child::{self, mark};
-use support::proxy::{Proxy, PROXY_BUFFER};
-use support::tus::{head_status, upload_id, TusOptions, TusRequest, TusServer};
-use support::{fast, sha256_file, wait_for, wait_until, write_file, Action, Behavior, TestServer};
+
+use crate::support;
+use crate::support::child::{self, mark};
+use crate::support::proxy::{Proxy, PROXY_BUFFER};
+use crate::support::tus::{head_status, upload_id, TusOptions, TusRequest, TusServer};
+use crate::support::{
+    fast, sha256_file, wait_for, wait_until, write_file, Action, Behavior, TestServer,
+};
 
 const MIB: u64 = 1 << 20;
 const KIB: u64 = 1 << 10;
 
-const CHILD_ENV: &str = "BGXFER_TUS_CHILD";
+pub const CHILD_ENV: &str = "BGXFER_TUS_CHILD";
 const STORE_ENV: &str = "BGXFER_TUS_STORE";
 const FILE_ENV: &str = "BGXFER_TUS_FILE";
 const URL_ENV: &str = "BGXFER_TUS_URL";
@@ -213,9 +216,8 @@ fn a_network_cut_resumes_from_the_servers_offset() {
     up.shutdown().unwrap();
 }
 
-/// Entry point of the child process of the SIGKILL test; does nothing as a normal test.
-#[test]
-fn child_process() {
+/// The body of the SIGKILL test's child process.
+pub fn child_process() {
     let Ok(role) = std::env::var(CHILD_ENV) else {
         return;
     };

@@ -1,12 +1,11 @@
 //! Retries: transient statuses are retried up to the budget, final ones are not, `Retry-After` is honoured, and the last response is kept.
 
-mod support;
-
 use std::io::Read;
 use std::time::{Duration, Instant};
 
 use background_transfer::{Error, Status, Upload, UploadRequest};
-use support::{fast, sha256_file, write_file, Action, Behavior, TestServer};
+
+use crate::support::{fast, sha256_file, write_file, Action, Behavior, TestServer};
 
 /// Longest any upload here may take to end.
 const END: Duration = Duration::from_secs(20);

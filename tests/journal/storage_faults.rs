@@ -1,14 +1,14 @@
 //! Storage faults: a failed write or fsync of the journal gets a typed error, poisons the
 //! handle, and loses nothing acknowledged before it; the store opens again afterwards.
 
-mod records;
-
 use std::sync::Arc;
 
 use background_transfer::journal::fault::{FailNth, FileOp};
 use background_transfer::journal::format::{self, HEADER_LEN};
 use background_transfer::journal::{Durability, Store, JOURNAL_FILE};
 use background_transfer::Error;
+
+use crate::records;
 
 const EIO: i32 = 5;
 const ENOSPC: i32 = 28;

@@ -1,12 +1,12 @@
 //! Retention: ended uploads stay with their responses until removed or until the
 //! retention window passes; unfinished ones are never removed by it.
 
-mod support;
-
 use std::time::Duration;
 
 use background_transfer::UploadRequest;
-use support::{closed_port, fast, wait_for, write_file, Behavior, TestServer};
+
+use crate::support;
+use crate::support::{closed_port, fast, wait_for, write_file, Behavior, TestServer};
 
 #[test]
 fn ended_uploads_are_removed_once_the_window_passes() {

@@ -6,8 +6,9 @@
 //! (`an_endless_body_keeps_memory_and_disk_bounded`, and the body cap in the table test).
 //! Credentials not following a redirect to another origin: `redirects.rs` (another port)
 //! and `hostile.rs` (another host).
-
-mod support;
+//!
+//! The log test installs the process's logger and reads every line logged: it runs in a
+//! child process of its own (`BGXFER_SECURITY_LOG_CHILD`), where no other test logs.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -17,7 +18,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use background_transfer::{Error, Recovery, ResponseInfo, Status, Upload, UploadRequest};
-use support::{
+
+use crate::support::child;
+use crate::support::{
     closed_port, fast, wait_for, write_file, Action, Behavior, RequestHead, TestServer, TlsFlavor,
 };
 
@@ -25,12 +28,11 @@ const BOUND: Duration = Duration::from_secs(20);
 
 // ---- modes -----------------------------------------------------------------------------
 
-const CHILD_ENV: &str = "BGXFER_SECURITY_CHILD";
+pub const CHILD_ENV: &str = "BGXFER_SECURITY_CHILD";
 
 /// The child: fills a store under `umask 000` (set by the parent's shell), so that any
 /// file or directory the crate creates without an explicit mode shows up as world-writable.
-#[test]
-fn child_process() {
+pub fn child_process() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
     };
@@ -96,13 +98,11 @@ fn the_store_is_private_whatever_the_umask() {
     for d in [&store, &store.join("bodies"), &store.join("spool")] {
         fs::set_permissions(d, fs::Permissions::from_mode(0o777)).unwrap();
     }
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("umask 000 && exec \"$0\" --exact child_process --nocapture --test-threads=1")
-        .arg(&exe)
-        .env(CHILD_ENV, tmp.path())
-        .stdout(Stdio::piped())
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg("umask 000 && exec \"$0\" \"$@\"")
+        .arg(child::exe());
+    let out = child::command_in(sh, CHILD_ENV, tmp.path())
         .stderr(Stdio::piped())
         .output()
         .unwrap();
@@ -213,7 +213,7 @@ fn capture() -> &'static Capture {
 fn lines_since(from: usize) -> Vec<Line> {
     capture().0.lock().unwrap()[from..]
         .iter()
-        .filter(|c| !c.target.starts_with("security"))
+        .filter(|c| !c.target.starts_with(env!("CARGO_CRATE_NAME")))
         .map(|c| (c.thread, c.level, c.target.clone(), c.text.clone()))
         .collect()
 }
@@ -381,8 +381,16 @@ fn round(tmp: &Path, tag: &str) -> Round {
     Round { shown }
 }
 
+/// Role of the child process that runs the log test alone.
+pub const LOG_CHILD_ENV: &str = "BGXFER_SECURITY_LOG_CHILD";
+
 #[test]
 fn credentials_never_reach_logs_debug_or_messages() {
+    child::run_alone(LOG_CHILD_ENV);
+}
+
+/// The log test, in the child process: its logger sees no other test's lines.
+pub fn credentials_child_process() {
     let tmp = tempfile::tempdir().unwrap();
     capture();
 

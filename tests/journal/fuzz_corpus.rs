@@ -1,7 +1,7 @@
 //! Runs the fuzz harnesses (`background_transfer::fuzzing`) over the committed seed corpus
 //! in `fuzz/seeds/` plus a few thousand deterministic mutations of it, so `cargo test`
 //! exercises the same invariants as `cargo fuzz`. The seeds are regenerated with
-//! `cargo test --test fuzz_corpus -- --ignored regenerate_seeds` (see `fuzz/README.md`).
+//! `cargo test --test journal -- --ignored fuzz_corpus::regenerate_seeds` (see `fuzz/README.md`).
 
 use std::fs;
 use std::panic::{self, AssertUnwindSafe};

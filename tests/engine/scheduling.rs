@@ -1,13 +1,14 @@
 //! What runs when, as the loopback server sees it: the concurrency limit, priority order,
 //! make_current, serialized groups, the cost policy, and the bandwidth limit.
 
-mod support;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use background_transfer::{CostPolicy, GroupBehavior, Priority, Status, Upload, UploadRequest};
-use support::{fast, sha256_file, wait_for, write_file, Action, Behavior, Recorded, TestServer};
+
+use crate::support::{
+    fast, sha256_file, wait_for, write_file, Action, Behavior, Recorded, TestServer,
+};
 
 const T: Duration = Duration::from_secs(20);
 

@@ -1,12 +1,11 @@
 //! Redirects: 307/308 re-send the body, 301/302/303 are refused (never turned into a GET), credentials stay with their origin, loops end.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use background_transfer::{Error, Status, Upload, UploadRequest};
-use support::{fast, sha256_file, write_file, Action, Behavior, RequestHead, TestServer};
+
+use crate::support::{fast, sha256_file, write_file, Action, Behavior, RequestHead, TestServer};
 
 fn ended(h: &Upload) -> Result<background_transfer::ResponseInfo, Error> {
     h.wait_timeout(Duration::from_secs(20))

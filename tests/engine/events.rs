@@ -1,13 +1,12 @@
 //! What a program observes of an upload: `events()` in order and coalesced, the final
 //! event last, late subscribers, `wait_timeout`, and clones of a handle.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use background_transfer::{Error, Event, Status, UploadRequest};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use support::{fast, sha256_file, wait_for, write_file, Action, Behavior, TestServer};
+
+use crate::support::{fast, sha256_file, wait_for, write_file, Action, Behavior, TestServer};
 
 const T: Duration = Duration::from_secs(20);
 

@@ -10,9 +10,6 @@
 //! `create_upload`), the rows are the ones those files do not have, and every table checks
 //! that the store's earlier uploads survive. Each test prints its rows and their count.
 
-mod rawserver;
-mod support;
-
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -22,9 +19,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use background_transfer::{Error, Recovery, Status, Upload, UploadRequest, Uploader};
-use rawserver::RawServer;
-use support::child::{self, mark, ChildProcess};
-use support::{fast, sparse_file, write_file, Action, Behavior, RequestHead, TestServer};
+
+use crate::rawserver;
+use crate::rawserver::RawServer;
+use crate::support;
+use crate::support::child::{self, mark, ChildProcess};
+use crate::support::{fast, sparse_file, write_file, Action, Behavior, RequestHead, TestServer};
 
 /// No row may take longer than this.
 const BOUND: Duration = Duration::from_secs(10);
@@ -1101,11 +1101,10 @@ fn a_read_only_store_is_a_typed_error_and_loses_nothing() {
 
 // ---- a store locked by another process -------------------------------------------------
 
-const CHILD_ENV: &str = "BGXFER_BAD_INPUT_CHILD";
+pub const CHILD_ENV: &str = "BGXFER_BAD_INPUT_CHILD";
 
-/// The child: holds the store open until killed. Does nothing as a normal test.
-#[test]
-fn child_process() {
+/// The child: holds the store open until killed.
+pub fn child_process() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
     };

@@ -3,27 +3,25 @@
 //! it left. Also `start_paused`, and a `shutdown()` while uploads run.
 //!
 //! The children are this test binary itself, re-run with `BGXFER_RESTART_CHILD` set and
-//! filtered to the `child_process` entry point.
-
-mod support;
+//! filtered to its `child_process` entry point, which calls [`child_process`] here.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use background_transfer::{Error, Status, Upload, UploadRequest, Uploader};
-use support::child::{self, mark, ChildProcess};
-use support::{fast, sha256_file, wait_for, write_file, Action, Behavior, TestServer};
 
-const CHILD_ENV: &str = "BGXFER_RESTART_CHILD";
+use crate::support::child::{self, mark, ChildProcess};
+use crate::support::{fast, sha256_file, wait_for, write_file, Action, Behavior, TestServer};
+
+pub const CHILD_ENV: &str = "BGXFER_RESTART_CHILD";
 const T: Duration = Duration::from_secs(25);
 const BIG: u64 = 64 << 20;
 
-/// Entry point of the child processes; does nothing when run as a normal test.
+/// The child processes' body (`CHILD_ENV` names the store).
 ///
 /// Environment: the store, the URL, the file, the method and an optional
 /// `Idempotency-Key`. Prints `CREATED <id>`, then waits to be killed.
-#[test]
-fn child_process() {
+pub fn child_process() {
     let Ok(store) = std::env::var(CHILD_ENV) else {
         return;
     };

@@ -8,10 +8,8 @@
 //! (`CI=true`) with the reason, and elsewhere print it and return.
 //!
 //! ```sh
-//! cargo test --release --test storage -- --nocapture
+//! cargo test --release --test reliability storage:: -- --nocapture
 //! ```
-
-mod support;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -23,7 +21,8 @@ use std::time::Duration;
 
 use background_transfer::journal::fault::{FailNth, FileOp};
 use background_transfer::{Error, Status, UploadRequest, Uploader, UploaderBuilder};
-use support::{fast, wait_for, write_file, Action, Behavior, TestServer};
+
+use crate::support::{fast, wait_for, write_file, Action, Behavior, TestServer};
 
 const EIO: i32 = 5;
 const ENOSPC: i32 = 28;
