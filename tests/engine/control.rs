@@ -8,7 +8,9 @@ use std::time::Duration;
 use background_transfer::{Error, Status, Upload, UploadRequest};
 
 use crate::support;
-use crate::support::{fast, sha256_file, wait_for, write_file, Action, Behavior, TestServer};
+use crate::support::{
+    ended, fast, sha256_file, wait_for, write_file, Action, Behavior, TestServer,
+};
 
 const BUFFER: usize = 16 * 1024;
 const T: Duration = Duration::from_secs(20);
@@ -29,10 +31,6 @@ fn server_settled(server: &TestServer, index: usize) -> u64 {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(server_bytes(server, index), n, "server still receiving");
     n
-}
-
-fn wait_done(h: &Upload) -> Result<background_transfer::ResponseInfo, Error> {
-    h.wait_timeout(T).expect("upload did not end in time")
 }
 
 #[test]
@@ -80,7 +78,7 @@ fn pause_stops_within_one_buffer_and_resume_restarts_a_put() {
     // Resume: a plain PUT starts again from byte 0 and arrives whole.
     server.set_behavior(Behavior::ok());
     h.resume().unwrap();
-    let info = wait_done(&h).unwrap();
+    let info = ended(&h, T).unwrap();
     assert_eq!(info.status, 200);
     let p = h.progress();
     assert_eq!(p.status, Status::Completed);
@@ -109,7 +107,7 @@ fn pause_then_resume_at_once_still_completes() {
     // The worker is still stopping when resume arrives: the resume must not be lost.
     h.pause().unwrap();
     h.resume().unwrap();
-    wait_done(&h).unwrap();
+    ended(&h, T).unwrap();
     let reqs = server.requests();
     let last = reqs.last().unwrap();
     assert!(last.complete);
@@ -148,7 +146,7 @@ fn pause_persists_across_a_reopen() {
     assert_eq!(server.request_count(), 1, "nothing is sent until resume");
 
     h.resume().unwrap();
-    wait_done(&h).unwrap();
+    ended(&h, T).unwrap();
     let p = h.progress();
     assert!(p.has_restarted, "the second attempt started again from 0");
     assert_eq!(p.bytes_sent, total);
@@ -173,7 +171,7 @@ fn cancel_ends_the_request_and_the_upload() {
         .unwrap();
     assert!(server.wait_until(T, |r| r.first().is_some_and(|r| r.body_len > 0)));
     h.cancel().unwrap();
-    assert!(matches!(wait_done(&h), Err(Error::Canceled)));
+    assert!(matches!(ended(&h, T), Err(Error::Canceled)));
     assert_eq!(h.status(), Status::Canceled);
     assert!(matches!(h.wait(), Err(Error::Canceled)));
 
@@ -213,7 +211,7 @@ fn remove_deletes_the_files_and_the_upload() {
     let body = store.join("bodies").join(id.to_string());
     let spool = store.join("spool").join(id.to_string());
     assert!(spool.is_file(), "the reader is spooled into the store");
-    assert_eq!(wait_done(&h).unwrap().status, 201);
+    assert_eq!(ended(&h, T).unwrap().status, 201);
     assert_eq!(std::fs::read(&body).unwrap(), b"the stored response");
     assert_eq!(server.requests()[0].sha256, support::sha256_hex(&data));
 
@@ -276,7 +274,7 @@ fn a_completed_upload_refuses_operations_with_a_typed_error() {
     let h = up
         .create_upload(UploadRequest::put(server.url("/done"), &f))
         .unwrap();
-    wait_done(&h).unwrap();
+    ended(&h, T).unwrap();
     for (what, r) in [
         ("pause", h.pause()),
         ("resume", h.resume()),
@@ -329,7 +327,7 @@ fn make_current_moves_an_upload_ahead() {
     hs[2].make_current().unwrap();
     blocker.cancel().unwrap();
     for h in &hs {
-        wait_done(h).unwrap();
+        ended(h, T).unwrap();
     }
     // Every completed upload's request was read whole before it was answered (the
     // canceled blocker's may still be draining at the server).

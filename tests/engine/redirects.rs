@@ -3,14 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use background_transfer::{Error, Status, Upload, UploadRequest};
+use background_transfer::{Error, Status, UploadRequest};
 
-use crate::support::{fast, sha256_file, write_file, Action, Behavior, RequestHead, TestServer};
+use crate::support::{
+    ended, fast, sha256_file, write_file, Action, Behavior, RequestHead, TestServer,
+};
 
-fn ended(h: &Upload) -> Result<background_transfer::ResponseInfo, Error> {
-    h.wait_timeout(Duration::from_secs(20))
-        .expect("upload ended in time")
-}
+/// How long an upload may take to end.
+const T: Duration = Duration::from_secs(20);
 
 fn redirect(status: u16, location: impl Into<String>) -> Action {
     Action::Redirect {
@@ -40,7 +40,7 @@ fn redirects_307_and_308_resend_the_body() {
         let h = up
             .create_upload(UploadRequest::new(method, server.url(&start), &f))
             .unwrap();
-        let info = ended(&h).expect("completed");
+        let info = ended(&h, T).expect("completed");
         assert_eq!(info.status, 201);
         assert_eq!(info.url, server.url(&format!("/final/{status}")));
         assert_eq!(h.progress().status, Status::Completed);
@@ -83,7 +83,7 @@ fn redirects_301_302_303_are_refused_and_never_followed() {
                     &f,
                 ))
                 .unwrap();
-            let err = ended(&h).unwrap_err();
+            let err = ended(&h, T).unwrap_err();
             assert!(matches!(err, Error::Protocol { .. }), "{status}: {err:?}");
             let msg = err.to_string();
             assert!(
@@ -127,7 +127,7 @@ fn credentials_follow_only_a_same_origin_redirect() {
     };
 
     let h = up.create_upload(req("/cross")).unwrap();
-    let info = ended(&h).expect("completed");
+    let info = ended(&h, T).expect("completed");
     assert_eq!(info.url, other.url("/elsewhere"));
     let first = &server.requests()[0];
     assert_eq!(first.header("authorization"), Some("Bearer s3cret"));
@@ -140,7 +140,7 @@ fn credentials_follow_only_a_same_origin_redirect() {
     assert_eq!(there[0].header("x-trace"), Some("t-1"));
 
     let h = up.create_upload(req("/same")).unwrap();
-    let info = ended(&h).expect("completed");
+    let info = ended(&h, T).expect("completed");
     assert_eq!(info.url, server.url("/here"));
     let reqs = server.requests();
     let here = reqs.iter().find(|r| r.path == "/here").expect("followed");
@@ -166,7 +166,7 @@ fn redirect_loops_stop_at_max_redirects() {
     let h = up
         .create_upload(UploadRequest::put(server.url("/a"), &f))
         .unwrap();
-    let err = ended(&h).unwrap_err();
+    let err = ended(&h, T).unwrap_err();
     assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
     assert!(err.to_string().contains("redirects"), "{err}");
     std::thread::sleep(Duration::from_millis(400));

@@ -8,10 +8,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use background_transfer::{Error, Status, Upload, UploadRequest, Uploader};
+use background_transfer::{Error, Status, UploadRequest, Uploader};
 
 use crate::support::child::{self, mark, ChildProcess};
-use crate::support::{fast, sha256_file, wait_for, write_file, Action, Behavior, TestServer};
+use crate::support::{
+    completed, fast, sha256_file, wait_for, write_file, Action, Behavior, TestServer,
+};
 
 pub const CHILD_ENV: &str = "BGXFER_RESTART_CHILD";
 const T: Duration = Duration::from_secs(25);
@@ -84,12 +86,6 @@ fn slow_first() -> TestServer {
     }]))
 }
 
-fn finish(h: &Upload) {
-    h.wait_timeout(T)
-        .expect("upload did not end in time")
-        .expect("upload failed");
-}
-
 #[test]
 fn a_put_killed_mid_body_continues_after_reopen() {
     let tmp = tempfile::tempdir().unwrap();
@@ -101,7 +97,7 @@ fn a_put_killed_mid_body_continues_after_reopen() {
 
     let up = fast(&store).open().unwrap();
     let h = up.get(id).expect("the upload survived the kill");
-    finish(&h);
+    completed(&h, T);
     let p = h.progress();
     assert_eq!(p.status, Status::Completed);
     assert!(p.has_restarted);
@@ -152,7 +148,7 @@ fn a_post_with_an_idempotency_key_is_resent_after_a_kill() {
 
     let up = fast(&store).open().unwrap();
     let h = up.get(id).expect("the upload survived the kill");
-    finish(&h);
+    completed(&h, T);
     assert!(h.progress().has_restarted);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 2);
@@ -180,7 +176,7 @@ fn start_paused_leaves_a_killed_upload_paused() {
     assert_eq!(h.status(), Status::PausedByApplication);
     assert_eq!(server.request_count(), 1, "nothing is sent while paused");
     h.resume().unwrap();
-    finish(&h);
+    completed(&h, T);
     assert!(h.progress().has_restarted);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 2);

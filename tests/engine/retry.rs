@@ -5,16 +5,12 @@ use std::time::{Duration, Instant};
 
 use background_transfer::{Error, Status, Upload, UploadRequest};
 
-use crate::support::{fast, sha256_file, write_file, Action, Behavior, TestServer};
+use crate::support::{ended, fast, sha256_file, write_file, Action, Behavior, TestServer};
 
 /// Longest any upload here may take to end.
 const END: Duration = Duration::from_secs(20);
 
 /// The upload's outcome, failing the test if it has not ended within `END`.
-fn ended(h: &Upload) -> Result<background_transfer::ResponseInfo, Error> {
-    h.wait_timeout(END).expect("upload ended in time")
-}
-
 fn body_of(h: &Upload) -> String {
     let mut s = String::new();
     h.response_body()
@@ -40,7 +36,7 @@ fn persistent_503_makes_four_attempts_and_keeps_the_response() {
     let h = up
         .create_upload(UploadRequest::put(server.url("/u"), &f))
         .unwrap();
-    let err = ended(&h).unwrap_err();
+    let err = ended(&h, END).unwrap_err();
     assert!(matches!(err, Error::HttpStatus { status: 503 }), "{err:?}");
     assert!(err.to_string().contains("503"), "{err}");
     let p = h.progress();
@@ -72,7 +68,7 @@ fn a_400_is_final_after_one_attempt_and_keeps_the_response() {
     let h = up
         .create_upload(UploadRequest::post(server.url("/u"), &f))
         .unwrap();
-    let err = ended(&h).unwrap_err();
+    let err = ended(&h, END).unwrap_err();
     assert!(matches!(err, Error::HttpStatus { status: 400 }), "{err:?}");
     assert_eq!(h.status(), Status::Error);
     let info = h.response_info().expect("response kept");
@@ -96,7 +92,7 @@ fn a_500_then_200_completes_on_the_second_attempt() {
     let h = up
         .create_upload(UploadRequest::put(server.url("/u"), &f))
         .unwrap();
-    let info = ended(&h).expect("completed");
+    let info = ended(&h, END).expect("completed");
     assert_eq!(info.status, 201);
     let p = h.progress();
     assert_eq!(p.status, Status::Completed);
@@ -134,7 +130,7 @@ fn retry_after_is_honoured(status: u16) {
     let h = up
         .create_upload(UploadRequest::put(server.url("/u"), &f))
         .unwrap();
-    let info = ended(&h).expect("completed");
+    let info = ended(&h, END).expect("completed");
     assert_eq!(info.status, 200);
     assert_eq!(h.progress().attempts, 1);
     let reqs = server.requests();
@@ -168,7 +164,7 @@ fn the_retry_budget_is_configurable() {
         let h = up
             .create_upload(UploadRequest::put(server.url("/zero"), &f))
             .unwrap();
-        let err = ended(&h).unwrap_err();
+        let err = ended(&h, END).unwrap_err();
         assert!(matches!(err, Error::HttpStatus { status: 503 }), "{err:?}");
         assert_eq!(h.progress().attempts, 1);
         assert_no_more_requests(&server, 1);
@@ -179,7 +175,7 @@ fn the_retry_budget_is_configurable() {
     let h = up
         .create_upload(UploadRequest::put(server.url("/one"), &f))
         .unwrap();
-    let err = ended(&h).unwrap_err();
+    let err = ended(&h, END).unwrap_err();
     assert!(matches!(err, Error::HttpStatus { status: 503 }), "{err:?}");
     assert_eq!(h.progress().attempts, 2);
     assert_no_more_requests(&server, 3);

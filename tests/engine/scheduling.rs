@@ -7,16 +7,10 @@ use std::time::{Duration, Instant};
 use background_transfer::{CostPolicy, GroupBehavior, Priority, Status, Upload, UploadRequest};
 
 use crate::support::{
-    fast, sha256_file, wait_for, write_file, Action, Behavior, Recorded, TestServer,
+    completed, fast, sha256_file, wait_for, write_file, Action, Behavior, Recorded, TestServer,
 };
 
 const T: Duration = Duration::from_secs(20);
-
-fn done(h: &Upload) {
-    h.wait_timeout(T)
-        .expect("upload did not end in time")
-        .expect("upload failed");
-}
 
 /// The request the server received for `path`, whole.
 fn complete_request(server: &TestServer, path: &str) -> Recorded {
@@ -69,7 +63,7 @@ fn order_seen(prios: &[(&str, Priority)], before_release: impl FnOnce(&[Upload])
     before_release(&hs);
     blocker.cancel().unwrap();
     for h in &hs {
-        done(h);
+        completed(h, T);
     }
     up.shutdown().unwrap();
     let reqs = server.requests();
@@ -99,7 +93,7 @@ fn the_concurrency_limit_is_what_the_server_sees() {
         })
         .collect();
     for h in &hs {
-        done(h);
+        completed(h, T);
     }
     assert_eq!(
         server.max_concurrent(),
@@ -170,7 +164,7 @@ fn a_serialized_group_runs_one_at_a_time_beside_other_uploads() {
         hs.push(up.create_upload(req).unwrap());
     }
     for h in &hs {
-        done(h);
+        completed(h, T);
     }
     let reqs = server.requests();
     assert_eq!(reqs.len(), 5);
@@ -262,7 +256,7 @@ fn unrestricted_only_uploads_pause_on_a_costed_network() {
     server.set_behavior(Behavior::ok());
     up.set_network_cost(false);
     for h in [&metered_ok, &unmetered, &later] {
-        done(h);
+        completed(h, T);
     }
     assert!(unmetered.progress().has_restarted);
     assert_eq!(
@@ -303,7 +297,7 @@ fn a_costed_network_that_ends_at_once_does_not_strand_an_upload() {
     // Costed and back before the worker has stopped.
     up.set_network_cost(true);
     up.set_network_cost(false);
-    done(&h);
+    completed(&h, T);
     assert_eq!(complete_request(&server, "/u").sha256, sha256_file(&f));
     up.shutdown().unwrap();
 }
@@ -327,8 +321,8 @@ fn max_bandwidth_limits_the_rate_of_all_uploads_together() {
     let hb = up
         .create_upload(UploadRequest::put(server.url("/b"), &b))
         .unwrap();
-    done(&ha);
-    done(&hb);
+    completed(&ha, T);
+    completed(&hb, T);
     let elapsed = start.elapsed();
     // 512 KiB at 256 KiB/s from an empty bucket (bursts of a quarter second) take at
     // least 1.75 s: a bound we configured, not a performance claim.

@@ -1,30 +1,14 @@
 //! Validation: bad requests are refused up front with a typed error that names the culprit, and sources that change, vanish or shrink fail the upload cleanly.
 
 use std::fs::OpenOptions;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use background_transfer::{Error, Status, Upload, UploadRequest, Uploader};
+use background_transfer::{Status, UploadRequest};
 
 use crate::support::{
-    fast, sha256_file, sparse_file, wait_until, write_file, Action, Behavior, TestServer,
+    fast, ids, kind, paused_upload, sha256_file, sparse_file, wait_until, write_file, Action,
+    Behavior, TestServer,
 };
-
-/// Which variant an error is, for table-driven checks.
-fn kind(e: &Error) -> &'static str {
-    match e {
-        Error::InvalidUrl { .. } => "InvalidUrl",
-        Error::InvalidHeader { .. } => "InvalidHeader",
-        Error::InvalidRequest { .. } => "InvalidRequest",
-        Error::SourceMissing { .. } => "SourceMissing",
-        Error::SourceChanged { .. } => "SourceChanged",
-        _ => "other",
-    }
-}
-
-fn ids(up: &Uploader) -> Vec<u64> {
-    up.uploads().iter().map(Upload::id).collect()
-}
 
 #[test]
 fn bad_headers_are_refused_when_added() {
@@ -152,33 +136,13 @@ fn bad_requests_are_refused_at_create_and_the_store_is_untouched() {
     assert_eq!(server.request_count(), 1, "only the good upload was sent");
 }
 
-/// Creates a PUT of `file` whose first attempt hangs on the server, then pauses it, so
-/// that the test can change the source before the next attempt. Returns the handle.
-fn paused_upload(up: &Uploader, server: &TestServer, file: &Path) -> Upload {
-    let h = up
-        .create_upload(UploadRequest::put(server.url("/u"), file))
-        .unwrap();
-    assert!(
-        server.wait_until(Duration::from_secs(10), |r| r.len() == 1 && r[0].finished),
-        "the first attempt reached the server"
-    );
-    h.pause().unwrap();
-    assert!(
-        wait_until(Duration::from_secs(10), || h.status()
-            == Status::PausedByApplication),
-        "{:?}",
-        h.status()
-    );
-    h
-}
-
 #[test]
 fn a_source_changed_after_create_fails_the_upload() {
     let tmp = tempfile::tempdir().unwrap();
     let server = TestServer::start(Behavior::script([Action::StallAfterBodyBytes(0)]));
     let up = fast(&tmp.path().join("store")).open().unwrap();
     let f = write_file(tmp.path(), "src", 100_000, 2);
-    let h = paused_upload(&up, &server, &f);
+    let h = paused_upload(&up, &server, "/u", &f);
     write_file(tmp.path(), "src", 120_000, 3);
     h.resume().unwrap();
     let err = h
@@ -199,7 +163,7 @@ fn a_source_rewritten_in_place_with_the_same_size_fails_the_upload() {
     let server = TestServer::start(Behavior::script([Action::StallAfterBodyBytes(0)]));
     let up = fast(&tmp.path().join("store")).open().unwrap();
     let f = write_file(tmp.path(), "same", 50_000, 4);
-    let h = paused_upload(&up, &server, &f);
+    let h = paused_upload(&up, &server, "/u", &f);
     let before = sha256_file(&f);
     write_file(tmp.path(), "same", 50_000, 5);
     // Make sure the modification time moved even on a coarse-clock file system.
@@ -224,7 +188,7 @@ fn a_source_deleted_after_create_fails_the_upload() {
     let server = TestServer::start(Behavior::script([Action::StallAfterBodyBytes(0)]));
     let up = fast(&tmp.path().join("store")).open().unwrap();
     let f = write_file(tmp.path(), "gone", 100_000, 6);
-    let h = paused_upload(&up, &server, &f);
+    let h = paused_upload(&up, &server, "/u", &f);
     std::fs::remove_file(&f).unwrap();
     h.resume().unwrap();
     let err = h

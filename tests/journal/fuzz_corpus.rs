@@ -18,6 +18,8 @@ use background_transfer::journal::record::{
 };
 use background_transfer::journal::Record;
 
+use crate::support::{hex, Xorshift};
+
 const TARGETS: [&str; 2] = ["decode_record", "replay_file"];
 /// Mutations per seed file and target (about 20 seeds in all, so a few thousand runs).
 const MUTATIONS_PER_SEED: usize = 250;
@@ -52,10 +54,6 @@ fn files(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
         .collect();
     out.sort();
     out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Runs one input through a harness; on a panic, names the input (in hex) and re-panics.
@@ -507,31 +505,10 @@ fn known_crashes_are_fixed() {
 // Deterministic mutations.
 // ---------------------------------------------------------------------------------------
 
-/// xorshift64*: small, fixed-seed, good enough to pick mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform-ish in `0..n` (`n > 0`).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-}
-
 const INTERESTING: [u8; 8] = [0x00, 0x01, 0x7F, 0x80, 0xFE, 0xFF, 0x10, 0x08];
 
 /// Applies one random mutation to `data`, drawing on `others` for splices.
-fn mutate(rng: &mut Rng, data: &mut Vec<u8>, others: &[Vec<u8>]) -> &'static str {
+fn mutate(rng: &mut Xorshift, data: &mut Vec<u8>, others: &[Vec<u8>]) -> &'static str {
     if data.is_empty() {
         data.push(rng.byte());
         return "grow";
@@ -621,7 +598,8 @@ fn fix_checksums(data: &mut [u8], start: usize) {
 
 #[test]
 fn harnesses_survive_mutations() {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    // xorshift64*: small, fixed-seed, good enough to pick mutations.
+    let mut rng = Xorshift::from_state(0x9E37_79B9_7F4A_7C15);
     let (mut runs, mut decoded, mut rejected) = (0usize, 0usize, 0usize);
     for target in TARGETS {
         let corpus: Vec<Vec<u8>> = files("seeds", target).into_iter().map(|(_, b)| b).collect();

@@ -7,12 +7,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use background_transfer::journal::format::{self, HEADER_LEN};
-use background_transfer::journal::{Durability, Journal, Store, JOURNAL_FILE};
+use background_transfer::journal::{Durability, Journal, Store};
 use background_transfer::Error;
 
 use crate::records;
 use crate::support::child::{self, mark, ChildProcess};
+use crate::support::Rng;
 
 pub const CHILD_ENV: &str = "BGXFER_CHILD";
 const STORE_ENV: &str = "BGXFER_STORE";
@@ -57,16 +57,6 @@ fn wait_ready(child: &mut ChildProcess) {
     child
         .wait_for_line("READY", Duration::from_secs(20))
         .expect("child did not get ready");
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 #[test]
@@ -120,8 +110,7 @@ fn sigkill_loses_no_acknowledged_record() {
             store.recovery()
         );
         drop(store);
-        let bytes = std::fs::read(dir.join(JOURNAL_FILE)).unwrap();
-        let scan = format::scan(&bytes[HEADER_LEN..]);
+        let scan = records::scan_journal(&dir);
         assert!(scan.damage.is_none());
         for (i, r) in scan.records.iter().enumerate() {
             assert_eq!(

@@ -35,14 +35,10 @@ fn journal(dir: &Path) -> std::path::PathBuf {
 
 fn reopen_records(dir: &Path) -> (Store, Vec<Record>) {
     let store = Store::open(dir).unwrap();
-    let (_, recs, _) = {
-        // Read the records back through the file to compare with what was written.
-        let bytes = fs::read(journal(dir)).unwrap();
-        let scan = format::scan(&bytes[HEADER_LEN..]);
-        assert!(scan.damage.is_none(), "journal not clean after recovery");
-        ((), scan.records, ())
-    };
-    (store, recs)
+    // Read the records back through the file to compare with what was written.
+    let scan = records::scan_journal(dir);
+    assert!(scan.damage.is_none(), "journal not clean after recovery");
+    (store, scan.records)
 }
 
 #[test]

@@ -1,7 +1,11 @@
 //! Sample journal records for the journal tests: every kind, deterministic.
 #![allow(dead_code)]
 
+use std::path::Path;
+
+use background_transfer::journal::format::{self, Scan, HEADER_LEN};
 use background_transfer::journal::record::*;
+use background_transfer::journal::JOURNAL_FILE;
 
 /// A request with a file body.
 pub fn request(id: u64) -> RequestV1 {
@@ -109,4 +113,11 @@ pub fn record(n: u64) -> Record {
             }),
         },
     }
+}
+
+/// The records of the journal in the store `dir` as they are on disk: the file read and
+/// scanned after its header (the store is not opened).
+pub fn scan_journal(dir: &Path) -> Scan {
+    let bytes = std::fs::read(dir.join(JOURNAL_FILE)).unwrap();
+    format::scan(&bytes[HEADER_LEN..])
 }

@@ -4,14 +4,11 @@
 use std::sync::Arc;
 
 use background_transfer::journal::fault::{FailNth, FileOp};
-use background_transfer::journal::format::{self, HEADER_LEN};
-use background_transfer::journal::{Durability, Store, JOURNAL_FILE};
+use background_transfer::journal::{Durability, Store};
 use background_transfer::Error;
 
 use crate::records;
-
-const EIO: i32 = 5;
-const ENOSPC: i32 = 28;
+use crate::support::{EIO, ENOSPC};
 
 /// Appends records 0.. with `Sync` until one fails; returns how many were acknowledged.
 fn append_until_failure(store: &mut Store, max: u64) -> (u64, Error) {
@@ -55,8 +52,7 @@ fn every_injected_failure_is_typed_and_loses_nothing_acknowledged() {
                 // Reopen (the fault is gone, as after freeing space): every acknowledged
                 // record is there, in order, and nothing that was never written.
                 let store = Store::open(&dir).unwrap();
-                let bytes = std::fs::read(dir.join(JOURNAL_FILE)).unwrap();
-                let scan = format::scan(&bytes[HEADER_LEN..]);
+                let scan = records::scan_journal(&dir);
                 assert!(
                     scan.records.len() as u64 >= acked,
                     "{only:?} n={n}: lost acknowledged records"

@@ -18,11 +18,9 @@ use crate::support::child::{self, mark};
 use crate::support::proxy::{Proxy, PROXY_BUFFER};
 use crate::support::tus::{head_status, upload_id, TusOptions, TusRequest, TusServer};
 use crate::support::{
-    fast, sha256_file, wait_for, wait_until, write_file, Action, Behavior, TestServer,
+    completed, fast, sha256_file, wait_for, wait_until, write_file, Action, Behavior, TestServer,
+    KIB, MIB,
 };
-
-const MIB: u64 = 1 << 20;
-const KIB: u64 = 1 << 10;
 
 pub const CHILD_ENV: &str = "BGXFER_TUS_CHILD";
 const STORE_ENV: &str = "BGXFER_TUS_STORE";
@@ -41,20 +39,6 @@ macro_rules! tus_server {
             None => return,
         }
     };
-}
-
-/// Waits for the upload to complete; panics with its state otherwise.
-fn completed(h: &Upload, timeout: Duration) -> ResponseInfo {
-    match h.wait_timeout(timeout) {
-        Some(Ok(info)) => info,
-        Some(Err(e)) => panic!("upload {} failed: {e}; {:?}", h.id(), h.progress()),
-        None => panic!(
-            "upload {} did not finish within {timeout:?}: {:?}, error {:?}",
-            h.id(),
-            h.progress(),
-            h.error()
-        ),
-    }
 }
 
 /// The stored file of a completed upload is the source, byte for byte. Returns its id.

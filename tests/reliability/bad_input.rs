@@ -18,35 +18,19 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use background_transfer::{Error, Recovery, Status, Upload, UploadRequest, Uploader};
+use background_transfer::{Error, Recovery, Status, UploadRequest, Uploader};
 
 use crate::rawserver;
 use crate::rawserver::RawServer;
 use crate::support;
 use crate::support::child::{self, mark, ChildProcess};
-use crate::support::{fast, sparse_file, write_file, Action, Behavior, RequestHead, TestServer};
+use crate::support::{
+    ended, fast, ids, kind, paused_upload, sparse_file, write_file, Action, Behavior, RequestHead,
+    TestServer, Tmpfs,
+};
 
 /// No row may take longer than this.
 const BOUND: Duration = Duration::from_secs(10);
-
-/// The error's variant, for table checks.
-fn kind(e: &Error) -> &'static str {
-    match e {
-        Error::StoreLocked { .. } => "StoreLocked",
-        Error::JournalNotRecognized { .. } => "JournalNotRecognized",
-        Error::JournalVersion { .. } => "JournalVersion",
-        Error::RecordTooLarge { .. } => "RecordTooLarge",
-        Error::InvalidUrl { .. } => "InvalidUrl",
-        Error::InvalidHeader { .. } => "InvalidHeader",
-        Error::InvalidRequest { .. } => "InvalidRequest",
-        Error::SourceMissing { .. } => "SourceMissing",
-        Error::SourceChanged { .. } => "SourceChanged",
-        Error::Io { .. } => "Io",
-        Error::HttpStatus { .. } => "HttpStatus",
-        Error::NotFound { .. } => "NotFound",
-        _ => "other",
-    }
-}
 
 /// Collects a table's rows and prints them.
 struct Matrix {
@@ -89,10 +73,6 @@ impl Matrix {
         }
         self.rows.len()
     }
-}
-
-fn ids(up: &Uploader) -> Vec<u64> {
-    up.uploads().iter().map(Upload::id).collect()
 }
 
 fn is_root() -> bool {
@@ -142,10 +122,6 @@ fn bounded<T: Send + 'static>(
     }
 }
 
-fn wait_end(h: &Upload) -> Result<background_transfer::ResponseInfo, Error> {
-    h.wait_timeout(BOUND).expect("the upload ended in time")
-}
-
 // ---- sources ---------------------------------------------------------------------------
 
 #[test]
@@ -157,7 +133,7 @@ fn bad_sources_are_refused_at_create() {
     let keeper = up
         .create_upload(UploadRequest::put(server.url("/keeper"), &good))
         .unwrap();
-    wait_end(&keeper).expect("the keeper upload completed");
+    ended(&keeper, BOUND).expect("the keeper upload completed");
 
     let t = tmp.path();
     let dir = t.join("a-directory");
@@ -238,22 +214,6 @@ fn bad_sources_are_refused_at_create() {
     up.shutdown().unwrap();
 }
 
-/// Creates a PUT whose first attempt stalls on the server, then pauses it, so the test can
-/// change the source before the next attempt.
-fn paused(up: &Uploader, server: &TestServer, path: &Path) -> Upload {
-    let before = server.request_count();
-    let h = up
-        .create_upload(UploadRequest::put(server.url("/p"), path))
-        .unwrap();
-    assert!(
-        server.wait_until(BOUND, |r| r.len() > before && r[before].finished),
-        "the first attempt reached the server"
-    );
-    h.pause().unwrap();
-    assert!(support::wait_until(BOUND, || h.status() == Status::PausedByApplication));
-    h
-}
-
 #[test]
 fn sources_that_go_bad_after_create_fail_the_upload() {
     let tmp = tempfile::tempdir().unwrap();
@@ -275,13 +235,13 @@ fn sources_that_go_bad_after_create_fail_the_upload() {
     let keeper = up
         .create_upload(UploadRequest::put(stall.url("/keeper"), &good))
         .unwrap();
-    wait_end(&keeper).expect("keeper completed");
+    ended(&keeper, BOUND).expect("keeper completed");
     let mut m = Matrix::new("sources after create");
 
     // While paused: replaced by a FIFO (an open would block the worker forever), by a
     // directory, or emptied.
     let to_fifo = write_file(t, "to-fifo", 50_000, 2);
-    let h = paused(&up, &stall, &to_fifo);
+    let h = paused_upload(&up, &stall, "/p", &to_fifo);
     fs::remove_file(&to_fifo).unwrap();
     mkfifo(&to_fifo);
     h.resume().unwrap();
@@ -289,37 +249,37 @@ fn sources_that_go_bad_after_create_fail_the_upload() {
     let r = bounded(
         "source replaced by a FIFO",
         || release_fifo(&to_fifo),
-        move || wait_end(&h2),
+        move || ended(&h2, BOUND),
     );
     let e = r.expect_err("FIFO");
     assert!(
-        matches!(kind(&e), "SourceMissing" | "SourceChanged"),
+        matches!(kind(&e).as_str(), "SourceMissing" | "SourceChanged"),
         "{e:?}"
     );
-    m.error("replaced by a FIFO while paused", &e, kind(&e), "to-fifo");
+    m.error("replaced by a FIFO while paused", &e, &kind(&e), "to-fifo");
 
     let to_dir = write_file(t, "to-dir", 50_000, 3);
-    let h = paused(&up, &stall, &to_dir);
+    let h = paused_upload(&up, &stall, "/p", &to_dir);
     fs::remove_file(&to_dir).unwrap();
     fs::create_dir(&to_dir).unwrap();
     h.resume().unwrap();
-    let e = wait_end(&h).expect_err("dir");
+    let e = ended(&h, BOUND).expect_err("dir");
     assert!(
-        matches!(kind(&e), "SourceMissing" | "SourceChanged"),
+        matches!(kind(&e).as_str(), "SourceMissing" | "SourceChanged"),
         "{e:?}"
     );
     m.error(
         "replaced by a directory while paused",
         &e,
-        kind(&e),
+        &kind(&e),
         "to-dir",
     );
 
     let emptied = write_file(t, "emptied", 50_000, 4);
-    let h = paused(&up, &stall, &emptied);
+    let h = paused_upload(&up, &stall, "/p", &emptied);
     fs::File::create(&emptied).unwrap();
     h.resume().unwrap();
-    let e = wait_end(&h).expect_err("emptied");
+    let e = ended(&h, BOUND).expect_err("emptied");
     m.error(
         "truncated to 0 bytes while paused",
         &e,
@@ -349,7 +309,7 @@ fn sources_that_go_bad_after_create_fail_the_upload() {
                 .unwrap();
         }
         drop(file);
-        let e = wait_end(&h).expect_err(what);
+        let e = ended(&h, BOUND).expect_err(what);
         m.error(what, &e, "SourceChanged", name);
         assert_eq!(h.status(), Status::Error);
     }
@@ -433,7 +393,7 @@ fn a_source_over_4_gib_resumes_past_the_4_gib_mark_with_64_bit_offsets() {
         .create_upload(UploadRequest::put(tus.url("/files"), &f).tus(None))
         .unwrap();
     assert_eq!(h.progress().total_bytes_to_send, len);
-    let info = wait_end(&h).expect("completed");
+    let info = ended(&h, BOUND).expect("completed");
     assert_eq!(info.status, 204);
     let seen = seen.lock().unwrap().clone();
     assert_eq!(
@@ -479,7 +439,7 @@ fn bad_requests_are_refused_at_create() {
     let keeper = up
         .create_upload(UploadRequest::put(server.url("/keeper"), &f))
         .unwrap();
-    wait_end(&keeper).expect("keeper completed");
+    ended(&keeper, BOUND).expect("keeper completed");
     let mut m = Matrix::new("requests");
 
     let long_url = format!("http://127.0.0.1/{}", "a".repeat(9000));
@@ -652,7 +612,7 @@ fn bad_requests_are_refused_at_create() {
     let after = up
         .create_upload(UploadRequest::put(server.url("/after"), &f))
         .unwrap();
-    wait_end(&after).expect("an upload after the bad ones completes");
+    ended(&after, BOUND).expect("an upload after the bad ones completes");
     m.finish();
     up.shutdown().unwrap();
     let up = fast(&store).start_transfers(false).open().unwrap();
@@ -708,15 +668,15 @@ fn build_base(t: &Path) -> Base {
             &[5u8; 3000][..],
         ))
         .unwrap();
-    wait_end(&a).unwrap();
-    wait_end(&b).unwrap();
+    ended(&a, BOUND).unwrap();
+    ended(&b, BOUND).unwrap();
     up.shutdown().unwrap();
     let first = fs::read(journal_of(&store)).unwrap();
     let up = fast(&store).open().unwrap();
     let c = up
         .create_upload(UploadRequest::put(server.url("/c"), &f))
         .unwrap();
-    wait_end(&c).unwrap();
+    ended(&c, BOUND).unwrap();
     up.shutdown().unwrap();
     let all = fs::read(journal_of(&store)).unwrap();
     assert!(
@@ -997,7 +957,7 @@ fn a_spooled_source_deleted_before_its_upload_runs_fails_it_alone() {
             &[1u8; 100][..],
         ))
         .unwrap();
-    wait_end(&keeper).unwrap();
+    ended(&keeper, BOUND).unwrap();
     // Idempotent: a POST paused after its whole body was sent would end in Error instead.
     let h = up
         .create_upload(
@@ -1017,46 +977,12 @@ fn a_spooled_source_deleted_before_its_upload_runs_fails_it_alone() {
     let up = fast(&store).open().unwrap();
     let h = up.get(h.id()).unwrap();
     h.resume().unwrap();
-    let e = wait_end(&h).expect_err("spool gone");
+    let e = ended(&h, BOUND).expect_err("spool gone");
     let mut m = Matrix::new("spool");
     m.error("spooled source deleted", &e, "SourceMissing", "spool");
     assert_eq!(up.get(keeper.id()).unwrap().status(), Status::Completed);
     m.finish();
     up.shutdown().unwrap();
-}
-
-/// A tmpfs mounted for the test, unmounted when dropped.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn tmpfs(at: &Path) -> Result<Mount, String> {
-        fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs"])
-            .arg(at)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if out.status.success() {
-            Ok(Mount(at.to_path_buf()))
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    fn remount(&self, opt: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,{opt}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(st.success(), "remount {opt}");
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
 }
 
 #[test]
@@ -1065,7 +991,7 @@ fn a_read_only_store_is_a_typed_error_and_loses_nothing() {
     // tmpfs the test mounts. Where mount is not allowed the test says so (and fails in CI).
     let tmp = tempfile::tempdir().unwrap();
     let base = build_base(tmp.path());
-    let mnt = match Mount::tmpfs(&tmp.path().join("mnt")) {
+    let mnt = match Tmpfs::mount(&tmp.path().join("mnt"), "16m") {
         Ok(m) => m,
         Err(why) => {
             eprintln!("cannot mount a tmpfs ({why}); the read-only store rows did not run");
@@ -1076,7 +1002,7 @@ fn a_read_only_store_is_a_typed_error_and_loses_nothing() {
             return;
         }
     };
-    let store = mnt.0.join("store");
+    let store = mnt.dir().join("store");
     copy_dir(&base.store, &store);
     let journal = fs::read(journal_of(&store)).unwrap();
     mnt.remount("ro");
@@ -1088,7 +1014,7 @@ fn a_read_only_store_is_a_typed_error_and_loses_nothing() {
         "Io",
         "store",
     );
-    let e = inspect(&mnt.0.join("fresh")).expect_err("fresh");
+    let e = inspect(&mnt.dir().join("fresh")).expect_err("fresh");
     m.error("new store on a read-only file system", &e, "Io", "fresh");
     mnt.remount("rw");
     assert_eq!(fs::read(journal_of(&store)).unwrap(), journal, "untouched");

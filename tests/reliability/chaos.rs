@@ -48,10 +48,9 @@ use sha2::{Digest, Sha256};
 use crate::support::child::{self, mark, ChildProcess, Waited};
 use crate::support::proxy::Proxy;
 use crate::support::tus::{TusOptions, TusServer};
-use crate::support::{fast, sha256_file, write_file, Action, Behavior, TestServer};
-
-const KIB: u64 = 1 << 10;
-const MIB: u64 = 1 << 20;
+use crate::support::{
+    fast, hex, sha256_file, watchdog, write_file, Action, Behavior, Rng, TestServer, KIB, MIB,
+};
 
 pub const CHILD_ENV: &str = "BGXFER_CHAOS_CHILD";
 const STORE_ENV: &str = "BGXFER_CHAOS_STORE";
@@ -158,22 +157,6 @@ fn src_path(dir: &Path, i: usize) -> PathBuf {
     dir.join(format!("src-{i:02}.bin"))
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
-
 /// The uploads of `epoch` as (slot, key), in the (shuffled) order they are created.
 fn plan(epoch: u64, seed: u64) -> Vec<(usize, String)> {
     let mut order: Vec<usize> = (0..SLOTS.len()).collect();
@@ -257,22 +240,8 @@ fn expected_body(i: usize, src: &Path) -> (String, u64) {
     (hex(&h.finalize()), len)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn starts(prefix: &'static str) -> impl Fn(&str) -> bool {
     move |l: &str| l.starts_with(prefix)
-}
-
-/// Ends the whole test process if a test runs past `limit`: a hang is a failure, and
-/// must not block CI forever.
-fn watchdog(test: &'static str, limit: Duration) {
-    std::thread::spawn(move || {
-        std::thread::sleep(limit);
-        eprintln!("{test} did not finish within {limit:?}: aborting");
-        std::process::abort();
-    });
 }
 
 // ---- the child --------------------------------------------------------------------
@@ -955,7 +924,7 @@ fn sigkill_chaos() {
     // Generous: about 4 s per kill plus the undisturbed finish.
     let limit = Duration::from_secs(300 + 4 * kills_wanted);
     // The loop checks the limit between children; this covers a hang inside one step.
-    watchdog("sigkill_chaos", limit + Duration::from_secs(120));
+    let _watchdog = watchdog("sigkill_chaos", limit + Duration::from_secs(120));
     eprintln!(
         "chaos: seed {seed} (BGXFER_CHAOS_SEED={seed} replays the plan), {kills_wanted} kills"
     );

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use background_transfer::{Error, ResponseInfo, Status, Upload, UploadRequest, Uploader};
 
 use crate::rawserver::{Conn, RawServer};
+use crate::support;
 use crate::support::child::{self, mark, ChildProcess};
 use crate::support::{fast, write_file, Action, Behavior, RequestHead, TestServer, TlsFlavor};
 
@@ -31,13 +32,7 @@ fn kind(e: &Error) -> String {
     match e {
         Error::Timeout { phase } => format!("Timeout({phase})"),
         Error::HttpStatus { status } => format!("HttpStatus({status})"),
-        Error::Protocol { .. } => "Protocol".into(),
-        Error::Network { .. } => "Network".into(),
-        Error::Tls { .. } => "Tls".into(),
-        Error::NotResumable { .. } => "NotResumable".into(),
-        Error::SourceChanged { .. } => "SourceChanged".into(),
-        Error::SourceMissing { .. } => "SourceMissing".into(),
-        other => format!("other: {other:?}"),
+        other => support::kind(other),
     }
 }
 

@@ -14,85 +14,35 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use background_transfer::journal::fault::{FailNth, FileOp};
 use background_transfer::{Error, Status, UploadRequest, Uploader, UploaderBuilder};
 
-use crate::support::{fast, wait_for, write_file, Action, Behavior, TestServer};
+use crate::support::{
+    fast, wait_for, watchdog, write_file, Action, Behavior, TestServer, Tmpfs, EIO, ENOSPC,
+};
 
-const EIO: i32 = 5;
-const ENOSPC: i32 = 28;
 /// What Linux says for ENOSPC.
 const DISK_FULL: &str = "No space left on device";
 
-/// Ends the whole test process if a test runs past `limit`: a hang is a failure, and
-/// must not block CI forever.
-fn watchdog(test: &'static str, limit: Duration) {
-    std::thread::spawn(move || {
-        std::thread::sleep(limit);
-        eprintln!("{test} did not finish within {limit:?}: aborting");
-        std::process::abort();
-    });
-}
-
 // ---- a tmpfs of our own ---------------------------------------------------------
 
-/// A tmpfs mounted for one test; unmounted on drop, also when the test panics.
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (mount's syntax, e.g. `512k`) on `dir` (created). `None`
-    /// when it cannot: in CI that fails the test with the reason; elsewhere the reason is
-    /// printed and the caller returns.
-    fn mount(dir: &Path, size: &str, test: &str) -> Option<Tmpfs> {
-        fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .output();
-        let why = match out {
-            Ok(o) if o.status.success() => {
-                return Some(Tmpfs {
-                    dir: dir.to_path_buf(),
-                })
+/// A tmpfs of `size` on `dir` (created), unmounted when dropped. `None` when it cannot
+/// be mounted: in CI that fails the test with the reason; elsewhere the reason is printed
+/// and the caller returns.
+fn tmpfs(dir: &Path, size: &str, test: &str) -> Option<Tmpfs> {
+    match Tmpfs::mount(dir, size) {
+        Ok(t) => Some(t),
+        Err(why) => {
+            let why = format!("{test} needs a tmpfs of its own (run as root): {why}");
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{why}");
             }
-            Ok(o) => format!(
-                "`mount -t tmpfs` failed ({}): {}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr).trim()
-            ),
-            Err(e) => format!("cannot run `mount`: {e}"),
-        };
-        let why = format!("{test} needs a tmpfs of its own (run as root): {why}");
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{why}");
-        }
-        eprintln!("SKIPPED {why}");
-        None
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            // Something still holds a file open (a panicking test): detach it lazily.
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+            eprintln!("SKIPPED {why}");
+            None
         }
     }
 }
@@ -156,15 +106,15 @@ fn contents(up: &Uploader) -> BTreeMap<u64, (String, Status)> {
 
 #[test]
 fn a_full_disk_is_a_typed_error_and_loses_nothing_acknowledged() {
-    watchdog(
+    let _watchdog = watchdog(
         "a_full_disk_is_a_typed_error_and_loses_nothing_acknowledged",
         Duration::from_secs(120),
     );
     let tmp = tempfile::tempdir().unwrap();
-    let Some(fs_guard) = Tmpfs::mount(&tmp.path().join("mnt"), "512k", "full-disk test") else {
+    let Some(fs_guard) = tmpfs(&tmp.path().join("mnt"), "512k", "full-disk test") else {
         return;
     };
-    let store = fs_guard.dir.join("store");
+    let store = fs_guard.dir().join("store");
     let src = write_file(tmp.path(), "src.bin", 1024, 1);
     let mut acked: BTreeMap<u64, String> = BTreeMap::new();
 
@@ -173,7 +123,7 @@ fn a_full_disk_is_a_typed_error_and_loses_nothing_acknowledged() {
         let h = up.create_upload(put(i, &src)).unwrap();
         acked.insert(h.id(), h.request().url.clone());
     }
-    let filled = fill(&fs_guard.dir);
+    let filled = fill(fs_guard.dir());
 
     // A reader is spooled into the store before it is journaled: that write fails
     // first, cleanly, and leaves neither a spool file nor a journal record behind.
@@ -229,7 +179,7 @@ fn a_full_disk_is_a_typed_error_and_loses_nothing_acknowledged() {
     eprintln!("reopened while still full: {full_open:?}");
 
     // Space back: every acknowledged upload is there, and nothing else.
-    fs::remove_file(fs_guard.dir.join("filler")).unwrap();
+    fs::remove_file(fs_guard.dir().join("filler")).unwrap();
     let up = manager(&store).open().unwrap();
     let found = contents(&up);
     let expected: BTreeMap<u64, (String, Status)> = acked
@@ -338,7 +288,7 @@ fn apply(
 
 #[test]
 fn injected_write_and_fsync_errors_are_typed_and_lose_nothing() {
-    watchdog(
+    let _watchdog = watchdog(
         "injected_write_and_fsync_errors_are_typed_and_lose_nothing",
         Duration::from_secs(300),
     );
@@ -425,7 +375,7 @@ fn injected_write_and_fsync_errors_are_typed_and_lose_nothing() {
 /// typed error, is not sent again and again, and completes after a reopen.
 #[test]
 fn a_journal_failure_during_a_transfer_ends_it_and_a_reopen_finishes_it() {
-    watchdog(
+    let _watchdog = watchdog(
         "a_journal_failure_during_a_transfer_ends_it_and_a_reopen_finishes_it",
         Duration::from_secs(600),
     );
@@ -498,7 +448,7 @@ fn a_journal_failure_during_a_transfer_ends_it_and_a_reopen_finishes_it() {
 
 #[test]
 fn a_response_body_that_fills_the_disk_fails_the_upload_and_gives_the_space_back() {
-    watchdog(
+    let _watchdog = watchdog(
         "a_response_body_that_fills_the_disk_fails_the_upload_and_gives_the_space_back",
         Duration::from_secs(180),
     );
@@ -506,7 +456,7 @@ fn a_response_body_that_fills_the_disk_fails_the_upload_and_gives_the_space_back
     let store = tmp.path().join("store");
     fs::create_dir_all(&store).unwrap();
     // Only the response bodies live on the small file system: the journal has room.
-    let Some(bodies) = Tmpfs::mount(&store.join("bodies"), "256k", "response-body test") else {
+    let Some(bodies) = tmpfs(&store.join("bodies"), "256k", "response-body test") else {
         return;
     };
     let server = TestServer::start(Behavior::handler(|head, _| {
@@ -538,7 +488,7 @@ fn a_response_body_that_fills_the_disk_fails_the_upload_and_gives_the_space_back
     );
     assert!(err.to_string().contains("response body"), "{err}");
     // Nothing half-written is kept: the space is free again.
-    let left: Vec<_> = fs::read_dir(&bodies.dir)
+    let left: Vec<_> = fs::read_dir(bodies.dir())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
