@@ -26,8 +26,7 @@ const CHILD_ENV: &str = "BGXFER_NETFAULTS_CHILD";
 /// half second while running, and `END <status> <attempts> <error>` at the end.
 /// Default timeouts (`TCP_USER_TIMEOUT` 30 s), probes every 1–4 s. Bounded by
 /// `BGX_DEADLINE` seconds.
-#[test]
-fn child_process() {
+fn upload_child() {
     let Ok(store) = std::env::var(CHILD_ENV) else {
         return;
     };
@@ -69,6 +68,14 @@ fn child_process() {
     child::mark("END deadline");
 }
 
+/// The child processes' one entry point (see `support::child`): ignored, so that it is
+/// no test of its own; [`spawn_upload`] runs it with `--ignored` in the client namespace.
+#[test]
+#[ignore = "child-process entry point: run by support::child::command()"]
+fn child_process() {
+    child::dispatch(&[(CHILD_ENV, upload_child)]);
+}
+
 /// Starts the uploading child inside the client namespace.
 fn spawn_upload(
     pair: &NetPair,
@@ -77,21 +84,10 @@ fn spawn_upload(
     file: &Path,
     deadline_s: u64,
 ) -> ChildProcess {
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = NetPair::exec(&pair.client, exe);
-    cmd.args([
-        "--exact",
-        "child_process",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(CHILD_ENV, store)
-    .env("BGX_URL", url)
-    .env("BGX_FILE", file)
-    .env("BGX_DEADLINE", deadline_s.to_string())
-    .stdin(std::process::Stdio::null())
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::null());
+    let mut cmd = child::command_in(NetPair::exec(&pair.client, child::exe()), CHILD_ENV, store);
+    cmd.env("BGX_URL", url)
+        .env("BGX_FILE", file)
+        .env("BGX_DEADLINE", deadline_s.to_string());
     ChildProcess::spawn(&mut cmd)
 }
 

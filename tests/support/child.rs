@@ -1,15 +1,65 @@
-//! Child processes: this test binary re-run on its `child_process` test, with its stdout read as lines.
+//! Child processes: this test binary re-run on its `child_process` entry point, with its
+//! stdout read as lines.
+//!
+//! Each test binary has exactly one entry point, at its crate root:
+//!
+//! ```ignore
+//! #[test]
+//! #[ignore = "child-process entry point: run by support::child::command()"]
+//! fn child_process() {
+//!     support::child::dispatch(&[(restart::CHILD_ENV, restart::child_process)]);
+//! }
+//! ```
+//!
+//! Ignored, it never runs (nor counts as a passing test) in a normal run; [`command`]
+//! runs it alone ([`ARGS`]: `--exact child_process --ignored`), with the role variable
+//! of one module set, and [`dispatch`] calls that module's child body.
 
 use std::ffi::OsStr;
 use std::fmt::Display;
 use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
 
+/// The harness arguments that run the `child_process` entry point and nothing else: it
+/// is `#[ignore]`d (so `--ignored`), one thread, its output as it comes.
+pub const ARGS: [&str; 5] = [
+    "--exact",
+    "child_process",
+    "--ignored",
+    "--nocapture",
+    "--test-threads=1",
+];
+
 /// What the harness prints before a test's own output, on the same line.
 const HARNESS_PREFIX: &str = "test child_process ... ";
+
+/// A child body, selected by the environment variable that names its role.
+pub type Role = (&'static str, fn());
+
+/// The body of a binary's `child_process` entry point: calls the child body whose role
+/// variable is set. Outside a child run (none is set: `cargo test -- --ignored`) it does
+/// nothing; two set at once is a mistake and panics.
+pub fn dispatch(roles: &[Role]) {
+    let set: Vec<&Role> = roles
+        .iter()
+        .filter(|(var, _)| std::env::var_os(var).is_some())
+        .collect();
+    match set[..] {
+        [] => {
+            let vars: Vec<&str> = roles.iter().map(|(var, _)| *var).collect();
+            eprintln!("child_process: not a child run (none of {vars:?} is set): nothing to do");
+        }
+        [(_, body)] => body(),
+        _ => {
+            let vars: Vec<&str> = set.iter().map(|(var, _)| *var).collect();
+            panic!("child_process: more than one role set: {vars:?}");
+        }
+    }
+}
 
 /// Child side: prints `line` as a marker on a line of its own (after a newline, since
 /// the harness printed `test child_process ... ` without one) and flushes stdout.
@@ -19,22 +69,29 @@ pub fn mark(line: impl Display) {
     let _ = out.flush();
 }
 
-/// The command that re-runs this test binary on its `child_process` test only, with
-/// `var=role` set: stdin from /dev/null, stdout piped (read by [`ChildProcess`]),
+/// This test binary.
+pub fn exe() -> PathBuf {
+    std::env::current_exe().unwrap()
+}
+
+/// The command that re-runs this test binary on its `child_process` entry point only,
+/// with `var=role` set: stdin from /dev/null, stdout piped (read by [`ChildProcess`]),
 /// stderr to /dev/null. Add environment or redirect stderr before spawning.
 pub fn command(var: &str, role: impl AsRef<OsStr>) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        "child_process",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(var, role)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    cmd
+    command_in(Command::new(exe()), var, role)
+}
+
+/// [`command`] run through `wrapper`, a command whose last argument is this binary
+/// ([`exe`]), such as `ip netns exec <ns> <exe>` or `sh -c '... exec "$0" "$@"' <exe>`:
+/// adds [`ARGS`], `var=role` and the same stdio.
+pub fn command_in(mut wrapper: Command, var: &str, role: impl AsRef<OsStr>) -> Command {
+    wrapper
+        .args(ARGS)
+        .env(var, role)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    wrapper
 }
 
 /// Spawns [`command`]`(var, role)` with the extra environment `envs`.
@@ -48,6 +105,32 @@ pub fn spawn(
         cmd.env(k, v.as_ref());
     }
     ChildProcess::spawn(&mut cmd)
+}
+
+/// Runs the child body of role `var` in a process of its own, to its end, for a test that
+/// must be alone in its process (it counts the process's threads, or installs the
+/// process's logger). Its stdout (but the harness's lines) and stderr are repeated on
+/// this test's stderr; fails the test if the child failed or did not run the entry point.
+pub fn run_alone(var: &str) {
+    let out = command(var, "1").stderr(Stdio::piped()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stdout.lines() {
+        let line = line.strip_prefix(HARNESS_PREFIX).unwrap_or(line);
+        let harness = line.is_empty()
+            || line.starts_with("running ")
+            || line.starts_with("test result: ")
+            || line == "ok";
+        if !harness {
+            eprintln!("{line}");
+        }
+    }
+    eprint!("{stderr}");
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "the child ({var}) failed: {}",
+        out.status
+    );
 }
 
 /// How a wait for a line ended.

@@ -9,10 +9,10 @@ use sha2::{Digest, Sha256};
 const CHUNK: usize = 1 << 20;
 
 /// xorshift64* stream; the same seed always gives the same bytes.
-struct Xorshift(u64);
+pub struct Xorshift(u64);
 
 impl Xorshift {
-    fn new(seed: u64) -> Xorshift {
+    pub fn new(seed: u64) -> Xorshift {
         // splitmix64 step so that small or zero seeds still give a non-zero, well-mixed state.
         let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -20,13 +20,27 @@ impl Xorshift {
         Xorshift((z ^ (z >> 31)) | 1)
     }
 
-    fn next(&mut self) -> u64 {
+    /// The stream from this exact state (not mixed; must not be 0).
+    pub fn from_state(state: u64) -> Xorshift {
+        Xorshift(state)
+    }
+
+    pub fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
         x ^= x >> 27;
         self.0 = x;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform-ish in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    pub fn byte(&mut self) -> u8 {
+        self.next() as u8
     }
 
     /// Fills `buf`; calls on consecutive buffers whose lengths are multiples of 8 continue

@@ -1,0 +1,71 @@
+//! The baselines: `curl -T` and a bare ureq PUT.
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::contest::{check_answer, Target};
+use crate::measure::cpu_times;
+
+pub fn curl_available() -> bool {
+    Command::new("which")
+        .arg("curl")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Returns (wall, cpu) in seconds.
+pub fn run_curl(t: &Target) -> (f64, f64) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--fail", "-T"]).arg(t.file).arg(&t.url);
+    if let Some(ca) = t.cacert {
+        cmd.arg("--cacert").arg(ca);
+    }
+    let (_, c0) = cpu_times();
+    let start = Instant::now();
+    let out = cmd.stderr(Stdio::inherit()).output().expect("run curl");
+    let wall = start.elapsed().as_secs_f64();
+    let (_, c1) = cpu_times();
+    assert!(out.status.success(), "curl failed: {}", out.status);
+    check_answer("curl", &String::from_utf8_lossy(&out.stdout), t.size);
+    (wall, c1 - c0)
+}
+
+pub fn bare_agent(ca_pem: &str) -> ureq::Agent {
+    use ureq::tls::{PemItem, RootCerts, TlsConfig, TlsProvider};
+    let certs: Vec<_> = ureq::tls::parse_pem(ca_pem.as_bytes())
+        .filter_map(|i| match i {
+            Ok(PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .root_certs(RootCerts::new_with_certs(&certs))
+        .build();
+    ureq::Agent::config_builder()
+        .tls_config(tls)
+        .proxy(None)
+        .build()
+        .new_agent()
+}
+
+pub fn ureq_put(ca_pem: &str, url: &str, file: &Path) -> String {
+    let agent = bare_agent(ca_pem);
+    let f = File::open(file).expect("open file");
+    let resp = agent.put(url).send(f).expect("bare ureq PUT");
+    resp.into_body().read_to_string().expect("response body")
+}
+
+pub fn run_ureq(t: &Target, ca_pem: &str) -> (f64, f64) {
+    let (c0, _) = cpu_times();
+    let start = Instant::now();
+    let answer = ureq_put(ca_pem, &t.url, t.file);
+    let wall = start.elapsed().as_secs_f64();
+    let (c1, _) = cpu_times();
+    check_answer("bare ureq", &answer, t.size);
+    (wall, c1 - c0)
+}

@@ -1,0 +1,94 @@
+//! The contest: curl, bare ureq and this crate alternating on the same target, one
+//! untimed warm-up each, the order rotating each round.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use background_transfer::Uploader;
+
+use crate::baselines::{run_curl, run_ureq};
+use crate::measure::{pid_cpu, JournalCost};
+use crate::sink::Sink;
+use crate::this_crate::run_crate;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Who {
+    Curl,
+    Ureq,
+    Crate,
+}
+
+impl Who {
+    pub fn name(self) -> &'static str {
+        match self {
+            Who::Curl => "curl",
+            Who::Ureq => "bare ureq",
+            Who::Crate => "this crate",
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Samples {
+    pub wall: Vec<f64>,
+    pub cpu: Vec<f64>,
+    /// The sink's CPU during the run: near the wall time means the sink is the limit.
+    pub sink: Vec<f64>,
+}
+
+pub struct Target<'a> {
+    pub url: String,
+    pub file: &'a Path,
+    pub size: u64,
+    pub cacert: Option<&'a Path>,
+}
+
+pub fn check_answer(who: &str, answer: &str, size: u64) {
+    assert_eq!(
+        answer.trim(),
+        size.to_string(),
+        "{who}: the sink did not receive the whole file"
+    );
+}
+
+/// One untimed warm-up each, then `runs` rounds, rotating who goes first.
+pub fn contest(
+    t: &Target,
+    runs: usize,
+    curl: bool,
+    sink: &Sink,
+    up: &Uploader,
+    cost: &mut JournalCost,
+) -> BTreeMap<&'static str, Samples> {
+    let ca_pem = &sink.ca_pem;
+    let mut who = vec![Who::Ureq, Who::Crate];
+    if curl {
+        who.insert(0, Who::Curl);
+    }
+    let mut scratch = JournalCost::default();
+    for w in &who {
+        match w {
+            Who::Curl => drop(run_curl(t)),
+            Who::Ureq => drop(run_ureq(t, ca_pem)),
+            Who::Crate => drop(run_crate(t, up, &mut scratch)),
+        }
+    }
+    let mut out: BTreeMap<&'static str, Samples> = BTreeMap::new();
+    for round in 0..runs {
+        for i in 0..who.len() {
+            let w = who[(round + i) % who.len()];
+            let sink0 = pid_cpu(sink.child.id());
+            let (wall, cpu) = match w {
+                Who::Curl => run_curl(t),
+                Who::Ureq => run_ureq(t, ca_pem),
+                Who::Crate => run_crate(t, up, cost),
+            };
+            let s = out.entry(w.name()).or_default();
+            s.wall.push(wall);
+            s.cpu.push(cpu);
+            s.sink.push(pid_cpu(sink.child.id()) - sink0);
+        }
+        eprintln!("  {} round {}/{runs} done", t.url, round + 1);
+    }
+    out
+}

@@ -1,0 +1,245 @@
+//! Transfer benchmark (issue 8): this crate next to `curl -T` and a bare ureq PUT, on
+//! loopback, in the same run. Prints one table of figures with their targets; asserts
+//! nothing about time.
+//!
+//! Run:        `cargo bench --bench transfer`
+//! Quick run:  `BGXFER_BENCH_QUICK=1 cargo bench --bench transfer` (64 MiB files, 3 runs)
+//! No size:    `BGXFER_BENCH_SIZE=0` skips building `examples/minimal*.rs` (the size rows).
+//! Tuning:     `BGXFER_BENCH_ONLY=transfer` stops after the plain and TLS contests;
+//!             `BGXFER_BENCH_BUFFER=<bytes>` sets the crate's `buffer_size`.
+//!
+//! How it measures:
+//! - The sink is this binary re-executed as a child process (`BGXFER_BENCH_ROLE=sink`): a
+//!   thread per connection, 1 MiB reads into a reused buffer (plain HTTP bodies are
+//!   dropped in the kernel with `MSG_TRUNC`, never copied out), `200` with the byte count
+//!   as the body (each contender's answer is checked against the file size). Its CPU per
+//!   run is shown next to each contender: far below the wall time, it is not the limit. Plain HTTP and TLS (rustls server, a leaf signed by a throwaway rcgen CA). It
+//!   lives in its own process so that its CPU is never counted as a contender's.
+//! - Contenders alternate, rotating the order each round, after one untimed warm-up each.
+//!   Every figure is the median of the timed runs; a ratio is the median over rounds of
+//!   the wall-time ratio within the round (paired: load from other work drifts over
+//!   seconds); a CPU ratio is that of the totals over all rounds (finer than 10 ms ticks).
+//!   - `curl`: `curl -sS --fail -T <file> <url>` (`--cacert` for TLS). CPU is the
+//!     children's user+sys from `/proc/self/stat` (cutime+cstime) around the wait.
+//!   - bare ureq: a fresh agent (rustls, the CA as its only root, no proxy, defaults
+//!     otherwise), `agent.put(url).send(File)`, the response body read.
+//!   - this crate: one `Uploader` (journal, default checkpointing, the CA added as a
+//!     root), timed from `create_upload(UploadRequest::put(..))` to `wait()`; opening is
+//!     timed separately. CPU is this process's user+sys (utime+stime) delta: the sink is
+//!     another process, and nothing else runs here meanwhile. CPU figures come from
+//!     clock ticks (10 ms): read them at full size, not in quick mode.
+//! - Fixed cost: 21 uploads of a 1 KiB file, this crate alternating with bare ureq (the
+//!   crate's journal fsyncs, worker thread and stored response, with no bytes to hide them).
+//! - Memory: peak RSS (`VmHWM`) of a child process (this binary again) that uploads
+//!   8 files at once (8 hard links of the TLS-size file, plain HTTP, `max_concurrent(8)`),
+//!   next to the same with 8 bare ureq threads and an idle child (the binary's floor); and
+//!   of a child that opens a store of 10,000 queued uploads (`start_transfers(false)`).
+//! - Journal: the 10,000-upload store is written with the journal API (as
+//!   `benches/journal.rs` does); `open()` of it is the median of 5. Replay of 100,000
+//!   progress records is `benches/journal.rs`'s figure, measured the same way. fsyncs,
+//!   records and bytes per GiB come from the crate's own uploads above: fsyncs from the
+//!   journal's process-wide counter (`journal::process_fsyncs`, doc-hidden), bytes from
+//!   the journal file's growth, records by scanning what was appended.
+//! - Size: `cargo build --profile minimal --example minimal --example minimal_ureq`
+//!   (opt-level "z", LTO, one codegen unit, panic=abort, stripped), then the files' sizes.
+//!
+//! Profiling one contender (the binary is `target/release/deps/transfer-*`):
+//! ```text
+//! BGXFER_BENCH_ROLE=sink BGXFER_BENCH_DIR=/tmp/b $BIN      # prints `ports <http> <https>`
+//! BGXFER_BENCH_ROLE=one BGXFER_BENCH_WHO=crate BGXFER_BENCH_URL=http://127.0.0.1:<http>/x \
+//!   BGXFER_BENCH_FILES=/tmp/b/file BGXFER_BENCH_REPEAT=5 valgrind --tool=callgrind $BIN
+//! ```
+//! (`BGXFER_BENCH_WHO=ureq` for the bare ureq PUT; `BGXFER_BENCH_CA=/tmp/b/ca.pem` for TLS.)
+//!
+//! The code, by role: `sink.rs` (the sink process and the parent's handle on it),
+//! `baselines.rs` (curl and bare ureq), `this_crate.rs` (the crate's runs), `contest.rs`
+//! (contenders alternating on one target), `measure.rs` (CPU, RSS, medians, journal
+//! cost), `children.rs` (the memory and profiling child roles), `store.rs` (journal and
+//! start-up), `size.rs` (the minimal programs), `report.rs` (the table); `main` runs the
+//! sections in order and prints the table.
+
+mod baselines;
+mod children;
+mod contest;
+mod measure;
+mod report;
+mod sink;
+mod size;
+mod store;
+mod this_crate;
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use baselines::{curl_available, run_ureq};
+use children::{mem_crate_main, mem_queued_main, mem_ureq_main, memory_rows, one_main};
+use contest::{contest, Target};
+use measure::{env_on, load_average, median, vm_hwm_kib, JournalCost};
+use report::{contest_rows, fmt_mib, print_header, Table};
+use sink::{sink_main, Sink};
+use size::size_rows;
+use store::journal_rows;
+use this_crate::{builder, run_crate};
+
+pub const MIB: u64 = 1 << 20;
+pub const GIB: u64 = 1 << 30;
+pub const ROLE: &str = "BGXFER_BENCH_ROLE";
+
+/// Writes `size` bytes of a fixed pseudo-random pattern (content is irrelevant: nothing
+/// compresses), unless the file already has that size.
+fn make_file(path: &Path, size: u64) -> io::Result<()> {
+    if fs::metadata(path).is_ok_and(|m| m.len() == size) {
+        return Ok(());
+    }
+    let mut chunk = vec![0u8; MIB as usize];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for b in chunk.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+    }
+    let mut f = io::BufWriter::with_capacity(MIB as usize, File::create(path)?);
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(MIB) as usize;
+        f.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    f.flush()
+}
+
+fn main() {
+    match std::env::var(ROLE).as_deref() {
+        Ok("sink") => return sink_main(),
+        Ok("mem-crate") => return mem_crate_main(),
+        Ok("mem-ureq") => return mem_ureq_main(),
+        Ok("mem-idle") => {
+            println!("vmhwm {}", vm_hwm_kib());
+            return;
+        }
+        Ok("mem-queued") => return mem_queued_main(),
+        Ok("one") => return one_main(),
+        _ => {}
+    }
+    let quick = env_on("BGXFER_BENCH_QUICK");
+    let (plain_size, tls_size, runs) = if quick {
+        (64 * MIB, 64 * MIB, 3)
+    } else {
+        (GIB, 256 * MIB, 9)
+    };
+    let queued = 10_000u64;
+    let load_at_start = load_average();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    eprintln!(
+        "transfer benchmark in {} ({}; {runs} runs)",
+        dir.display(),
+        if quick { "quick" } else { "full" }
+    );
+    let plain_file = dir.join("plain.bin");
+    let tls_file = dir.join("tls.bin");
+    make_file(&plain_file, plain_size).expect("write plain file");
+    make_file(&tls_file, tls_size).expect("write tls file");
+    let sink = Sink::start(dir);
+    let curl = curl_available();
+    if !curl {
+        println!("curl not installed: its column is skipped");
+    }
+    let mut table = Table::default();
+
+    // 1 and 2: plain HTTP and TLS.
+    let store = dir.join("store");
+    let t = Instant::now();
+    let up = builder(&store, &sink.ca_pem).open().expect("open store");
+    let open_empty = t.elapsed().as_secs_f64();
+    let mut cost = JournalCost::default();
+    eprintln!("plain HTTP, {}", fmt_mib(plain_size));
+    let plain = contest(
+        &Target {
+            url: format!("http://127.0.0.1:{}/upload/plain", sink.http),
+            file: &plain_file,
+            size: plain_size,
+            cacert: None,
+        },
+        runs,
+        curl,
+        &sink,
+        &up,
+        &mut cost,
+    );
+    eprintln!("TLS, {}", fmt_mib(tls_size));
+    let tls = contest(
+        &Target {
+            url: format!("https://127.0.0.1:{}/upload/tls", sink.https),
+            file: &tls_file,
+            size: tls_size,
+            cacert: Some(&sink.ca_path),
+        },
+        runs,
+        curl,
+        &sink,
+        &up,
+        &mut cost,
+    );
+    // The fixed cost of an upload (journal fsyncs, a worker thread, the stored response):
+    // a 1 KiB file, alternating with bare ureq.
+    let tiny_file = dir.join("tiny.bin");
+    make_file(&tiny_file, 1024).expect("write tiny file");
+    let tiny = Target {
+        url: format!("http://127.0.0.1:{}/upload/tiny", sink.http),
+        file: &tiny_file,
+        size: 1024,
+        cacert: None,
+    };
+    let (mut tiny_crate, mut tiny_ureq) = (Vec::new(), Vec::new());
+    for _ in 0..21 {
+        tiny_ureq.push(run_ureq(&tiny, &sink.ca_pem).0);
+        tiny_crate.push(run_crate(&tiny, &up, &mut JournalCost::default()).0);
+    }
+    up.shutdown().expect("shutdown");
+    contest_rows(
+        &mut table,
+        &format!("plain HTTP {}", fmt_mib(plain_size)),
+        plain_size,
+        &plain,
+        (0.75, "≤ 0.75"),
+    );
+    contest_rows(
+        &mut table,
+        &format!("TLS {}", fmt_mib(tls_size)),
+        tls_size,
+        &tls,
+        (0.95, "≤ 0.95"),
+    );
+    table.info(
+        "one 1 KiB upload, plain HTTP (fixed cost)",
+        format!(
+            "this crate {:.1} ms, bare ureq {:.1} ms",
+            median(&tiny_crate) * 1e3,
+            median(&tiny_ureq) * 1e3
+        ),
+    );
+    if std::env::var("BGXFER_BENCH_ONLY").as_deref() == Ok("transfer") {
+        drop(sink);
+        print_header(quick, runs, &load_at_start);
+        table.print();
+        return;
+    }
+
+    // 3: memory.
+    let queued_dir = memory_rows(&mut table, dir, &tls_file, tls_size, sink.http, queued);
+
+    // 4: journal and start-up.
+    journal_rows(&mut table, dir, &queued_dir, open_empty, &cost);
+
+    // 5: size.
+    size_rows(&mut table);
+    drop(sink);
+
+    println!();
+    print_header(quick, runs, &load_at_start);
+    table.print();
+}
