@@ -33,7 +33,7 @@ pub const BATCH_INTERVAL: Duration = Duration::from_secs(1);
 static PROCESS_FSYNCS: AtomicU64 = AtomicU64::new(0);
 
 /// Journal fsyncs (appends, compactions, journal creation) issued in this process so
-/// far, by every store. For benchmarks: `benches/transfer.rs` reports them per GiB.
+/// far, by every store. For benchmarks: `benches/transfer/` reports them per GiB.
 #[doc(hidden)]
 pub fn process_fsyncs() -> u64 {
     PROCESS_FSYNCS.load(Ordering::Relaxed)

@@ -13,6 +13,7 @@ mod support;
 mod connectivity;
 mod control;
 mod events;
+mod races;
 mod redirects;
 mod restart;
 mod retention;
