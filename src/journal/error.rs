@@ -89,36 +89,33 @@ impl From<JournalError> for crate::Error {
 }
 
 impl fmt::Display for JournalError {
+    /// Short texts: the crate's [`crate::Error`], which every caller outside the journal
+    /// sees, words each with what to do.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // One wording for both: the crate's error says what to do.
-        let e = crate::Error::from(match self {
-            JournalError::Io { op, path, source } => JournalError::Io {
-                op,
-                path: path.clone(),
-                source: io::Error::new(source.kind(), source.to_string()),
-            },
-            JournalError::StoreLocked { path } => JournalError::StoreLocked { path: path.clone() },
+        match self {
+            JournalError::StoreLocked { path } => write!(f, "store {} is locked", path.display()),
             JournalError::JournalNotRecognized { path } => {
-                JournalError::JournalNotRecognized { path: path.clone() }
+                write!(f, "{} is not a journal", path.display())
             }
             JournalError::JournalVersion {
                 path,
                 found,
                 supported,
-            } => JournalError::JournalVersion {
-                path: path.clone(),
-                found: *found,
-                supported: *supported,
-            },
+            } => write!(
+                f,
+                "journal {} has version {found} (supported: {supported})",
+                path.display()
+            ),
             JournalError::JournalPoisoned { path } => {
-                JournalError::JournalPoisoned { path: path.clone() }
+                write!(f, "journal {} failed earlier", path.display())
             }
-            JournalError::RecordTooLarge { len, max } => JournalError::RecordTooLarge {
-                len: *len,
-                max: *max,
-            },
-        });
-        e.fmt(f)
+            JournalError::RecordTooLarge { len, max } => {
+                write!(f, "record of {len} bytes over the {max}-byte cap")
+            }
+            JournalError::Io { op, path, source } => {
+                write!(f, "could not {op} {}: {source}", path.display())
+            }
+        }
     }
 }
 

@@ -88,6 +88,7 @@ impl Scheduler {
     fn done(&mut self, id: UploadId, outcome: Outcome) {
         let Some(state) = self.machine_state(id) else {
             // Removed meanwhile: only its thread is left to reap.
+            self.rebounded.remove(&id);
             if let Some(r) = self.running.remove(&id) {
                 let _ = r.thread.join();
                 for reply in r.replies {
@@ -103,7 +104,7 @@ impl Scheduler {
             log::error!("worker of upload {id} panicked");
         }
         let waiting = r.replies;
-        let rebounded = self.rebounded.remove(&id);
+        let rebounded = self.rebounded.contains(&id);
         let (ending, ctx) = match outcome {
             _ if state.worker == Worker::Aborting => {
                 // The DELETE of a canceled upload: nothing to record.
@@ -158,9 +159,6 @@ impl Scheduler {
                 )
             }
         };
-        if rebounded {
-            self.rebounded.insert(id);
-        }
         let ctx = Context { waiting, ..ctx };
         // The machine decides from the state the upload was in while its worker ran.
         self.step_from(id, state, state::Event::Ended(ending), ctx);
