@@ -35,7 +35,18 @@ pub(crate) fn is_sensitive_header(name: &str) -> bool {
 
 /// The URL with its userinfo (`user:password@`) and query removed, for logs and errors:
 /// presigned URLs carry their credentials in the query.
+///
+/// A URL that holds an `@` but does not parse cleanly is not shown at all: where its
+/// userinfo ends cannot be known (a password may hold `/`, `?` or `#`), so any part of
+/// it could be a secret. One without an `@` has no userinfo and keeps its shape (minus
+/// the query), so that the error can still show what is wrong with it.
 pub(crate) fn redact_url(url: &str) -> String {
+    if url.contains('@') && !clear_userinfo(url) {
+        return format!(
+            "<a {}-byte URL that does not parse, not shown: it may hold credentials>",
+            url.len()
+        );
+    }
     let (scheme, rest) = match url.find("://") {
         Some(i) => (&url[..i + 3], &url[i + 3..]),
         None => ("", url),
@@ -53,6 +64,21 @@ pub(crate) fn redact_url(url: &str) -> String {
     format!("{scheme}{host}{path}")
 }
 
+/// Whether the userinfo of a URL that holds an `@` is where the URL says: it parses,
+/// its port (if any) is a number, and no `@` stands after its authority (a password
+/// with `/`, `?` or `#` in it would put one there).
+fn clear_userinfo(url: &str) -> bool {
+    let Ok(u) = url.parse::<ureq::http::Uri>() else {
+        return false;
+    };
+    let Some(authority) = u.authority() else {
+        return false;
+    };
+    let port_ok = authority.port().is_none() || authority.port_u16().is_some();
+    let after = u.path_and_query().map_or("", |p| p.as_str());
+    port_ok && !after.contains('@') && !url.contains('#')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +91,15 @@ mod tests {
         );
         assert_eq!(redact_url("http://h:80/x"), "http://h:80/x");
         assert_eq!(redact_url("garbage"), "garbage");
+        for bad in [
+            "http://user:PW1/PW2@h/x",
+            "http://user:PW1?PW2@h/x",
+            "http://user:PW1#PW2@h/x",
+            "http://u:PW1@[::1/x",
+        ] {
+            let r = redact_url(bad);
+            assert!(!r.contains("PW"), "{bad} -> {r}");
+        }
         assert!(is_sensitive_header("AUTHORIZATION"));
         assert!(!is_sensitive_header("Content-Type"));
     }

@@ -365,6 +365,21 @@ fn round(tmp: &Path, tag: &str) -> Round {
             "http://user:SECRETPW@127.0.0.1:99999/x?token=SECRETQ",
             &f,
         )),
+        // URLs that do not parse, with `/`, `?` or `#` inside the userinfo: nothing of
+        // the password may show (issue 16).
+        Ok(UploadRequest::put(
+            "http://user:pa/SECRETPW@127.0.0.1/x",
+            &f,
+        )),
+        Ok(UploadRequest::put(
+            "http://user:pa?SECRETPW@127.0.0.1/x",
+            &f,
+        )),
+        Ok(UploadRequest::put(
+            "http://user:pa#SECRETPW@127.0.0.1/x",
+            &f,
+        )),
+        Ok(UploadRequest::put("http://SECRETUSER:x@[::1/x", &f)),
     ];
     for r in refusals {
         let e = match r {
