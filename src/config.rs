@@ -35,6 +35,7 @@ pub struct Config {
     pub(crate) max_bandwidth: Option<u64>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) max_redirects: u32,
+    pub(crate) allow_https_downgrade: bool,
     pub(crate) user_agent: String,
     pub(crate) probe_timeout: Duration,
     pub(crate) probe_backoff_min: Duration,
@@ -75,6 +76,7 @@ impl Config {
             max_bandwidth: None,
             shutdown_timeout: Duration::from_secs(5),
             max_redirects: 5,
+            allow_https_downgrade: false,
             user_agent: concat!("background-transfer/", env!("CARGO_PKG_VERSION")).to_string(),
             probe_timeout: Duration::from_secs(3),
             probe_backoff_min: Duration::from_secs(2),
@@ -341,6 +343,14 @@ impl UploaderBuilder {
     /// Defaults to 5.
     pub fn max_redirects(mut self, n: u32) -> Self {
         self.config.max_redirects = n;
+        self
+    }
+    /// **Dangerous.** Lets an upload made over `https` continue over plain `http`: a
+    /// 307/308 redirect to an `http` URL, or a tus upload URL (`Location`) on `http`.
+    /// Either would send the whole file, and its headers, in cleartext. Refused with a
+    /// final [`crate::Error::Protocol`] unless this is set. Defaults to `false`.
+    pub fn allow_https_to_http(mut self, on: bool) -> Self {
+        self.config.allow_https_downgrade = on;
         self
     }
     /// The `User-Agent` header. Defaults to `background-transfer/<version>`.

@@ -23,6 +23,8 @@ pub(crate) struct Attempt<'a> {
     pub ctl: &'a Receiver<Control>,
     pub bandwidth: Option<&'a Bandwidth>,
     pub max_redirects: u32,
+    /// Follow a redirect from `https` to `http` (off unless the program opted in).
+    pub allow_downgrade: bool,
 }
 
 /// How it went.
@@ -63,24 +65,117 @@ pub(crate) fn same_origin(a: &str, b: &str) -> bool {
     }
 }
 
-/// Resolves a `Location` against the URL that sent it.
+/// Whether going from `from` to `to` leaves TLS (`https` to anything else).
+pub(crate) fn is_downgrade(from: &str, to: &str) -> bool {
+    let scheme = |u: &str| u.split(':').next().unwrap_or("").to_ascii_lowercase();
+    scheme(from) == "https" && scheme(to) != "https"
+}
+
+/// Resolves a `Location` against the URL that sent it, per RFC 3986 §5.2 (the
+/// fragment is dropped: it is never sent). `None` if the base is not an absolute URL.
 pub(crate) fn resolve(base: &str, location: &str) -> Option<String> {
-    if location.contains("://") {
-        return Some(location.to_string());
-    }
+    let location = location.split('#').next().unwrap_or("");
     let uri: Uri = base.parse().ok()?;
     let scheme = uri.scheme_str()?;
     let authority = uri.authority()?.as_str();
-    if let Some(rest) = location.strip_prefix("//") {
-        return Some(format!("{scheme}://{rest}"));
+    // A scheme: letters, digits, `+`, `-`, `.`, starting with a letter, before any of
+    // `/ ? #` (so `/next?u=http://x` is a path, not an absolute URL).
+    let has_scheme = location.find(':').is_some_and(|i| {
+        let s = &location[..i];
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    if has_scheme {
+        let (s, rest) = location.split_once(':')?;
+        return Some(match rest.strip_prefix("//") {
+            Some(r) => {
+                let (auth, path, query) = split_authority(r);
+                format!("{s}://{auth}{}{query}", remove_dot_segments(path))
+            }
+            None => {
+                let (path, query) = split_query(rest);
+                format!("{s}:{}{query}", remove_dot_segments(path))
+            }
+        });
     }
-    if location.starts_with('/') {
-        return Some(format!("{scheme}://{authority}{location}"));
+    if let Some(r) = location.strip_prefix("//") {
+        let (auth, path, query) = split_authority(r);
+        return Some(format!(
+            "{scheme}://{auth}{}{query}",
+            remove_dot_segments(path)
+        ));
     }
-    let path = uri.path();
-    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-    let dir = if dir.is_empty() { "/" } else { dir };
-    Some(format!("{scheme}://{authority}{dir}{location}"))
+    let (ref_path, ref_query) = split_query(location);
+    let (path, query) = if ref_path.is_empty() {
+        let base_query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+        let query = if ref_query.is_empty() {
+            base_query
+        } else {
+            ref_query.to_string()
+        };
+        (uri.path().to_string(), query)
+    } else if ref_path.starts_with('/') {
+        (remove_dot_segments(ref_path), ref_query.to_string())
+    } else {
+        // Merge: the base path up to its last `/`, then the reference.
+        let base_path = uri.path();
+        let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
+        let dir = if dir.is_empty() { "/" } else { dir };
+        (
+            remove_dot_segments(&format!("{dir}{ref_path}")),
+            ref_query.to_string(),
+        )
+    };
+    Some(format!("{scheme}://{authority}{path}{query}"))
+}
+
+/// `authority`, `path` and `?query` of what follows `//`.
+fn split_authority(r: &str) -> (&str, &str, &str) {
+    let end = r.find(['/', '?']).unwrap_or(r.len());
+    let (auth, rest) = r.split_at(end);
+    let (path, query) = split_query(rest);
+    (auth, path, query)
+}
+
+/// A path and its `?query` (with the `?`).
+fn split_query(r: &str) -> (&str, &str) {
+    match r.find('?') {
+        Some(i) => r.split_at(i),
+        None => (r, ""),
+    }
+}
+
+/// RFC 3986 §5.2.4.
+fn remove_dot_segments(path: &str) -> String {
+    let mut input = path;
+    let mut out: Vec<&str> = Vec::new();
+    // Each output segment keeps its leading `/`.
+    while !input.is_empty() {
+        if let Some(r) = input.strip_prefix("../") {
+            input = r;
+        } else if let Some(r) = input.strip_prefix("./") {
+            input = r;
+        } else if input.starts_with("/./") {
+            input = &input[2..];
+        } else if input == "/." {
+            input = "/";
+        } else if input.starts_with("/../") {
+            input = &input[3..];
+            out.pop();
+        } else if input == "/.." {
+            input = "/";
+            out.pop();
+        } else if input == "." || input == ".." {
+            input = "";
+        } else {
+            let start = usize::from(input.starts_with('/'));
+            let end = input[start..].find('/').map_or(input.len(), |i| i + start);
+            out.push(&input[..end]);
+            input = &input[end..];
+        }
+    }
+    out.concat()
 }
 
 /// Sends the request, calling `progress` with the body position as bytes go out.
@@ -169,6 +264,14 @@ pub(crate) fn send(a: Attempt<'_>, progress: &mut dyn FnMut(u64)) -> Sent {
         let Some(next) = location else {
             return refuse(format!("{status} redirect without a usable Location"));
         };
+        if is_downgrade(&url, &next) && !a.allow_downgrade {
+            return refuse(format!(
+                "the server redirected the {} from https to {}, which would send it in \
+                 cleartext; not followed (see UploaderBuilder::allow_https_to_http)",
+                a.method,
+                redact_url(&next)
+            ));
+        }
         hops += 1;
         if hops > a.max_redirects {
             return refuse(format!("more than {} redirects", a.max_redirects));
@@ -197,5 +300,62 @@ mod tests {
         assert_eq!(resolve(b, "c").unwrap(), "http://h:1/a/c");
         assert_eq!(resolve(b, "https://o/y").unwrap(), "https://o/y");
         assert_eq!(resolve(b, "//o2/z").unwrap(), "http://o2/z");
+        // A query that holds `://` is still a path reference (issue 16).
+        assert_eq!(
+            resolve(b, "/next?u=http://x").unwrap(),
+            "http://h:1/next?u=http://x"
+        );
+    }
+
+    /// RFC 3986 §5.4.1 and §5.4.2, the examples an HTTP `Location` can be (fragments
+    /// are dropped: they are never sent).
+    #[test]
+    fn rfc_3986_reference_resolution_examples() {
+        let base = "http://a/b/c/d;p?q";
+        for (reference, want) in [
+            ("g", "http://a/b/c/g"),
+            ("./g", "http://a/b/c/g"),
+            ("g/", "http://a/b/c/g/"),
+            ("/g", "http://a/g"),
+            ("//g", "http://g"),
+            ("?y", "http://a/b/c/d;p?y"),
+            ("g?y", "http://a/b/c/g?y"),
+            ("#s", "http://a/b/c/d;p?q"),
+            ("g#s", "http://a/b/c/g"),
+            (";x", "http://a/b/c/;x"),
+            ("g;x", "http://a/b/c/g;x"),
+            ("", "http://a/b/c/d;p?q"),
+            (".", "http://a/b/c/"),
+            ("./", "http://a/b/c/"),
+            ("..", "http://a/b/"),
+            ("../", "http://a/b/"),
+            ("../g", "http://a/b/g"),
+            ("../..", "http://a/"),
+            ("../../", "http://a/"),
+            ("../../g", "http://a/g"),
+            ("../../../g", "http://a/g"),
+            ("../../../../g", "http://a/g"),
+            ("/./g", "http://a/g"),
+            ("/../g", "http://a/g"),
+            ("g.", "http://a/b/c/g."),
+            (".g", "http://a/b/c/.g"),
+            ("g..", "http://a/b/c/g.."),
+            ("..g", "http://a/b/c/..g"),
+            ("./../g", "http://a/b/g"),
+            ("./g/.", "http://a/b/c/g/"),
+            ("g/./h", "http://a/b/c/g/h"),
+            ("g/../h", "http://a/b/c/h"),
+            ("g;x=1/./y", "http://a/b/c/g;x=1/y"),
+            ("g;x=1/../y", "http://a/b/c/y"),
+            ("g?y/./x", "http://a/b/c/g?y/./x"),
+            ("g?y/../x", "http://a/b/c/g?y/../x"),
+            ("http:g", "http:g"),
+        ] {
+            assert_eq!(
+                resolve(base, reference).as_deref(),
+                Some(want),
+                "{reference:?}"
+            );
+        }
     }
 }

@@ -18,7 +18,9 @@ use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
 use ureq::unversioned::transport::{ConnectProxyConnector, Connector, RustlsConnector};
 use ureq::Agent;
 
-pub(crate) use attempt::{resolve as resolve_location, same_origin, send, Attempt, Failed, Sent};
+pub(crate) use attempt::{
+    is_downgrade, resolve as resolve_location, same_origin, send, Attempt, Failed, Sent,
+};
 pub(crate) use body::BodyReader;
 pub(crate) use connector::connect;
 pub(crate) use resolver::LookupKind;

@@ -176,3 +176,62 @@ fn redirect_loops_stop_at_max_redirects() {
     assert!(reqs.iter().all(|r| r.method == "PUT" && r.sha256 == sha));
     up.shutdown().unwrap();
 }
+
+/// Issue 16: a 307/308 from `https` to `http`, and a tus upload URL on `http` for an
+/// upload made over `https`, would send the file in cleartext: refused with a final
+/// error, and nothing reaches the plain server, unless the program opted in.
+#[test]
+fn no_cleartext_after_tls_unless_opted_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = TestServer::start(Action::respond(201, "stored in cleartext"));
+    let tls = TestServer::start_tls(redirect(307, plain.url("/landed")));
+    let f = write_file(tmp.path(), "a", 100_000, 2);
+    let up = fast(&tmp.path().join("store"))
+        .add_root_certificate_pem(tls.ca_pem())
+        .open()
+        .unwrap();
+    let h = up
+        .create_upload(UploadRequest::put(tls.url("/start"), &f))
+        .unwrap();
+    let e = ended(&h, T).expect_err("refused");
+    assert!(
+        matches!(&e, Error::Protocol { message } if message.contains("cleartext")),
+        "{e:?}"
+    );
+    assert_eq!(h.progress().attempts, 0, "final: no retry spent");
+    assert_eq!(plain.request_count(), 0, "nothing went out in cleartext");
+
+    // A tus creation over https whose upload URL is on http.
+    tls.set_behavior(Action::Respond {
+        status: 201,
+        headers: vec![
+            ("Location".into(), plain.url("/files/1")),
+            ("Tus-Resumable".into(), "1.0.0".into()),
+        ],
+        body: Vec::new(),
+    });
+    let h = up
+        .create_upload(UploadRequest::put(tls.url("/files"), &f).tus(None))
+        .unwrap();
+    let e = ended(&h, T).expect_err("refused");
+    assert!(
+        matches!(&e, Error::Protocol { message } if message.contains("cleartext")),
+        "{e:?}"
+    );
+    assert_eq!(plain.request_count(), 0, "no PATCH or HEAD in cleartext");
+    up.shutdown().unwrap();
+
+    // Opted in (documented as dangerous): the redirect is followed.
+    tls.set_behavior(redirect(307, plain.url("/landed")));
+    let up = fast(&tmp.path().join("store2"))
+        .add_root_certificate_pem(tls.ca_pem())
+        .allow_https_to_http(true)
+        .open()
+        .unwrap();
+    let h = up
+        .create_upload(UploadRequest::put(tls.url("/start"), &f))
+        .unwrap();
+    let info = ended(&h, T).expect("followed");
+    assert_eq!(info.status, 201);
+    assert_eq!(plain.request_count(), 1);
+}

@@ -46,6 +46,7 @@ fn run_plain(job: &Job) -> Outcome {
             ctl: &job.ctl,
             bandwidth: job.bandwidth.as_deref(),
             max_redirects: job.config.max_redirects,
+            allow_downgrade: job.config.allow_https_downgrade,
         },
         &mut |pos| reporter.sent(pos),
     );

@@ -119,6 +119,7 @@ impl TusAttempt<'_> {
                 ctl: &self.job.ctl,
                 bandwidth: self.job.bandwidth.as_deref(),
                 max_redirects: self.job.config.max_redirects,
+                allow_downgrade: self.job.config.allow_https_downgrade,
             },
             &mut |pos| reporter.sent(pos),
         )
@@ -196,6 +197,14 @@ impl TusAttempt<'_> {
                 "201 Created without a usable Location".into(),
             )));
         };
+        if http::is_downgrade(&endpoint, &location) && !self.job.config.allow_https_downgrade {
+            return Err(Box::new(protocol(format!(
+                "the tus server created the upload at {}, on plain http, for an upload made \
+                 over https: it would be sent in cleartext (see \
+                 UploaderBuilder::allow_https_to_http)",
+                crate::redact::redact_url(&location)
+            ))));
+        }
         self.journal_url(Some(location.clone()))?;
         log::info!("upload {}: tus upload created", self.job.id);
         Ok(location)
