@@ -90,11 +90,9 @@ impl fmt::Display for ConnectTimedOut {
 
 impl std::error::Error for ConnectTimedOut {}
 
-/// `EINPROGRESS`: a non-blocking connect that has started.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-const EINPROGRESS: i32 = 115;
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-const EINPROGRESS: i32 = 36;
+/// `EINPROGRESS`: a non-blocking connect that has started. The platform's own value
+/// (115 on most Linux targets, 150 on MIPS, 36 on the BSDs and macOS).
+const EINPROGRESS: i32 = libc::EINPROGRESS;
 
 /// One connect with a timeout, keepalive and `TCP_USER_TIMEOUT`. It is made without
 /// blocking and watched, so that `stop` (a pause, cancel or shutdown) ends it at once
@@ -284,5 +282,24 @@ impl fmt::Debug for SocketTransport {
 impl Drop for SocketTransport {
     fn drop(&mut self) {
         let _ = self.stream.0.shutdown(Shutdown::Both);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A connect in progress is recognised by the platform's constant, not a number
+    /// that holds on x86 and ARM only (on MIPS, OpenWrt's routers, it is 150).
+    #[test]
+    fn einprogress_is_the_platforms() {
+        assert_eq!(super::EINPROGRESS, libc::EINPROGRESS);
+        #[cfg(all(target_os = "linux", any(target_arch = "mips", target_arch = "mips64")))]
+        assert_eq!(super::EINPROGRESS, 150);
+        #[cfg(all(
+            target_os = "linux",
+            any(target_arch = "x86_64", target_arch = "aarch64")
+        ))]
+        assert_eq!(super::EINPROGRESS, 115);
+        let e = std::io::Error::from_raw_os_error(libc::EINPROGRESS);
+        assert_eq!(e.raw_os_error(), Some(super::EINPROGRESS));
     }
 }
