@@ -28,7 +28,7 @@
 //!         .priority(Priority::High)
 //!         .group("photos"),
 //! )?; // durable on disk when this returns
-//! let info = op.wait()?; // or op.events(): a crossbeam Receiver<Event>
+//! let info = op.wait()?; // or op.events(): the upload's stream of events
 //! println!("HTTP {}", info.status);
 //! let mut body = String::new();
 //! std::io::Read::read_to_string(&mut op.response_body()?, &mut body)?;
@@ -205,6 +205,7 @@ mod bandwidth;
 mod command;
 mod config;
 mod error;
+mod events;
 mod http;
 #[doc(hidden)]
 pub mod journal;
@@ -232,6 +233,7 @@ pub use config::{Config, UploaderBuilder};
 struct ReadmeDoctests;
 
 pub use error::Error;
+pub use events::{Events, RecvError, RecvTimeoutError, TryRecvError};
 pub use journal::Recovery;
 pub use model::TimeoutPhase;
 pub use progress::{CostPolicy, Event, Priority, Progress, ResponseInfo, Status};

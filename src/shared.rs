@@ -10,6 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use crossbeam_channel::Sender;
 
 use crate::command::Command;
+use crate::events::EventSender;
 use crate::journal::UploadState;
 use crate::model::{Failure, UploadId};
 use crate::progress::{Event, Progress, ResponseInfo};
@@ -34,7 +35,7 @@ pub(crate) struct Cell {
     pub info: RequestInfo,
     pub snap: Mutex<Snapshot>,
     pub changed: Condvar,
-    pub subscribers: Mutex<Vec<Sender<Event>>>,
+    pub subscribers: Mutex<Vec<EventSender>>,
 }
 
 /// The latest published state of an upload.
@@ -87,7 +88,7 @@ impl Cell {
             f(&mut s);
             let ev = event(s.progress.clone());
             let mut subscribers = lock(&self.subscribers);
-            subscribers.retain(|tx| tx.send(ev.clone()).is_ok());
+            subscribers.retain(|tx| tx.send(ev.clone()));
             if s.removed || matches!(&ev, Event::StatusChanged(p) if p.status.is_final()) {
                 // No event follows a final status: end the streams, so that a
                 // `for ev in upload.events()` loop ends too.

@@ -5,9 +5,10 @@ use std::fs::File;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, unbounded, Receiver};
+use crossbeam_channel::bounded;
 
 use crate::command::{Command, Op};
+use crate::events::{self, Events};
 use crate::model::UploadId;
 use crate::progress::{Event, Progress, ResponseInfo};
 use crate::shared::{lock, Cell, Shared, Snapshot};
@@ -152,16 +153,15 @@ impl Upload {
     /// already ended, one `StatusChanged` with its final state is delivered at once.
     /// The stream ends (the receiver disconnects) after the final `StatusChanged`, or
     /// when the upload is removed.
-    pub fn events(&self) -> Receiver<Event> {
-        let (tx, rx) = unbounded();
+    pub fn events(&self) -> Events {
         // Under the snapshot's lock, which `Cell::update` holds while it sends: no
         // change can slip between this read and the subscription.
         let snap = lock(&self.cell.snap);
         if snap.progress.status.is_final() || snap.removed {
-            let _ = tx.send(Event::StatusChanged(snap.progress.clone()));
-        } else {
-            lock(&self.cell.subscribers).push(tx);
+            return Events::ended_with(Event::StatusChanged(snap.progress.clone()));
         }
+        let (tx, rx) = events::stream();
+        lock(&self.cell.subscribers).push(tx);
         drop(snap);
         rx
     }

@@ -4,14 +4,14 @@
 use std::time::{Duration, Instant};
 
 use background_transfer::{Error, Event, Status, UploadRequest};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use background_transfer::{Events, RecvTimeoutError};
 
 use crate::support::{fast, sha256_file, wait_for, write_file, Action, Behavior, TestServer};
 
 const T: Duration = Duration::from_secs(20);
 
 /// Every event until the first final `StatusChanged` (bounded in time).
-fn until_final(rx: &Receiver<Event>) -> Vec<Event> {
+fn until_final(rx: &Events) -> Vec<Event> {
     let deadline = Instant::now() + T;
     let mut out = Vec::new();
     loop {
@@ -214,5 +214,62 @@ fn wait_timeout_is_none_until_the_end_and_clones_see_the_same_state() {
     let r = &server.requests()[0];
     assert!(r.complete);
     assert_eq!(r.sha256, sha256_file(&f));
+    up.shutdown().unwrap();
+}
+
+/// Role of the child that measures an unread receiver's memory alone in its process.
+pub const UNREAD_CHILD_ENV: &str = "BGXFER_EVENTS_UNREAD_CHILD";
+
+/// Issue 16: an `events()` receiver that is held but never read stays bounded: progress
+/// is coalesced into the latest, status changes are kept. A 1 GiB upload with progress
+/// reported at every buffer grows the process by under 1 MiB.
+#[test]
+fn an_unread_receiver_stays_bounded() {
+    crate::support::child::run_alone(UNREAD_CHILD_ENV);
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The child's body for [`an_unread_receiver_stays_bounded`].
+pub fn unread_child_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start(Action::ok());
+    let up = fast(&tmp.path().join("store"))
+        .progress_interval(Duration::ZERO)
+        .buffer_size(64 * 1024)
+        .open()
+        .unwrap();
+    let f = crate::support::sparse_file(tmp.path(), "big", 1 << 30);
+    // Warm up: one small upload, so that the first-use allocations are behind us.
+    let small = write_file(tmp.path(), "small", 1 << 20, 1);
+    let h = up
+        .create_upload(UploadRequest::put(server.url("/warm"), &small))
+        .unwrap();
+    h.wait_timeout(T).unwrap().unwrap();
+    let before = rss_kib();
+    let h = up
+        .create_upload(UploadRequest::put(server.url("/big"), &f))
+        .unwrap();
+    let unread = h.events();
+    h.wait_timeout(Duration::from_secs(120)).unwrap().unwrap();
+    let after = rss_kib();
+    let queued = unread.try_iter().count();
+    eprintln!(
+        "unread receiver over 1 GiB: RSS {before} KiB -> {after} KiB (+{} KiB), {queued} events queued",
+        after.saturating_sub(before)
+    );
+    assert!(
+        after.saturating_sub(before) < 1024,
+        "RSS grew {} KiB",
+        after - before
+    );
+    assert!(queued < 64, "{queued} events were kept");
     up.shutdown().unwrap();
 }

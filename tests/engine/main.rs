@@ -35,5 +35,6 @@ fn child_process() {
     support::child::dispatch(&[
         (restart::CHILD_ENV, restart::child_process),
         (threads::CHILD_ENV, threads::child_process),
+        (events::UNREAD_CHILD_ENV, events::unread_child_process),
     ]);
 }
