@@ -34,6 +34,7 @@ pub struct Config {
     pub(crate) checkpoint_bytes: u64,
     pub(crate) max_bandwidth: Option<u64>,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) resolve_timeout: Duration,
     pub(crate) max_redirects: u32,
     pub(crate) allow_https_downgrade: bool,
     pub(crate) user_agent: String,
@@ -75,6 +76,7 @@ impl Config {
             checkpoint_bytes: 16 * 1024 * 1024,
             max_bandwidth: None,
             shutdown_timeout: Duration::from_secs(5),
+            resolve_timeout: Duration::from_secs(30),
             max_redirects: 5,
             allow_https_downgrade: false,
             user_agent: concat!("background-transfer/", env!("CARGO_PKG_VERSION")).to_string(),
@@ -101,6 +103,10 @@ impl Config {
     /// Size of the one buffer each worker streams its body through.
     pub fn buffer_size(&self) -> usize {
         self.buffer_size
+    }
+    /// Longest wait for a host name to resolve.
+    pub fn resolve_timeout(&self) -> Duration {
+        self.resolve_timeout
     }
     /// Longest wait for a TCP connection.
     pub fn connect_timeout(&self) -> Duration {
@@ -202,6 +208,13 @@ impl UploaderBuilder {
     /// within one buffer. Defaults to 64 KiB. Clamped to 4 KiB..=4 MiB.
     pub fn buffer_size(mut self, bytes: usize) -> Self {
         self.config.buffer_size = bytes.clamp(4096, 4 << 20);
+        self
+    }
+    /// Longest wait for a host name to resolve. A lookup that takes longer counts as
+    /// offline (no retry is spent), and a pause, cancel or shutdown never waits for one.
+    /// Defaults to 30 seconds (the system resolver's own wait for one name server).
+    pub fn resolve_timeout(mut self, t: Duration) -> Self {
+        self.config.resolve_timeout = t;
         self
     }
     /// Longest wait for a TCP connection. Defaults to 5 minutes (WinRT's value).
@@ -333,8 +346,10 @@ impl UploaderBuilder {
         self.config.max_bandwidth = bytes_per_sec.filter(|&b| b > 0);
         self
     }
-    /// Longest `shutdown()` (and `Drop`) waits for workers to stop by themselves before
-    /// it interrupts their sockets. Defaults to 5 seconds.
+    /// How long `shutdown()` (and `Drop`) waits for stopped workers to report; past it,
+    /// as long again for the slow ones, and then it returns and leaves any that are
+    /// still stuck (outside the network: a hung file system) to end on their own.
+    /// Nothing persisted is lost either way. Defaults to 5 seconds.
     pub fn shutdown_timeout(mut self, t: Duration) -> Self {
         self.config.shutdown_timeout = t;
         self

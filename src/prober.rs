@@ -7,7 +7,8 @@
 //! accepts the connection is online, even if it then answers 503.
 
 use std::collections::BTreeMap;
-use std::net::ToSocketAddrs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -39,6 +40,8 @@ pub(crate) struct Prober {
     pub backoff_max: Duration,
     /// Probe these instead of the watched hosts: any answer means all are online.
     pub targets: Option<Vec<String>>,
+    /// Set when the uploader stops: a probe in progress (a lookup, a connect) ends.
+    pub stop: Arc<AtomicBool>,
 }
 
 struct Watch {
@@ -46,15 +49,17 @@ struct Watch {
     backoff: Duration,
 }
 
-/// Whether `target` (`host:port`) accepts a TCP connection within `timeout`.
-pub(crate) fn reachable(target: &str, timeout: Duration) -> bool {
-    let Ok(addrs) = target.to_socket_addrs() else {
+/// Whether `target` (`host:port`) resolves and accepts a TCP connection, each within
+/// `timeout`; `stop` ends either wait at once.
+pub(crate) fn reachable(target: &str, timeout: Duration, stop: &AtomicBool) -> bool {
+    let Ok(addrs) = crate::http::lookup(target, timeout, Some(stop)) else {
         return false;
     };
     addrs.into_iter().any(|a| {
-        crate::http::connect(a, timeout, timeout, None)
-            .map(|s| drop(s.shutdown(std::net::Shutdown::Both)))
-            .is_ok()
+        !stop.load(Ordering::SeqCst)
+            && crate::http::connect(a, timeout, timeout, Some(stop))
+                .map(|s| drop(s.shutdown(std::net::Shutdown::Both)))
+                .is_ok()
     })
 }
 
@@ -105,7 +110,10 @@ impl Prober {
         }
         let up: Vec<String> = match &self.targets {
             Some(targets) => {
-                if targets.iter().any(|t| reachable(t, self.timeout)) {
+                if targets
+                    .iter()
+                    .any(|t| reachable(t, self.timeout, &self.stop))
+                {
                     watched.keys().cloned().collect()
                 } else {
                     Vec::new()
@@ -113,7 +121,8 @@ impl Prober {
             }
             None => due
                 .iter()
-                .filter(|h| reachable(h, self.timeout))
+                .filter(|_| !self.stop.load(Ordering::SeqCst))
+                .filter(|h| reachable(h, self.timeout, &self.stop))
                 .cloned()
                 .collect(),
         };

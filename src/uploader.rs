@@ -38,6 +38,8 @@ pub enum GroupBehavior {
 pub struct Uploader {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// Ends a probe in progress when the uploader stops.
+    probe_stop: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Uploader {
@@ -70,6 +72,7 @@ impl Uploader {
         let (tx, rx) = unbounded();
         let (probe_tx, probe_rx) = unbounded();
         let (event_tx, event_rx) = unbounded();
+        let probe_stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             tx: tx.clone(),
             cells: Default::default(),
@@ -86,6 +89,7 @@ impl Uploader {
             backoff_min: config.probe_backoff_min,
             backoff_max: config.probe_backoff_max,
             targets: config.probe_targets.clone(),
+            stop: probe_stop.clone(),
         };
         let prober = std::thread::Builder::new()
             .name("bgxfer-prober".into())
@@ -120,6 +124,7 @@ impl Uploader {
         Ok(Uploader {
             shared,
             threads: vec![scheduler, prober],
+            probe_stop,
         })
     }
 
@@ -300,6 +305,7 @@ impl Uploader {
             let _ = rx.recv();
         }
         self.shared.closed.store(true, Ordering::SeqCst);
+        self.probe_stop.store(true, Ordering::SeqCst);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

@@ -73,7 +73,10 @@ fn upload_child() {
 #[test]
 #[ignore = "child-process entry point: run by support::child::command()"]
 fn child_process() {
-    child::dispatch(&[(CHILD_ENV, upload_child)]);
+    child::dispatch(&[
+        (CHILD_ENV, upload_child),
+        (HANG_CHILD_ENV, hanging_resolver_child),
+    ]);
 }
 
 /// Starts the uploading child inside the client namespace.
@@ -328,4 +331,107 @@ fn four_dead_zones_spend_no_retry() {
         sha256_file(nginx.root().join("dz/a.bin")),
         sha256_file(&file)
     );
+}
+
+const HANG_CHILD_ENV: &str = "BGXFER_NETFAULTS_HANG_CHILD";
+
+/// Child side of [`a_resolver_that_never_answers_costs_neither_pause_nor_shutdown`]: a
+/// name server on 127.0.0.1:53 (this namespace's resolver) that reads every query and
+/// answers none. Prints `STOPPED <ms>` (pause, then shutdown, of an upload waiting for
+/// its name) and `OFFLINE <ms> <attempts>` (an upload with a 2 s resolve timeout).
+fn hanging_resolver_child() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:53").expect("bind 127.0.0.1:53");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while silent.recv(&mut buf).is_ok() {}
+    });
+    let dir = std::path::PathBuf::from(std::env::var(HANG_CHILD_ENV).unwrap());
+    let file = dir.join("f.bin");
+    std::fs::write(&file, [7u8; 4096]).unwrap();
+
+    let up = Uploader::builder().store_dir(dir.join("a")).open().unwrap();
+    let h = up
+        .create_upload(UploadRequest::put("http://hang.bgx.test:8080/x", &file))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.status() != Status::Running && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The worker is now inside the lookup that never ends.
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    h.pause().unwrap();
+    up.shutdown().unwrap();
+    child::mark(format_args!("STOPPED {}", started.elapsed().as_millis()));
+
+    let up = Uploader::builder()
+        .store_dir(dir.join("b"))
+        .resolve_timeout(Duration::from_secs(2))
+        .probe_backoff(Duration::from_secs(30), Duration::from_secs(60))
+        .open()
+        .unwrap();
+    let started = Instant::now();
+    let h = up
+        .create_upload(UploadRequest::put("http://hang.bgx.test:8080/x", &file))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.status() != Status::PausedNoNetwork && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child::mark(format_args!(
+        "OFFLINE {} {}",
+        started.elapsed().as_millis(),
+        h.progress().attempts
+    ));
+    let started = Instant::now();
+    up.shutdown().unwrap();
+    child::mark(format_args!("SHUTDOWN {}", started.elapsed().as_millis()));
+}
+
+/// Issue 16: a name server that never answers (the system resolver waits 30 s a try)
+/// must not hold up a pause or a shutdown, which return within 1 s; and a lookup gives
+/// up at the resolve timeout as offline, with no attempt spent.
+#[test]
+fn a_resolver_that_never_answers_costs_neither_pause_nor_shutdown() {
+    const TEST: &str = "a_resolver_that_never_answers_costs_neither_pause_nor_shutdown";
+    let Some(pair) = NetPair::create(TEST, 33, true) else {
+        return;
+    };
+    pair.client_resolver_with("127.0.0.1", "options timeout:30 attempts:2");
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = NetPair::exec(&pair.client, child::exe());
+    let mut child = ChildProcess::spawn(&mut child::command_in(cmd, HANG_CHILD_ENV, dir.path()));
+    let ms = |line: Option<String>, what: &str| -> Vec<u64> {
+        let line = line.unwrap_or_else(|| panic!("no {what} line"));
+        line.split(' ')
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect()
+    };
+    let stopped = ms(
+        child.wait_for_line("STOPPED", Duration::from_secs(60)),
+        "STOPPED",
+    );
+    let offline = ms(
+        child.wait_for_line("OFFLINE", Duration::from_secs(60)),
+        "OFFLINE",
+    );
+    let shutdown = ms(
+        child.wait_for_line("SHUTDOWN", Duration::from_secs(60)),
+        "SHUTDOWN",
+    );
+    eprintln!(
+        "hanging resolver: pause + shutdown {} ms; offline after {} ms with {} attempts; shutdown {} ms",
+        stopped[0], offline[0], offline[1], shutdown[0]
+    );
+    assert!(
+        stopped[0] < 1000,
+        "pause and shutdown took {} ms",
+        stopped[0]
+    );
+    assert!(
+        (1500..10_000).contains(&offline[0]) && offline[1] == 0,
+        "{offline:?}"
+    );
+    assert!(shutdown[0] < 1000, "shutdown took {} ms", shutdown[0]);
 }

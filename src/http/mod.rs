@@ -23,7 +23,7 @@ pub(crate) use attempt::{
 };
 pub(crate) use body::BodyReader;
 pub(crate) use connector::connect;
-pub(crate) use resolver::LookupKind;
+pub(crate) use resolver::{lookup, LookupKind};
 pub(crate) use response::{answer, StoredResponse};
 pub(crate) use wire::WireError;
 
@@ -105,6 +105,7 @@ pub(crate) fn agent(
         .timeout_recv_body(Some(config.response_timeout))
         .tls_config(tls.build())
         .build();
+    let stop_for_resolver = stop.clone();
     let connector = ()
         .chain(ConnectProxyConnector::default())
         .chain(connector::SocketConnector {
@@ -116,7 +117,10 @@ pub(crate) fn agent(
     Ok(Agent::with_parts(
         ucfg,
         connector,
-        resolver::MarkedResolver::default(),
+        resolver::MarkedResolver {
+            timeout: config.resolve_timeout,
+            stop: stop_for_resolver,
+        },
     ))
 }
 

@@ -3,6 +3,10 @@
 
 use std::fmt;
 use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use ureq::config::Config as UreqConfig;
 use ureq::http::Uri;
@@ -58,44 +62,117 @@ impl fmt::Display for LookupFailed {
 
 impl std::error::Error for LookupFailed {}
 
-/// ureq's default resolver, with failures turned into [`LookupFailed`].
-#[derive(Debug, Default)]
-pub(crate) struct MarkedResolver(DefaultResolver);
+/// Resolves `host:port` with the system resolver on a thread of its own, waiting at
+/// most `timeout` and giving up at once when `stop` is set: `getaddrinfo` has no
+/// timeout and cannot be interrupted, and a name server that never answers holds it
+/// for the system's full wait (30 s a try). A lookup given up on finishes on its own
+/// thread, which then ends.
+pub(crate) fn lookup(
+    host_port: &str,
+    timeout: Duration,
+    stop: Option<&AtomicBool>,
+) -> Result<Vec<SocketAddr>, Lookup> {
+    let (tx, rx) = mpsc::channel();
+    let name = host_port.to_string();
+    let spawned = std::thread::Builder::new()
+        .name("bgxfer-resolve".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let _ = tx.send(name.to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
+        });
+    if let Err(e) = spawned {
+        return Err(Lookup::Failed(e));
+    }
+    let deadline = Instant::now().checked_add(timeout);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(r) => return r.map_err(Lookup::Failed),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Lookup::Failed(io::Error::other("the lookup thread died")))
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            return Err(Lookup::Stopped);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Lookup::TimedOut);
+        }
+    }
+}
+
+/// How a [`lookup`] failed.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    /// The resolver's own error.
+    Failed(io::Error),
+    /// No answer within the timeout.
+    TimedOut,
+    /// The transfer was stopped meanwhile.
+    Stopped,
+}
+
+/// The resolver for ureq: [`lookup`], with failures turned into [`LookupFailed`].
+#[derive(Debug)]
+pub(crate) struct MarkedResolver {
+    pub timeout: Duration,
+    pub stop: Arc<AtomicBool>,
+}
 
 impl Resolver for MarkedResolver {
     fn resolve(
         &self,
         uri: &Uri,
         config: &UreqConfig,
-        timeout: NextTimeout,
+        _timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let host = || uri.host().unwrap_or_default().to_string();
-        match self.0.resolve(uri, config, timeout) {
-            Err(ureq::Error::Io(e)) => {
+        let host = uri.host().unwrap_or_default().to_string();
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err(ureq::Error::BadUri(format!("{uri} is not an absolute URL")));
+        };
+        let Some(host_port) = DefaultResolver::host_and_port(scheme, authority) else {
+            return Err(ureq::Error::BadUri(format!("no port for {uri}")));
+        };
+        let addrs = match lookup(&host_port, self.timeout, Some(&self.stop)) {
+            Ok(a) => a,
+            Err(Lookup::Stopped) => {
+                return Err(ureq::Error::Io(io::Error::new(
+                    io::ErrorKind::Interrupted,
+                    "lookup stopped",
+                )))
+            }
+            Err(Lookup::TimedOut) => return Err(ureq::Error::Timeout(ureq::Timeout::Resolve)),
+            Err(Lookup::Failed(e)) => {
                 let message = e.to_string();
                 let message = message
                     .strip_prefix("failed to lookup address information: ")
                     .unwrap_or(&message)
                     .to_string();
-                Err(ureq::Error::Io(io::Error::new(
+                return Err(ureq::Error::Io(io::Error::new(
                     e.kind(),
                     LookupFailed {
-                        host: host(),
+                        host,
                         kind: LookupKind::of(&message),
                         message,
                     },
-                )))
+                )));
             }
-            Err(ureq::Error::HostNotFound) => Err(ureq::Error::Io(io::Error::new(
+        };
+        let mut result = self.empty();
+        for a in config.ip_family().keep_wanted(addrs.into_iter()).take(16) {
+            result.push(a);
+        }
+        if result.is_empty() {
+            return Err(ureq::Error::Io(io::Error::new(
                 io::ErrorKind::NotFound,
                 LookupFailed {
-                    host: host(),
+                    host,
                     kind: LookupKind::NotFound,
                     message: "no address for this name".into(),
                 },
-            ))),
-            other => other,
+            )));
         }
+        Ok(result)
     }
 }
 

@@ -346,14 +346,29 @@ impl Scheduler {
         let deadline = Instant::now()
             .checked_add(self.config.shutdown_timeout)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-        // Every worker's report is handled, also after the deadline: its Done may carry
-        // a completion that must be recorded, and a tus worker may be waiting for the
-        // journal to take its upload URL. Its sockets and any connect in progress have
-        // been stopped, so a worker still running at the deadline is about to report;
-        // only something outside the network (a hung file system) could keep it.
+        // Every worker's report is handled until the hard deadline, twice the timeout:
+        // its Done may carry a completion that must be recorded, and a tus worker may be
+        // waiting for the journal to take its upload URL. Its sockets, any connect and
+        // any name lookup have been stopped, so a worker still running at the timeout is
+        // about to report; only something outside the network (a hung file system)
+        // could keep it. Past the hard deadline it is left to end on its own: nothing
+        // persisted is lost (its upload reads back as interrupted, like after a crash).
+        let hard = deadline
+            .checked_add(self.config.shutdown_timeout)
+            .unwrap_or(deadline);
         let mut warned = false;
         while !self.running.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let now = Instant::now();
+            if now >= hard {
+                let ids: Vec<UploadId> = self.running.keys().copied().collect();
+                log::error!(
+                    "shutdown: leaving {} worker(s) that did not stop in time (uploads {ids:?}); \
+                     they end on their own, and their uploads continue at the next open",
+                    ids.len()
+                );
+                break;
+            }
+            let left = deadline.saturating_duration_since(now);
             let msg = if left.is_zero() {
                 if !warned {
                     warned = true;
@@ -362,7 +377,10 @@ impl Scheduler {
                         self.running.len()
                     );
                 }
-                self.next(Duration::from_secs(1))
+                self.next(
+                    hard.saturating_duration_since(now)
+                        .min(Duration::from_secs(1)),
+                )
             } else {
                 self.next(left)
             };

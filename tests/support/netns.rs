@@ -153,10 +153,15 @@ impl NetPair {
 
     /// Makes `ip netns exec <client>` use `nameserver` as its resolver.
     pub fn client_resolver(&self, nameserver: &str) {
+        self.client_resolver_with(nameserver, "options timeout:1 attempts:1");
+    }
+
+    /// [`NetPair::client_resolver`] with `options` of its own.
+    pub fn client_resolver_with(&self, nameserver: &str, options: &str) {
         std::fs::create_dir_all(&self.etc_dir).unwrap();
         std::fs::write(
             self.etc_dir.join("resolv.conf"),
-            format!("nameserver {nameserver}\noptions timeout:1 attempts:1\n"),
+            format!("nameserver {nameserver}\n{options}\n"),
         )
         .unwrap();
     }
