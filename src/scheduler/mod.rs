@@ -10,7 +10,7 @@ mod recovery;
 mod state;
 mod transfers;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -88,6 +88,11 @@ pub(crate) struct Scheduler {
     rebounded: HashSet<UploadId>,
     /// A journal write failed: nothing can be recorded until the store is reopened.
     journal_failed: bool,
+    /// The uploads whose status is `Queued`: what scheduling looks at, so that the work
+    /// per message does not grow with the uploads the store retains. Kept by `commit`.
+    queued: BTreeSet<UploadId>,
+    /// Each upload's `host:port`, parsed once (at create or open).
+    hosts: HashMap<UploadId, String>,
 }
 
 /// Longest the loop sleeps: batched journal records are fsynced at this pace.
@@ -134,6 +139,8 @@ impl Scheduler {
             shutting_down: false,
             rebounded: HashSet::new(),
             journal_failed: false,
+            queued: BTreeSet::new(),
+            hosts: HashMap::new(),
         }
     }
 
@@ -221,7 +228,9 @@ impl Scheduler {
     /// Commits a record; a failure is logged (the journal is then poisoned and every
     /// later commit fails the same way, so nothing is silently half-written).
     fn commit(&mut self, record: Entry, durability: Durability) -> Result<(), Error> {
+        let id = record.id();
         let committed = self.store.commit(record, durability);
+        self.index(id);
         if let Err(e) = &committed {
             log::error!("journal write failed: {e}; the store must be reopened");
             // A record over the size cap is refused before anything is written.
@@ -230,6 +239,31 @@ impl Scheduler {
             }
         }
         committed
+    }
+
+    /// Brings the scheduling index up to date for `id` after a change.
+    pub(super) fn index(&mut self, id: UploadId) {
+        match self.store.state().uploads.get(&id) {
+            Some(u) => {
+                if u.status == Status::Queued {
+                    self.queued.insert(id);
+                } else {
+                    self.queued.remove(&id);
+                }
+                if u.status.is_final() {
+                    self.hosts.remove(&id);
+                } else if let std::collections::hash_map::Entry::Vacant(slot) = self.hosts.entry(id)
+                {
+                    if let Some(h) = host_key(&u.request.url) {
+                        slot.insert(h);
+                    }
+                }
+            }
+            None => {
+                self.queued.remove(&id);
+                self.hosts.remove(&id);
+            }
+        }
     }
 
     /// After a failed journal write or fsync nothing can be recorded any more: the

@@ -28,6 +28,8 @@ pub(crate) struct Ctx<'a> {
     pub groups: &'a HashMap<String, GroupBehavior>,
     pub costed: bool,
     pub offline: &'a HashSet<String>,
+    /// Each upload's `host:port`, parsed once.
+    pub hosts: &'a HashMap<UploadId, String>,
 }
 
 /// Whether `u` could start now, ignoring the concurrency limit.
@@ -38,7 +40,11 @@ pub(crate) fn may_start(u: &UploadState, state: &State, ctx: &Ctx) -> bool {
     if ctx.costed && u.request.cost == CostPolicy::UnrestrictedOnly {
         return false;
     }
-    if host_key(&u.request.url).is_some_and(|h| ctx.offline.contains(&h)) {
+    if ctx
+        .hosts
+        .get(&u.id)
+        .is_some_and(|h| ctx.offline.contains(h))
+    {
         return false;
     }
     if let Some(g) = &u.request.group {
@@ -57,11 +63,15 @@ pub(crate) fn may_start(u: &UploadState, state: &State, ctx: &Ctx) -> bool {
     true
 }
 
-/// The best upload to start now, if any.
-pub(crate) fn next(state: &State, ctx: &Ctx) -> Option<UploadId> {
-    state
-        .uploads
-        .values()
+/// The best upload to start now among the `queued` ones, if any.
+pub(crate) fn next(
+    queued: &std::collections::BTreeSet<UploadId>,
+    state: &State,
+    ctx: &Ctx,
+) -> Option<UploadId> {
+    queued
+        .iter()
+        .filter_map(|id| state.uploads.get(id))
         .filter(|u| may_start(u, state, ctx))
         .max_by_key(|u| key(u))
         .map(|u| u.id)

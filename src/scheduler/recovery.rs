@@ -16,6 +16,17 @@ impl Scheduler {
     /// not idempotent ends in `Error` because it may have reached the server. Waiting
     /// states are re-evaluated from scratch.
     pub(super) fn recover(&mut self) {
+        let unfinished: Vec<UploadId> = self
+            .store
+            .state()
+            .uploads
+            .values()
+            .filter(|u| !u.status.is_final())
+            .map(|u| u.id)
+            .collect();
+        for id in unfinished {
+            self.index(id);
+        }
         let fixes: Vec<(UploadId, Status, u32, bool)> = self
             .store
             .state()

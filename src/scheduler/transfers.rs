@@ -18,7 +18,7 @@ use crate::Status;
 
 use super::effects::Context;
 use super::state::{self, Event as On, StopReason};
-use super::{host_key, policy, Running, Scheduler};
+use super::{policy, Running, Scheduler};
 
 impl Scheduler {
     /// Stops a running worker for `reason` (journal failure): the machine's rule for
@@ -64,8 +64,9 @@ impl Scheduler {
                 groups: &self.groups,
                 costed: self.costed,
                 offline: &self.offline,
+                hosts: &self.hosts,
             };
-            let Some(id) = policy::next(self.store.state(), &ctx) else {
+            let Some(id) = policy::next(&self.queued, self.store.state(), &ctx) else {
                 return;
             };
             self.step(id, On::Start, Context::default());
@@ -75,16 +76,20 @@ impl Scheduler {
     /// Queued uploads to a host known to be unreachable wait as `PausedNoNetwork`, and
     /// ones that may not use a costed network as `PausedCostedNetwork`.
     pub(super) fn park_offline(&mut self) {
+        let state = self.store.state();
         let parked: Vec<(UploadId, On)> = self
-            .store
-            .state()
-            .uploads
-            .values()
+            .queued
+            .iter()
+            .filter_map(|id| state.uploads.get(id))
             .filter(|u| u.status == Status::Queued && !self.running.contains_key(&u.id))
             .filter_map(|u| {
                 if self.costed && u.request.cost == crate::CostPolicy::UnrestrictedOnly {
                     Some((u.id, On::Costed(true)))
-                } else if host_key(&u.request.url).is_some_and(|h| self.offline.contains(&h)) {
+                } else if self
+                    .hosts
+                    .get(&u.id)
+                    .is_some_and(|h| self.offline.contains(h))
+                {
                     Some((u.id, On::HostOffline))
                 } else {
                     None

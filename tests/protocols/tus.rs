@@ -517,7 +517,10 @@ fn chunks_are_separate_patches_and_progress_reports_acknowledged_bytes() {
     let h = up
         .create_upload(UploadRequest::put(tus.endpoint(), &src).tus(Some(chunk)))
         .unwrap();
+    // Read while it runs: the stream keeps only the latest progress for a reader that
+    // falls behind.
     let events = h.events();
+    let reader = std::thread::spawn(move || events.iter().collect::<Vec<Event>>());
     let info = completed(&h, Duration::from_secs(30));
     let id = assert_stored(&tus, &info, &src);
     let patches: Vec<TusRequest> = tus
@@ -536,8 +539,10 @@ fn chunks_are_separate_patches_and_progress_reports_acknowledged_bytes() {
         );
     }
     // Progress: acknowledged bytes move chunk by chunk, never ahead of the bytes sent.
-    let acked: Vec<u64> = events
-        .try_iter()
+    let acked: Vec<u64> = reader
+        .join()
+        .unwrap()
+        .into_iter()
         .map(|e: Event| e.progress().clone())
         .inspect(|p| assert!(p.bytes_acknowledged <= p.bytes_sent, "{p:?}"))
         .map(|p| p.bytes_acknowledged)
