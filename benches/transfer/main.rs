@@ -55,7 +55,7 @@
 //! `baselines.rs` (curl and bare ureq), `this_crate.rs` (the crate's runs), `contest.rs`
 //! (contenders alternating on one target), `measure.rs` (CPU, RSS, medians, journal
 //! cost), `children.rs` (the memory and profiling child roles), `store.rs` (journal and
-//! start-up), `size.rs` (the minimal programs), `report.rs` (the table); `main` runs the
+//! start-up), `scheduler.rs` (scheduler CPU against the store's size), `size.rs` (the minimal programs), `report.rs` (the table); `main` runs the
 //! sections in order and prints the table.
 
 mod baselines;
@@ -63,6 +63,7 @@ mod children;
 mod contest;
 mod measure;
 mod report;
+mod scheduler;
 mod sink;
 mod size;
 mod store;
@@ -122,6 +123,7 @@ fn main() {
         }
         Ok("mem-queued") => return mem_queued_main(),
         Ok("one") => return one_main(),
+        Ok("sched") => return scheduler::sched_main(),
         _ => {}
     }
     let quick = env_on("BGXFER_BENCH_QUICK");
@@ -231,6 +233,9 @@ fn main() {
 
     // 3: memory.
     let queued_dir = memory_rows(&mut table, dir, &tls_file, tls_size, sink.http, queued);
+
+    // 3b: scheduler CPU against the store's size.
+    scheduler::scheduler_rows(&mut table, dir, &plain_file, sink.http);
 
     // 4: journal and start-up.
     journal_rows(&mut table, dir, &queued_dir, open_empty, &cost);

@@ -10,7 +10,7 @@ mod recovery;
 mod state;
 mod transfers;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -90,7 +90,7 @@ pub(crate) struct Scheduler {
     journal_failed: bool,
     /// The uploads whose status is `Queued`: what scheduling looks at, so that the work
     /// per message does not grow with the uploads the store retains. Kept by `commit`.
-    queued: BTreeSet<UploadId>,
+    queued: policy::Queue,
     /// Each upload's `host:port`, parsed once (at create or open).
     hosts: HashMap<UploadId, String>,
 }
@@ -139,7 +139,7 @@ impl Scheduler {
             shutting_down: false,
             rebounded: HashSet::new(),
             journal_failed: false,
-            queued: BTreeSet::new(),
+            queued: policy::Queue::default(),
             hosts: HashMap::new(),
         }
     }
@@ -243,13 +243,10 @@ impl Scheduler {
 
     /// Brings the scheduling index up to date for `id` after a change.
     pub(super) fn index(&mut self, id: UploadId) {
-        match self.store.state().uploads.get(&id) {
+        let u = self.store.state().uploads.get(&id);
+        self.queued.update(id, u);
+        match u {
             Some(u) => {
-                if u.status == Status::Queued {
-                    self.queued.insert(id);
-                } else {
-                    self.queued.remove(&id);
-                }
                 if u.status.is_final() {
                     self.hosts.remove(&id);
                 } else if let std::collections::hash_map::Entry::Vacant(slot) = self.hosts.entry(id)
@@ -260,7 +257,6 @@ impl Scheduler {
                 }
             }
             None => {
-                self.queued.remove(&id);
                 self.hosts.remove(&id);
             }
         }

@@ -1,7 +1,8 @@
 //! Scheduling policy as pure functions: what runs next, how long to back off, which host
 //! an upload needs.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use crate::journal::{State, UploadState};
@@ -18,8 +19,8 @@ fn rank(p: Priority) -> u8 {
 }
 
 /// The order uploads start in: made current (latest first), then priority, then age.
-fn key(u: &UploadState) -> (u64, u8, std::cmp::Reverse<UploadId>) {
-    (u.current_seq, rank(u.priority), std::cmp::Reverse(u.id))
+fn key(u: &UploadState) -> (u64, u8, Reverse<UploadId>) {
+    (u.current_seq, rank(u.priority), Reverse(u.id))
 }
 
 /// What the scheduler needs to know to pick.
@@ -63,18 +64,44 @@ pub(crate) fn may_start(u: &UploadState, state: &State, ctx: &Ctx) -> bool {
     true
 }
 
-/// The best upload to start now among the `queued` ones, if any.
-pub(crate) fn next(
-    queued: &std::collections::BTreeSet<UploadId>,
-    state: &State,
-    ctx: &Ctx,
-) -> Option<UploadId> {
-    queued
+/// The best upload to start now, if any: the first in `queue` that may start.
+pub(crate) fn next(queue: &Queue, state: &State, ctx: &Ctx) -> Option<UploadId> {
+    queue
         .iter()
-        .filter_map(|id| state.uploads.get(id))
-        .filter(|u| may_start(u, state, ctx))
-        .max_by_key(|u| key(u))
+        .filter_map(|id| state.uploads.get(&id))
+        .find(|u| may_start(u, state, ctx))
         .map(|u| u.id)
+}
+
+/// Where an upload stands in the queue: ascending order is start order.
+type Place = (Reverse<u64>, Reverse<u8>, UploadId);
+
+/// The `Queued` uploads in start order, kept as they change: finding the next one to
+/// start looks at the head, not at every upload the store holds.
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    order: BTreeSet<Place>,
+    places: HashMap<UploadId, Place>,
+}
+
+impl Queue {
+    /// Puts `u` in its place if it is queued, or takes `id` out.
+    pub(crate) fn update(&mut self, id: UploadId, u: Option<&UploadState>) {
+        if let Some(old) = self.places.remove(&id) {
+            self.order.remove(&old);
+        }
+        if let Some(u) = u.filter(|u| u.status == Status::Queued) {
+            let (seq, rank, Reverse(id)) = key(u);
+            let place = (Reverse(seq), Reverse(rank), id);
+            self.order.insert(place);
+            self.places.insert(id, place);
+        }
+    }
+
+    /// The queued uploads, best first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = UploadId> + '_ {
+        self.order.iter().map(|(_, _, id)| *id)
+    }
 }
 
 /// Exponential backoff with jitter: `base * 2^(attempt-1)`, capped, times a random

@@ -76,11 +76,14 @@ impl Scheduler {
     /// Queued uploads to a host known to be unreachable wait as `PausedNoNetwork`, and
     /// ones that may not use a costed network as `PausedCostedNetwork`.
     pub(super) fn park_offline(&mut self) {
+        if !self.costed && self.offline.is_empty() {
+            return;
+        }
         let state = self.store.state();
         let parked: Vec<(UploadId, On)> = self
             .queued
             .iter()
-            .filter_map(|id| state.uploads.get(id))
+            .filter_map(|id| state.uploads.get(&id))
             .filter(|u| u.status == Status::Queued && !self.running.contains_key(&u.id))
             .filter_map(|u| {
                 if self.costed && u.request.cost == crate::CostPolicy::UnrestrictedOnly {
