@@ -85,7 +85,10 @@ pub fn sched_main() {
         .iter()
         .filter(|h| h.status() == background_transfer::Status::Running)
         .count();
-    println!("cpu_ms_per_s {:.3}", (c1 - c0) * 1e3 / t0.elapsed().as_secs_f64());
+    println!(
+        "cpu_ms_per_s {:.3}",
+        (c1 - c0) * 1e3 / t0.elapsed().as_secs_f64()
+    );
     println!("running {running}");
     for h in &handles {
         let _ = h.cancel();
