@@ -19,6 +19,9 @@
 //!   recorded by the same rules (a completion is `Completed`, an interrupted transfer
 //!   goes back to `Queued`, a POST that had sent its whole body ends `NotResumable`).
 //!
+//! A failed upload with a session on the server (a tus upload URL) ends that session
+//! (DELETE, best effort), and so does removing an unfinished or failed one.
+//!
 //! `Completed` and `Canceled` are absorbing. `Error` is absorbing for every event the
 //! engine makes; only the program's explicit [`Op::Resume`] starts it again, with a
 //! fresh retry budget (documented on `Upload::resume`).
@@ -328,7 +331,10 @@ pub(super) fn step(s: State, event: Event, f: Facts) -> (State, Vec<Effect>) {
             ),
             None => {
                 let mut effects = vec![];
-                if ended.is_none() && f.has_session && s.worker == Worker::Idle {
+                // Removing an unfinished or failed upload ends its session on the server
+                // (a completed one has none left to end; a canceled one ended it).
+                let open = matches!(ended, None | Some(Ended::Failed));
+                if open && f.has_session && s.worker == Worker::Idle {
                     effects.push(E::StartAbort);
                 }
                 effects.extend([E::Remove, E::Reply(Ok(()))]);
@@ -548,6 +554,17 @@ fn ended_transfer(
                 }
             };
             effects.push(E::ReplyLater);
+            if next == S::Error && f.has_session {
+                // A failed upload leaves nothing behind on the server (best effort).
+                effects.push(E::StartAbort);
+                return (
+                    State {
+                        status: S::Error,
+                        worker: Worker::Aborting,
+                    },
+                    effects,
+                );
+            }
             (idle(next), effects)
         }
     }
@@ -585,6 +602,7 @@ mod tests {
             st(Status::Canceled, W::Idle),
             st(Status::Canceled, W::Aborting),
             st(Status::Error, W::Idle),
+            st(Status::Error, W::Aborting),
         ]
     }
 

@@ -380,7 +380,10 @@ impl TusAttempt<'_> {
         self.reporter.acked = offset;
         self.reporter.sent(offset);
         let mut resyncs = 0;
-        while offset < size {
+        // An empty upload still gets its one (empty) PATCH: some servers only make the
+        // file once a PATCH arrives, and a GET of it would otherwise answer 404.
+        let mut empty_patch = size == 0 && offset == 0;
+        while offset < size || std::mem::take(&mut empty_patch) {
             let end = chunk_size.map_or(size, |c| size.min(offset.saturating_add(c)));
             let headers = vec![
                 ("Upload-Offset".into(), offset.to_string()),
@@ -415,6 +418,7 @@ impl TusAttempt<'_> {
             let new = header(&resp, "upload-offset").and_then(|v| v.trim().parse::<u64>().ok());
             match new {
                 Some(o) if o > offset && o <= end => offset = o,
+                Some(0) if size == 0 => {}
                 // The server took nothing (it may have cut the request short): the next
                 // attempt asks it with HEAD where it stands.
                 Some(o) if o == offset => {
