@@ -218,6 +218,10 @@ fn add_run_list_and_exit_codes() {
     assert_eq!(ea["status"], "queued");
     assert_eq!(ea["url"], url_a.as_str());
     assert_eq!(ea["method"], "PUT", "the CLI's default method");
+    assert_eq!(
+        ea["protocol"], "plain",
+        "list shows the protocol (issue 19)"
+    );
     assert_eq!(ea["file"], a.canonicalize().unwrap().to_str().unwrap());
     assert_eq!(ea["bytes_sent"], 0);
     assert_eq!(ea["total_bytes"], 1 << 20);
@@ -317,17 +321,27 @@ fn cancel_remove_and_bad_adds_keep_the_store() {
     let gone = add(&store, &[&url, f.to_str().unwrap()]);
 
     // Bad URL, missing file, bad header, unknown option: one line each, nothing added.
+    // A mistake in what was asked exits 2, like a usage mistake (issue 19).
     let out = bg(&store, &["add", "ftp://example.com/x", f.to_str().unwrap()]);
     assert_one_line_error(&out, "url");
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
     assert!(out.stdout.is_empty());
     let missing = tmp.path().join("no-such-file.bin");
     let out = bg(&store, &["add", &url, missing.to_str().unwrap()]);
     assert_one_line_error(&out, "no-such-file.bin");
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
     let out = bg(
         &store,
         &["add", "-H", "Bad Name: x", &url, f.to_str().unwrap()],
     );
     assert_one_line_error(&out, "header");
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    let out = bg(
+        &store,
+        &["add", "-H", "Content-Length: 5", &url, f.to_str().unwrap()],
+    );
+    assert_one_line_error(&out, "header");
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
     let out = bg(&store, &["add", "--frobnicate", &url, f.to_str().unwrap()]);
     assert_one_line_error(&out, "frobnicate");
     let out = bg(&store, &["pause", "99"]);

@@ -88,6 +88,7 @@ fn to_json(u: &Upload) -> Value {
         "id": u.id(),
         "url": r.url,
         "method": r.method,
+        "protocol": if r.tus { "tus" } else { "plain" },
         "file": file_of(u),
         "status": p.status.as_str(),
         "bytes_sent": sent,

@@ -55,6 +55,24 @@ impl fmt::Display for Failure {
     }
 }
 
+/// An error of `create_upload`: a mistake in what was asked (a bad URL, a missing
+/// source, a header that cannot be sent) exits 2 like a usage mistake; anything else 1.
+pub fn refused(e: Error) -> Failure {
+    let asked = matches!(
+        e,
+        Error::InvalidUrl { .. }
+            | Error::InvalidHeader { .. }
+            | Error::InvalidRequest { .. }
+            | Error::SourceMissing { .. }
+            | Error::RecordTooLarge { .. }
+    );
+    let mut f = Failure::from(e);
+    if asked {
+        f.code = EXIT_USAGE;
+    }
+    f
+}
+
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
         let message = match &e {
@@ -117,7 +135,7 @@ pub fn request(a: AddArgs) -> Result<UploadRequest, Failure> {
     let method = a.method.unwrap_or_else(|| "PUT".into());
     let mut req = UploadRequest::new(&method, a.url, a.file).priority(a.priority);
     for (name, value) in &a.headers {
-        req = req.header(name, value)?;
+        req = req.header(name, value).map_err(refused)?;
     }
     if let Some(g) = a.group {
         req = req.group(g);
@@ -132,7 +150,7 @@ pub fn request(a: AddArgs) -> Result<UploadRequest, Failure> {
 fn add(store: &Path, a: AddArgs) -> Result<u8, Failure> {
     let req = request(a)?;
     let up = open_for_management(store)?;
-    let op = up.create_upload(req)?;
+    let op = up.create_upload(req).map_err(refused)?;
     let id = op.id();
     up.shutdown()?;
     let mut out = std::io::stdout().lock();

@@ -88,7 +88,7 @@ pub fn run(store: &Path, args: &RunArgs, add: Option<AddArgs>) -> Result<u8, Fai
     let signals = Signals::install()?;
     let up = builder(store, args).open()?;
     let own: Option<Upload> = match request {
-        Some(r) => Some(up.create_upload(r)?),
+        Some(r) => Some(up.create_upload(r).map_err(crate::refused)?),
         None => None,
     };
     let tty = std::io::stdout().is_terminal();
