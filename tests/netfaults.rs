@@ -108,12 +108,12 @@ fn wait_end(child: &mut ChildProcess, timeout: Duration) -> String {
     }
 }
 
-/// Seconds the client namespace stays without a network in the DNS test.
-fn offline_secs() -> u64 {
-    std::env::var("BGXFER_NETNS_OFFLINE_SECS")
+/// Seconds from the environment variable `name`, or `default`.
+fn env_secs(name: &str, default: u64) -> u64 {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(60)
+        .unwrap_or(default)
 }
 
 /// Issue 19: a lookup that fails because no name server can be reached (the namespace
@@ -150,7 +150,7 @@ fn failed_lookup_without_network_waits_offline_then_completes() {
     };
     pair.client_resolver(&pair.server_addr);
     let file = write_file(dir.path(), "a.bin", 4 << 20, 31);
-    let offline = offline_secs();
+    let offline = env_secs("BGXFER_NETNS_OFFLINE_SECS", 60);
     let mut child = spawn_upload(
         &pair,
         &dir.path().join("store"),
@@ -222,14 +222,6 @@ fn failed_lookup_without_network_waits_offline_then_completes() {
     );
 }
 
-/// Seconds each dead zone lasts.
-fn dead_zone_secs() -> u64 {
-    std::env::var("BGXFER_DEAD_ZONE_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(35)
-}
-
 /// Issue 18: four 35 s silent blackholes (every packet to the server dropped: a cellular
 /// dead zone) during one 16 MiB PUT over an 8 Mbit/s link. Each is noticed at
 /// `TCP_USER_TIMEOUT` and parks the upload as `paused-no-network`; none spends a retry
@@ -254,7 +246,7 @@ fn four_dead_zones_spend_no_retry() {
         return;
     };
     let file = write_file(dir.path(), "a.bin", 16 << 20, 32);
-    let zone = Duration::from_secs(dead_zone_secs());
+    let zone = Duration::from_secs(env_secs("BGXFER_DEAD_ZONE_SECS", 35));
     let url = format!("http://{}:8080/dz/a.bin", pair.server_addr);
     let mut child = spawn_upload(
         &pair,
