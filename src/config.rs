@@ -43,6 +43,9 @@ pub struct Config {
     pub(crate) probe_backoff_max: Duration,
     pub(crate) probe_targets: Option<Vec<String>>,
     pub(crate) fault_hook: Option<std::sync::Arc<dyn crate::journal::fault::FaultHook>>,
+    /// The credentials providers by name (shared with the running uploader, which can
+    /// register more).
+    pub(crate) providers: crate::credentials::Providers,
 }
 
 impl Config {
@@ -85,6 +88,7 @@ impl Config {
             probe_backoff_max: Duration::from_secs(60),
             probe_targets: None,
             fault_hook: None,
+            providers: Default::default(),
         }
     }
 
@@ -400,6 +404,21 @@ impl UploaderBuilder {
         hook: std::sync::Arc<dyn crate::journal::fault::FaultHook>,
     ) -> Self {
         self.config.fault_hook = Some(hook);
+        self
+    }
+
+    /// Registers a credentials provider under `name`: uploads that name it (for
+    /// example [`crate::S3Object::credentials`]) ask it for their keys at each attempt.
+    /// Nothing it returns is persisted or logged. Registering a name again replaces
+    /// the provider.
+    pub fn credentials(
+        self,
+        name: impl Into<String>,
+        provider: impl crate::CredentialProvider,
+    ) -> Self {
+        self.config
+            .providers
+            .register(name.into(), std::sync::Arc::new(provider));
         self
     }
 

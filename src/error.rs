@@ -127,6 +127,29 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A storage service (S3 and its kin) refused the request with its own error code:
+    /// `SignatureDoesNotMatch` for a wrong secret, `EntityTooSmall` for parts below the
+    /// service's minimum, `BadDigest` for a part that arrived damaged. Its response is
+    /// kept when it was the last answer.
+    Service {
+        /// The HTTP status.
+        status: u16,
+        /// The service's error code (`AccessDenied`, `NoSuchBucket`, ...).
+        code: String,
+        /// The service's message, with what the crate knows (which part, which size).
+        message: String,
+    },
+    /// A credentials provider failed, or none is registered under the name the upload
+    /// records. A `permanent` failure (the provider said retrying cannot help, for
+    /// example a deprovisioned device) ends the upload; any other spends a retry.
+    Credentials {
+        /// The provider's name.
+        provider: String,
+        /// What went wrong (the provider's own text; never a secret).
+        message: String,
+        /// Retrying cannot help.
+        permanent: bool,
+    },
     /// The upload was canceled.
     Canceled,
     /// No upload with this id exists in the store (never, or removed).
@@ -222,6 +245,24 @@ impl fmt::Display for Error {
             Error::Network { message } => write!(f, "network error: {message}"),
             Error::NotResumable { reason } => write!(f, "upload not continued: {reason}"),
             Error::Protocol { message } => write!(f, "protocol error: {message}"),
+            Error::Service {
+                status,
+                code,
+                message,
+            } => write!(f, "the server answered HTTP {status} {code}: {message}"),
+            Error::Credentials {
+                provider,
+                message,
+                permanent,
+            } => write!(
+                f,
+                "credentials provider {provider:?} {}: {message}",
+                if *permanent {
+                    "failed for good"
+                } else {
+                    "failed"
+                }
+            ),
             Error::Canceled => write!(f, "the upload was canceled"),
             Error::NotFound { id } => write!(f, "no upload {id} in the store"),
             Error::NoResponse { id } => write!(
@@ -301,6 +342,24 @@ impl Error {
             E::Protocol { message } => F::Protocol {
                 message: message.clone(),
             },
+            E::Service {
+                status,
+                code,
+                message,
+            } => F::Service {
+                status: *status,
+                code: code.clone(),
+                message: message.clone(),
+            },
+            E::Credentials {
+                provider,
+                message,
+                permanent,
+            } => F::Credentials {
+                provider: provider.clone(),
+                message: message.clone(),
+                permanent: *permanent,
+            },
             E::Canceled => F::Canceled,
             E::NotFound { id } => F::NotFound { id: *id },
             E::NoResponse { id } => F::NoResponse { id: *id },
@@ -347,6 +406,24 @@ impl Error {
             F::Network { message } => E::Network { message },
             F::NotResumable { reason } => E::NotResumable { reason },
             F::Protocol { message } => E::Protocol { message },
+            F::Service {
+                status,
+                code,
+                message,
+            } => E::Service {
+                status,
+                code,
+                message,
+            },
+            F::Credentials {
+                provider,
+                message,
+                permanent,
+            } => E::Credentials {
+                provider,
+                message,
+                permanent,
+            },
             F::Canceled => E::Canceled,
             F::NotFound { id } => E::NotFound { id },
             F::NoResponse { id } => E::NoResponse { id },

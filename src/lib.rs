@@ -202,8 +202,10 @@
 #![cfg(unix)]
 
 mod bandwidth;
+mod base64;
 mod command;
 mod config;
+pub mod credentials;
 mod error;
 mod events;
 mod http;
@@ -218,6 +220,8 @@ mod redact;
 mod request;
 mod request_info;
 mod route;
+#[cfg(feature = "s3")]
+pub mod s3_object;
 mod scheduler;
 mod shared;
 mod source;
@@ -227,6 +231,9 @@ mod uploader;
 mod worker;
 
 pub use config::{Config, UploaderBuilder};
+pub use credentials::{CredentialProvider, CredentialRequest, Credentials, ProviderError, S3Keys};
+#[cfg(feature = "s3")]
+pub use s3_object::S3Object;
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

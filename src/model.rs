@@ -91,7 +91,7 @@ pub enum PartContent {
 }
 
 /// The upload protocol: which module of `protocol/` drives the transfer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Protocol {
     /// One plain HTTP request with the whole body.
     Plain,
@@ -100,16 +100,60 @@ pub enum Protocol {
         /// Maximum bytes per PATCH.
         chunk_size: Option<u64>,
     },
+    /// An S3 object: one signed PUT, or a multipart upload.
+    S3(Box<S3Target>),
 }
 
 impl Protocol {
     /// Its name, as `list` shows it.
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Protocol::Plain => "plain",
             Protocol::Tus { .. } => "tus",
+            Protocol::S3(_) => "s3",
         }
     }
+
+    /// Whether an interrupted upload continues where the server stands.
+    pub fn is_resumable(&self) -> bool {
+        !matches!(self, Protocol::Plain)
+    }
+}
+
+/// How an S3 endpoint names a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlStyle {
+    /// `https://host/bucket/key`.
+    Path,
+    /// `https://bucket.host/key`.
+    VirtualHost,
+}
+
+/// Where an S3 object goes and how it is sent. Holds no secret: the keys come from the
+/// credentials provider named here, at each attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Target {
+    /// The service endpoint (`https://s3.eu-west-1.amazonaws.com`, `http://127.0.0.1:9000`).
+    pub endpoint: String,
+    /// Path-style or virtual-hosted.
+    pub style: UrlStyle,
+    /// The bucket.
+    pub bucket: String,
+    /// The object key.
+    pub key: String,
+    /// The signing region.
+    pub region: String,
+    /// Bytes per part, as fixed when the upload was created (a restart must cut the
+    /// file the same way).
+    pub part_size: u64,
+    /// `x-amz-storage-class`, if set.
+    pub storage_class: Option<String>,
+    /// The object's `Content-Type`, if set.
+    pub content_type: Option<String>,
+    /// `x-amz-meta-*` metadata (names without the prefix, lower case).
+    pub metadata: Vec<(String, String)>,
+    /// The name of the credentials provider that signs its requests.
+    pub credentials: String,
 }
 
 /// A protocol's server-side session, journaled before any body byte is sent to it.
@@ -120,6 +164,25 @@ pub enum Session {
         /// Absolute URL of the upload on the server.
         url: String,
     },
+    /// S3: a multipart upload and the parts the server confirmed.
+    S3 {
+        /// The server's `UploadId`.
+        upload_id: String,
+        /// Confirmed parts, in the order they were confirmed. The journal stores them
+        /// as records of their own ([`StoredPart`]), one per part.
+        parts: Vec<StoredPart>,
+    },
+}
+
+/// A part the server confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPart {
+    /// Its number, from 1.
+    pub number: u32,
+    /// The `ETag` the server gave it.
+    pub etag: String,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 /// Which timeout fired.
@@ -286,6 +349,24 @@ pub enum Failure {
     },
     /// [`crate::Error::ShutDown`].
     ShutDown,
+    /// [`crate::Error::Service`].
+    Service {
+        /// The HTTP status.
+        status: u16,
+        /// The service's error code.
+        code: String,
+        /// The service's message, or what the crate knows of the error.
+        message: String,
+    },
+    /// [`crate::Error::Credentials`].
+    Credentials {
+        /// The provider's name.
+        provider: String,
+        /// What went wrong.
+        message: String,
+        /// The provider said retrying cannot help.
+        permanent: bool,
+    },
     /// [`crate::Error::Io`].
     Io {
         /// What was being done.

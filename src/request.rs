@@ -254,7 +254,7 @@ impl UploadRequest {
     pub(crate) fn is_idempotent(&self) -> bool {
         self.idempotent.unwrap_or_else(|| {
             matches!(self.method.as_str(), "PUT" | "DELETE")
-                || matches!(self.protocol, Protocol::Tus { .. })
+                || self.protocol.is_resumable()
                 || self
                     .headers
                     .iter()

@@ -12,6 +12,8 @@ use crossbeam_channel::{bounded, unbounded};
 use crate::command::Command;
 use crate::config::{Config, UploaderBuilder};
 use crate::journal::Store;
+#[cfg(feature = "s3")]
+use crate::model::Protocol;
 use crate::model::{self, Body, Multipart, PartContent, Request, Source};
 use crate::multipart;
 use crate::prober::{ProbeMsg, Prober};
@@ -40,6 +42,8 @@ pub struct Uploader {
     threads: Vec<JoinHandle<()>>,
     /// Ends a probe in progress when the uploader stops.
     probe_stop: Arc<AtomicBool>,
+    /// The credentials providers (the workers see the same map).
+    providers: crate::credentials::Providers,
 }
 
 impl std::fmt::Debug for Uploader {
@@ -81,6 +85,7 @@ impl Uploader {
             closed: AtomicBool::new(false),
             recovery: store.recovery().clone(),
         });
+        let providers = config.providers.clone();
         let config = Arc::new(config);
         let prober = Prober {
             rx: probe_rx,
@@ -125,6 +130,7 @@ impl Uploader {
             shared,
             threads: vec![scheduler, prober],
             probe_stop,
+            providers,
         })
     }
 
@@ -141,6 +147,8 @@ impl Uploader {
     /// already in the store are untouched.
     pub fn create_upload(&self, request: UploadRequest) -> Result<Upload, Error> {
         request.validate()?;
+        #[cfg(feature = "s3")]
+        crate::s3_object::validate_request(&request)?;
         let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
         let request = self.persistable(id, request)?;
         let (tx, rx) = bounded(1);
@@ -159,6 +167,17 @@ impl Uploader {
             return Err(e);
         }
         self.get(id).ok_or(Error::NotFound { id })
+    }
+
+    /// Registers a credentials provider under `name` while the uploader runs (see
+    /// [`crate::UploaderBuilder::credentials`]); it replaces one of the same name.
+    /// Uploads that name it use it from their next attempt on.
+    pub fn register_credentials(
+        &self,
+        name: impl Into<String>,
+        provider: impl crate::CredentialProvider,
+    ) {
+        self.providers.register(name.into(), Arc::new(provider));
     }
 
     /// Turns a validated request into its journal form: sources recorded, a reader
@@ -196,6 +215,21 @@ impl Uploader {
                 })
             }
         };
+        #[cfg_attr(not(feature = "s3"), allow(unused_mut))]
+        let mut protocol = r.protocol;
+        #[cfg(feature = "s3")]
+        if let (Protocol::S3(t), Body::File(src)) = (&mut protocol, &body) {
+            crate::s3_object::fit_part_size(t, src.size)?;
+            if !self.providers.contains(&t.credentials) {
+                return Err(Error::Credentials {
+                    provider: t.credentials.clone(),
+                    message: "no provider is registered under this name (see \
+                              UploaderBuilder::credentials)"
+                        .into(),
+                    permanent: true,
+                });
+            }
+        }
         Ok(Request {
             url: r.url,
             method: r.method,
@@ -204,7 +238,7 @@ impl Uploader {
             priority: r.priority,
             group: r.group,
             cost: r.cost,
-            protocol: r.protocol,
+            protocol,
             idempotent,
         })
     }

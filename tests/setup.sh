@@ -3,6 +3,10 @@
 # can run them: the README's test command is `bash tests/setup.sh && cargo test --release`.
 #
 # - @tus/server + @tus/file-store (npm, pinned in tests/tus-server/package-lock.json);
+# - S3 servers (tests/protocols/s3.rs): s3rver (npm, tests/s3rver/package-lock.json),
+#   moto in a virtualenv (PyPI, tests/moto/requirements.txt; with boto3 for the bench),
+#   s3s-fs (crates.io, pinned below, built into tests/s3s/: the server that checks
+#   SigV4 signatures);
 # - nginx (WebDAV PUT target), nftables (blackholes) and dnsmasq (a name server) from
 #   Debian, for the network-namespace tests in tests/netfaults.rs. These need root: as
 #   another user, or on a machine without apt-get, they are left out and those tests
@@ -11,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NGINX_VERSION='1.22.1-9*'
+S3S_FS_VERSION='0.14.1'
 NFTABLES_VERSION='1.0.6-2*'
 DNSMASQ_VERSION='2.90-4*'
 
@@ -34,6 +39,17 @@ fi
 
 if command -v npm >/dev/null; then
   npm ci --prefix tests/tus-server
+  npm ci --prefix tests/s3rver
 else
-  echo "tests/setup.sh: npm missing: the tus tests will be skipped" >&2
+  echo "tests/setup.sh: npm missing: the tus and s3rver tests will be skipped" >&2
+fi
+
+if [ ! -x tests/moto/venv/bin/moto_server ] || ! cmp -s tests/moto/requirements.txt tests/moto/venv/requirements.txt; then
+  python3 -m venv tests/moto/venv
+  tests/moto/venv/bin/pip install --quiet --disable-pip-version-check -r tests/moto/requirements.txt
+  cp tests/moto/requirements.txt tests/moto/venv/requirements.txt
+fi
+
+if ! tests/s3s/bin/s3s-fs --version 2>/dev/null | grep -q " $S3S_FS_VERSION\$"; then
+  cargo install --quiet --locked "s3s-fs@$S3S_FS_VERSION" --features binary --root tests/s3s
 fi

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use super::entry::Entry;
 use super::record::*;
 use crate::model::{
-    Body, Failure, Multipart, Part, PartContent, Protocol, Request, Session, Source,
-    StoredResponse, TimeoutPhase,
+    Body, Failure, Multipart, Part, PartContent, Protocol, Request, S3Target, Session, Source,
+    StoredPart, StoredResponse, TimeoutPhase, UrlStyle,
 };
 use crate::model::{CostPolicy, Priority, Status};
 
@@ -62,6 +62,21 @@ impl From<&Record> for Entry {
                 priority: priority(c.priority),
                 current_seq: c.current_seq,
             },
+            Record::S3Upload(u) => Entry::Session {
+                id: u.id,
+                session: u.upload_id.clone().map(|upload_id| Session::S3 {
+                    upload_id,
+                    parts: vec![],
+                }),
+            },
+            Record::S3Part(p) => Entry::Part {
+                id: p.id,
+                part: StoredPart {
+                    number: p.number,
+                    etag: p.etag.clone(),
+                    size: p.size,
+                },
+            },
         }
     }
 }
@@ -106,9 +121,32 @@ impl From<&Entry> for Record {
                 bytes_sent: *bytes_sent,
                 acked: *acked,
             }),
-            Entry::Session { id, session } => Record::ResumeUrl(ResumeUrlV1 {
+            // A session that is gone is written as a tus one: replay forgets the session
+            // whatever its protocol.
+            Entry::Session { id, session: None } => {
+                Record::ResumeUrl(ResumeUrlV1 { id: *id, url: None })
+            }
+            Entry::Session {
+                id,
+                session: Some(Session::Tus { url }),
+            } => Record::ResumeUrl(ResumeUrlV1 {
                 id: *id,
-                url: session.as_ref().map(|Session::Tus { url }| url.clone()),
+                url: Some(url.clone()),
+            }),
+            // Only the upload's identity: its parts are `Part` entries of their own, so
+            // that a part costs one small record, not a rewrite of the whole list.
+            Entry::Session {
+                id,
+                session: Some(Session::S3 { upload_id, .. }),
+            } => Record::S3Upload(S3UploadV1 {
+                id: *id,
+                upload_id: Some(upload_id.clone()),
+            }),
+            Entry::Part { id, part } => Record::S3Part(S3PartV1 {
+                id: *id,
+                number: part.number,
+                etag: part.etag.clone(),
+                size: part.size,
             }),
             Entry::Response { id, response: r } => Record::Response(ResponseV1 {
                 id: *id,
@@ -164,9 +202,27 @@ fn request(r: &RequestV1) -> Request {
             CostPolicyV1::Always => CostPolicy::Always,
             CostPolicyV1::UnrestrictedOnly => CostPolicy::UnrestrictedOnly,
         },
-        protocol: match r.protocol {
+        protocol: match &r.protocol {
             ProtocolV1::Plain => Protocol::Plain,
-            ProtocolV1::Tus { chunk_size } => Protocol::Tus { chunk_size },
+            ProtocolV1::Tus { chunk_size } => Protocol::Tus {
+                chunk_size: *chunk_size,
+            },
+            ProtocolV1::S3(t) => Protocol::S3(Box::new(S3Target {
+                endpoint: t.endpoint.clone(),
+                style: if t.virtual_host {
+                    UrlStyle::VirtualHost
+                } else {
+                    UrlStyle::Path
+                },
+                bucket: t.bucket.clone(),
+                key: t.key.clone(),
+                region: t.region.clone(),
+                part_size: t.part_size,
+                storage_class: t.storage_class.clone(),
+                content_type: t.content_type.clone(),
+                metadata: t.metadata.clone(),
+                credentials: t.credentials.clone(),
+            })),
         },
         idempotent: r.idempotent,
     }
@@ -203,9 +259,23 @@ fn request_v1(r: &Request) -> RequestV1 {
             CostPolicy::Always => CostPolicyV1::Always,
             CostPolicy::UnrestrictedOnly => CostPolicyV1::UnrestrictedOnly,
         },
-        protocol: match r.protocol {
+        protocol: match &r.protocol {
             Protocol::Plain => ProtocolV1::Plain,
-            Protocol::Tus { chunk_size } => ProtocolV1::Tus { chunk_size },
+            Protocol::Tus { chunk_size } => ProtocolV1::Tus {
+                chunk_size: *chunk_size,
+            },
+            Protocol::S3(t) => ProtocolV1::S3(Box::new(S3TargetV1 {
+                endpoint: t.endpoint.clone(),
+                virtual_host: t.style == UrlStyle::VirtualHost,
+                bucket: t.bucket.clone(),
+                key: t.key.clone(),
+                region: t.region.clone(),
+                part_size: t.part_size,
+                storage_class: t.storage_class.clone(),
+                content_type: t.content_type.clone(),
+                metadata: t.metadata.clone(),
+                credentials: t.credentials.clone(),
+            })),
         },
         idempotent: r.idempotent,
     }
@@ -348,6 +418,24 @@ fn failure(f: &FailureV1) -> Failure {
         FailureV1::InvalidCertificate { reason } => Failure::InvalidCertificate {
             reason: reason.clone(),
         },
+        FailureV1::Service {
+            status,
+            code,
+            message,
+        } => Failure::Service {
+            status: *status,
+            code: code.clone(),
+            message: message.clone(),
+        },
+        FailureV1::Credentials {
+            provider,
+            message,
+            permanent,
+        } => Failure::Credentials {
+            provider: provider.clone(),
+            message: message.clone(),
+            permanent: *permanent,
+        },
         FailureV1::Other {
             variant,
             path: p,
@@ -437,6 +525,24 @@ fn failure_v1(f: &Failure) -> FailureV1 {
         Failure::InvalidCertificate { reason } => FailureV1::InvalidCertificate {
             reason: reason.clone(),
         },
+        Failure::Service {
+            status,
+            code,
+            message,
+        } => FailureV1::Service {
+            status: *status,
+            code: code.clone(),
+            message: message.clone(),
+        },
+        Failure::Credentials {
+            provider,
+            message,
+            permanent,
+        } => FailureV1::Credentials {
+            provider: provider.clone(),
+            message: message.clone(),
+            permanent: *permanent,
+        },
         Failure::StoreLocked { path } => other("StoreLocked", Some(path), vec![]),
         Failure::JournalNotRecognized { path } => other("JournalNotRecognized", Some(path), vec![]),
         Failure::JournalVersion {
@@ -522,6 +628,21 @@ mod tests {
             Error::Protocol {
                 message: "bad offset".into(),
             },
+            Error::Service {
+                status: 403,
+                code: "SignatureDoesNotMatch".into(),
+                message: "check the secret".into(),
+            },
+            Error::Credentials {
+                provider: "fleet".into(),
+                message: "token file missing".into(),
+                permanent: false,
+            },
+            Error::Credentials {
+                provider: "fleet".into(),
+                message: "deprovisioned".into(),
+                permanent: true,
+            },
             Error::Canceled,
             Error::NotFound { id: 7 },
             Error::NoResponse { id: 8 },
@@ -541,7 +662,7 @@ mod tests {
         for e in &all {
             seen.insert(covered(e));
         }
-        assert_eq!(seen.len(), 22, "every variant once at least");
+        assert_eq!(seen.len(), 24, "every variant once at least");
         all
     }
 
@@ -569,6 +690,8 @@ mod tests {
             Error::NoResponse { .. } => 19,
             Error::ShutDown => 20,
             Error::Io { .. } => 21,
+            Error::Service { .. } => 22,
+            Error::Credentials { .. } => 23,
         }
     }
 

@@ -1,7 +1,7 @@
 //! What the journal records, in the model's terms: the engine commits entries, and
 //! replay folds them. `convert.rs` maps each to its on-disk record and back.
 
-use crate::model::{Failure, Request, Session, StoredResponse, UploadId};
+use crate::model::{Failure, Request, Session, StoredPart, StoredResponse, UploadId};
 use crate::model::{Priority, Status};
 
 /// One change to the store.
@@ -45,6 +45,13 @@ pub enum Entry {
         /// The session.
         session: Option<Session>,
     },
+    /// A part of the session the server confirmed (S3 multipart).
+    Part {
+        /// The upload.
+        id: UploadId,
+        /// The part.
+        part: StoredPart,
+    },
     /// The server's final response.
     Response {
         /// The upload.
@@ -75,6 +82,7 @@ impl Entry {
             | Entry::State { id, .. }
             | Entry::Progress { id, .. }
             | Entry::Session { id, .. }
+            | Entry::Part { id, .. }
             | Entry::Response { id, .. }
             | Entry::Changed { id, .. }
             | Entry::Removed(id)

@@ -31,6 +31,10 @@ pub enum Record {
     Restarted(UploadId),
     /// Settings of the upload that the program changed after creation.
     Changed(ChangedV1),
+    /// An S3 multipart upload's `UploadId`, journaled before its first part is sent.
+    S3Upload(S3UploadV1),
+    /// A part of an S3 multipart upload that the server confirmed.
+    S3Part(S3PartV1),
 }
 
 impl Record {
@@ -44,6 +48,8 @@ impl Record {
             Record::Response(r) => r.id,
             Record::Removed(id) | Record::Restarted(id) => *id,
             Record::Changed(c) => c.id,
+            Record::S3Upload(u) => u.id,
+            Record::S3Part(p) => p.id,
         }
     }
 }
@@ -168,6 +174,34 @@ pub enum ProtocolV1 {
         /// Maximum bytes per PATCH request.
         chunk_size: Option<u64>,
     },
+    /// An S3 object (boxed: the other variants are small; postcard encodes a box as
+    /// its content).
+    S3(Box<S3TargetV1>),
+}
+
+/// An S3 object's destination and options (no secret: the credentials provider's name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3TargetV1 {
+    /// The service endpoint.
+    pub endpoint: String,
+    /// Virtual-hosted (`bucket.host`) rather than path-style addressing.
+    pub virtual_host: bool,
+    /// The bucket.
+    pub bucket: String,
+    /// The object key.
+    pub key: String,
+    /// The signing region.
+    pub region: String,
+    /// Bytes per part.
+    pub part_size: u64,
+    /// `x-amz-storage-class`.
+    pub storage_class: Option<String>,
+    /// The object's `Content-Type`.
+    pub content_type: Option<String>,
+    /// `x-amz-meta-*` metadata.
+    pub metadata: Vec<(String, String)>,
+    /// The credentials provider's name.
+    pub credentials: String,
 }
 
 /// A status change.
@@ -315,6 +349,24 @@ pub enum FailureV1 {
         /// The parser's complaint.
         reason: String,
     },
+    /// A storage service's own error.
+    Service {
+        /// The HTTP status.
+        status: u16,
+        /// The service's error code.
+        code: String,
+        /// Its message.
+        message: String,
+    },
+    /// A credentials provider failed.
+    Credentials {
+        /// The provider's name.
+        provider: String,
+        /// What went wrong.
+        message: String,
+        /// Retrying cannot help.
+        permanent: bool,
+    },
     /// Any other error of the crate, by its variant's name and fields.
     Other {
         /// The variant (`StoreLocked`, `Canceled`, `ShutDown`, ...).
@@ -372,4 +424,26 @@ pub struct ChangedV1 {
     pub priority: PriorityV1,
     /// Sequence number for "make current" ordering (higher runs first); 0 if never.
     pub current_seq: u64,
+}
+
+/// An S3 multipart upload's identity on the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3UploadV1 {
+    /// Upload id.
+    pub id: UploadId,
+    /// The server's `UploadId`; `None` forgets it (and its parts): the server lost it.
+    pub upload_id: Option<String>,
+}
+
+/// A confirmed part of an S3 multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3PartV1 {
+    /// Upload id.
+    pub id: UploadId,
+    /// The part number, from 1.
+    pub number: u32,
+    /// The server's `ETag` for it.
+    pub etag: String,
+    /// Its size in bytes.
+    pub size: u64,
 }

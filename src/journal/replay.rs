@@ -47,7 +47,7 @@ impl UploadState {
     pub fn resume_url(&self) -> Option<&str> {
         match &self.session {
             Some(Session::Tus { url }) => Some(url),
-            None => None,
+            Some(Session::S3 { .. }) | None => None,
         }
     }
 }
@@ -176,6 +176,16 @@ fn apply_to_upload(u: &mut UploadState, entry: &Entry) {
             u.acked = *acked;
         }
         Entry::Session { session, .. } => u.session = session.clone(),
+        // A part of the session it belongs to; one that arrives with no S3 session (its
+        // upload id was forgotten since) is stale and ignored.
+        Entry::Part { part, .. } => {
+            if let Some(Session::S3 { parts, .. }) = &mut u.session {
+                match parts.iter_mut().find(|p| p.number == part.number) {
+                    Some(p) => *p = part.clone(),
+                    None => parts.push(part.clone()),
+                }
+            }
+        }
         Entry::Response { response, .. } => u.response = Some(response.clone()),
         Entry::Restarted(_) => {
             u.restarted = true;
@@ -235,6 +245,12 @@ fn upload_entries(u: &UploadState, out: &mut Vec<Entry>) {
             id: u.id,
             session: Some(session.clone()),
         });
+        if let Session::S3 { parts, .. } = session {
+            out.extend(parts.iter().map(|part| Entry::Part {
+                id: u.id,
+                part: part.clone(),
+            }));
+        }
     }
     if let Some(r) = &u.response {
         out.push(Entry::Response {

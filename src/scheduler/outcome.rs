@@ -27,6 +27,9 @@ impl Scheduler {
                 let r = self.commit(Entry::Session { id, session }, Durability::Sync);
                 let _ = ack.send(r);
             }
+            WorkerEvent::Part { id, part } => {
+                let _ = self.commit(Entry::Part { id, part }, Durability::Sync);
+            }
             WorkerEvent::Restarted { id } => {
                 let _ = self.commit(Entry::Restarted(id), Durability::Sync);
                 if let Some(c) = self.cell(id) {

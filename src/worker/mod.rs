@@ -14,7 +14,7 @@ use ureq::Agent;
 
 use crate::bandwidth::Bandwidth;
 use crate::http::{self, Control, StoredResponse, WireError};
-use crate::model::{Body, Request, Session, UploadId};
+use crate::model::{Body, Request, Session, StoredPart, UploadId};
 use crate::multipart::{self, Segment};
 use crate::{source, store, Config, Error};
 pub(crate) use classify::Class;
@@ -71,6 +71,9 @@ pub(crate) enum WorkerEvent {
         session: Option<Session>,
         ack: Sender<Result<(), Error>>,
     },
+    /// A part the server confirmed (S3 multipart); journaled as it comes.
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+    Part { id: UploadId, part: StoredPart },
     /// This attempt starts again from byte 0.
     Restarted { id: UploadId },
     /// The attempt is over.
@@ -146,7 +149,7 @@ pub(crate) fn run(job: Job) {
 }
 
 fn attempt(job: &Job) -> Outcome {
-    let protocol = protocol::of(job.request.protocol);
+    let protocol = protocol::of(&job.request.protocol);
     if job.terminate {
         protocol.abort(job);
         return Outcome::Stopped {
@@ -188,7 +191,7 @@ pub(crate) fn body_of(req: &Request) -> Result<BodyParts, Error> {
 
 /// Re-checks the sources after the body was sent: a file modified in place while it was
 /// being read is as bad as one that shrank.
-fn sources_unchanged(segments: &[Segment]) -> Result<(), Error> {
+pub(crate) fn sources_unchanged(segments: &[Segment]) -> Result<(), Error> {
     for s in segments {
         if let Segment::File(src) = s {
             source::open_unchanged(src)?;

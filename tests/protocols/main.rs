@@ -1,12 +1,15 @@
-//! Upload protocols against real servers: tus 1.0 (`@tus/server`, `tests/tus-server/`).
+//! Upload protocols against real servers: tus 1.0 (`@tus/server`, `tests/tus-server/`)
+//! and, with the `s3` feature, S3 (moto, s3rver and s3s-fs; see `s3.rs`).
 //!
 //! ```sh
-//! cargo test --release --test protocols
+//! cargo test --release --all-features --test protocols
 //! ```
 
 #[path = "../support/mod.rs"]
 mod support;
 
+#[cfg(feature = "s3")]
+mod s3;
 mod tus;
 
 /// The child processes' one entry point (see `support::child`): ignored, so that it is no
@@ -15,5 +18,9 @@ mod tus;
 #[test]
 #[ignore = "child-process entry point: run by support::child::command()"]
 fn child_process() {
-    support::child::dispatch(&[(tus::CHILD_ENV, tus::child_process)]);
+    support::child::dispatch(&[
+        (tus::CHILD_ENV, tus::child_process),
+        #[cfg(feature = "s3")]
+        (s3::CHILD_ENV, s3::child_process),
+    ]);
 }

@@ -16,6 +16,8 @@ pub mod nginx;
 pub mod proxy;
 mod record;
 mod rng;
+#[cfg(feature = "s3")]
+pub mod s3;
 mod server;
 pub mod tls;
 mod tmpfs;

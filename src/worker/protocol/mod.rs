@@ -20,6 +20,8 @@
 //! [`WorkerEvent::Session`]: super::WorkerEvent::Session
 
 mod plain;
+#[cfg(feature = "s3")]
+pub(crate) mod s3;
 mod tus;
 
 use super::{Job, Outcome};
@@ -37,9 +39,45 @@ pub(crate) trait UploadProtocol: Sync {
 }
 
 /// The registry: the module that speaks `protocol`.
-pub(crate) fn of(protocol: Protocol) -> &'static dyn UploadProtocol {
+pub(crate) fn of(protocol: &Protocol) -> &'static dyn UploadProtocol {
     match protocol {
         Protocol::Plain => &plain::Plain,
         Protocol::Tus { .. } => &tus::Tus,
+        #[cfg(feature = "s3")]
+        Protocol::S3(_) => &s3::S3,
+        #[cfg(not(feature = "s3"))]
+        Protocol::S3(_) => &NotBuilt("s3"),
+    }
+}
+
+/// A protocol this build leaves out (its cargo feature is off): a store written by a
+/// build that has it still opens, and its uploads fail with a clear error instead of
+/// being dropped.
+#[cfg(not(feature = "s3"))]
+struct NotBuilt(&'static str);
+
+#[cfg(not(feature = "s3"))]
+impl UploadProtocol for NotBuilt {
+    fn attempt(&self, _job: &Job) -> Outcome {
+        Outcome::Failed {
+            error: crate::Error::Protocol {
+                message: format!(
+                    "this build of background-transfer has no {0} support (cargo feature \"{0}\")",
+                    self.0
+                ),
+            },
+            class: super::Class::Final,
+            response: None,
+            retry_after: None,
+            body_complete: false,
+        }
+    }
+
+    fn abort(&self, job: &Job) {
+        log::warn!(
+            "upload {}: no {} support to end it on the server",
+            job.id,
+            self.0
+        );
     }
 }

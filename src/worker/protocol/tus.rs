@@ -45,28 +45,6 @@ fn header<'a>(resp: &'a Response<Body>, name: &str) -> Option<&'a str> {
     resp.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Base64 (standard alphabet, padded), for `Upload-Metadata` values.
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// What a step on the server found.
 enum Step {
     /// The server holds this many bytes.
@@ -180,7 +158,7 @@ impl TusAttempt<'_> {
             ("Upload-Length".into(), size.to_string()),
             (
                 "Upload-Metadata".into(),
-                format!("filename {}", base64(file_name.as_bytes())),
+                format!("filename {}", crate::base64::encode(file_name.as_bytes())),
             ),
         ];
         let (resp, url) = match self.request("POST", &endpoint, headers, Some((&[], 0, 0))) {
@@ -280,7 +258,7 @@ impl UploadProtocol for Tus {
     fn attempt(&self, job: &Job) -> Outcome {
         let chunk_size = match job.request.protocol {
             Protocol::Tus { chunk_size } => chunk_size,
-            Protocol::Plain => None,
+            _ => None,
         };
         run(job, chunk_size)
     }
@@ -308,7 +286,10 @@ fn run(job: &Job, chunk_size: Option<u64>) -> Outcome {
         job,
         reporter: Reporter::new(job.id, job.tx.clone(), job.config.progress_interval),
     };
-    let mut url = job.session.as_ref().map(|Session::Tus { url }| url.clone());
+    let mut url = match &job.session {
+        Some(Session::Tus { url }) => Some(url.clone()),
+        _ => None,
+    };
     let mut restarts = 0;
     loop {
         match t.upload(url.take(), src.size, chunk_size, &segments, &file_name) {
@@ -454,19 +435,5 @@ impl TusAttempt<'_> {
             segments,
             &mut self.reporter,
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::base64;
-
-    #[test]
-    fn base64_matches_rfc4648() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
     }
 }

@@ -1,0 +1,426 @@
+//! One S3 request at a time: signed with the provider's keys (rusty-s3 presigns each
+//! action's URL, so the body need not be hashed), sent on the crate's wire, and its
+//! answer read and classified. A 401/403 (or an expired-token code) asks the provider
+//! again with `refresh` and sends the request once more, without spending a retry.
+
+// Every step returns the attempt's `Outcome` as its error: it is built once per
+// attempt, so its size costs nothing.
+#![allow(clippy::result_large_err)]
+
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusty_s3::{Bucket, S3Action};
+use ureq::http::Response;
+use ureq::Body;
+
+use crate::credentials::{CredentialProvider, CredentialRequest, Credentials, S3Keys};
+use crate::http::{self, Attempt, Sent, StoredResponse, WireError};
+use crate::model::{S3Target, UrlStyle};
+use crate::multipart::Segment;
+use crate::worker::{classify, Class, Job, Outcome, Reporter};
+use crate::{store, Error};
+
+/// How long a presigned URL stays valid: one request, including a slow part's body.
+const SIGNED_FOR: Duration = Duration::from_secs(3600);
+/// The largest answer body read into memory (XML answers are a few KiB; a ListParts
+/// page of 1,000 parts is about 250 KiB).
+const MAX_ANSWER: u64 = 4 << 20;
+/// Error codes that mean "these credentials are stale": ask the provider again.
+const REFRESH_CODES: &[&str] = &[
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "RequestExpired",
+];
+/// Error codes that a retry can help with, whatever their status.
+const TRANSIENT_CODES: &[&str] = &[
+    "SlowDown",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+];
+
+/// An S3 action ready to sign: it is signed anew for each send.
+pub(super) type Build<'b> = &'b dyn Fn(&Bucket, &rusty_s3::Credentials) -> Signed;
+
+/// A signed request.
+pub(super) struct Signed {
+    pub method: &'static str,
+    pub url: String,
+    /// Headers to send (the signed ones among them, with the values signed).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Signed {
+    /// Signs `action` with the extra (lower-case) headers it must carry.
+    pub fn new<'a>(
+        method: &'static str,
+        mut action: impl S3Action<'a>,
+        headers: &'a [(String, String)],
+    ) -> Signed {
+        for (n, v) in headers {
+            action.headers_mut().insert(n.as_str(), v.as_str());
+        }
+        Signed {
+            method,
+            url: action.sign(SIGNED_FOR).to_string(),
+            headers: headers.to_vec(),
+        }
+    }
+}
+
+/// An answer read whole.
+pub(super) struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The service's error code and message, from an `<Error>` body (or the status).
+    pub fn error(&self) -> (String, String) {
+        let text = self.text();
+        let code = tag(&text, "Code").unwrap_or_else(|| match self.status {
+            404 => "NoSuchKey".into(),
+            403 => "AccessDenied".into(),
+            s => format!("HTTP{s}"),
+        });
+        let message = tag(&text, "Message").unwrap_or_default();
+        (code, message)
+    }
+
+    /// Whether a 2xx answer is really an error: S3 may answer a CompleteMultipartUpload
+    /// with 200 and an `<Error>` body when it fails after the headers were sent.
+    pub fn is_error_document(&self) -> bool {
+        let text = self.text();
+        let start = text.trim_start();
+        let start = match start.strip_prefix("<?xml") {
+            Some(rest) => rest.split_once("?>").map_or("", |(_, r)| r).trim_start(),
+            None => start,
+        };
+        start.starts_with("<Error>") || start.starts_with("<Error ")
+    }
+}
+
+/// The text of the first `<name>…</name>` element, unescaped.
+///
+/// S3's answers are small, flat XML documents, and servers disagree on their root
+/// elements and namespaces (moto answers ListParts with `ListPartsResponse`, s3rver
+/// leaves out the namespace), which strict parsers refuse; the elements the protocol
+/// needs are read by name instead.
+pub(super) fn tag(xml: &str, name: &str) -> Option<String> {
+    elements(xml, name).next().map(unescape)
+}
+
+/// The raw contents of every `<name>…</name>` element, in order (not nested).
+pub(super) fn elements<'x>(xml: &'x str, name: &str) -> impl Iterator<Item = &'x str> + 'x {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let mut rest = xml;
+    std::iter::from_fn(move || {
+        let start = rest.find(&open)? + open.len();
+        let end = rest[start..].find(&close)? + start;
+        let inner = &rest[start..end];
+        rest = &rest[end + close.len()..];
+        Some(inner)
+    })
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The outcome of a step that did not produce what the protocol needs.
+pub(super) fn fail(error: Error, class: Class) -> Outcome {
+    Outcome::Failed {
+        error,
+        class,
+        response: None,
+        retry_after: None,
+        body_complete: false,
+    }
+}
+
+fn sent_failure(s: Sent) -> Outcome {
+    match s {
+        Sent::Stopped { body_complete } => Outcome::Stopped { body_complete },
+        Sent::Failed {
+            failed,
+            body_complete,
+        } => {
+            let (error, class) = classify::failed(failed);
+            Outcome::Failed {
+                error,
+                class,
+                response: None,
+                retry_after: None,
+                body_complete,
+            }
+        }
+        Sent::Response { .. } => unreachable!("responses are handled by the caller"),
+    }
+}
+
+/// One attempt's connection to the service: the bucket, the keys, the reporter.
+pub(super) struct Client<'a> {
+    pub job: &'a Job,
+    pub target: &'a S3Target,
+    pub bucket: Bucket,
+    /// The object's URL, unsigned: what the stored response says answered.
+    pub object_url: String,
+    pub reporter: Reporter,
+    provider: Arc<dyn CredentialProvider>,
+    keys: Option<(S3Keys, rusty_s3::Credentials)>,
+}
+
+/// The bucket of a target.
+pub(crate) fn bucket(t: &S3Target) -> Result<Bucket, String> {
+    let endpoint = t
+        .endpoint
+        .parse::<url::Url>()
+        .map_err(|e| format!("endpoint does not parse: {e}"))?;
+    let style = match t.style {
+        UrlStyle::Path => rusty_s3::UrlStyle::Path,
+        UrlStyle::VirtualHost => rusty_s3::UrlStyle::VirtualHost,
+    };
+    Bucket::new(endpoint, style, t.bucket.clone(), t.region.clone()).map_err(|e| e.to_string())
+}
+
+impl<'a> Client<'a> {
+    pub fn new(job: &'a Job, target: &'a S3Target) -> Result<Client<'a>, Outcome> {
+        let bucket = bucket(target).map_err(|reason| {
+            fail(
+                Error::InvalidRequest {
+                    reason: format!("S3 bucket {:?}: {reason}", target.bucket),
+                },
+                Class::Final,
+            )
+        })?;
+        let Some(provider) = job.config.providers.get(&target.credentials) else {
+            return Err(fail(
+                Error::Credentials {
+                    provider: target.credentials.clone(),
+                    message: "no provider is registered under this name (see \
+                              UploaderBuilder::credentials)"
+                        .into(),
+                    permanent: true,
+                },
+                Class::Final,
+            ));
+        };
+        Ok(Client {
+            job,
+            target,
+            object_url: bucket.object_url(&target.key).to_string(),
+            bucket,
+            reporter: Reporter::new(job.id, job.tx.clone(), job.config.progress_interval),
+            provider,
+            keys: None,
+        })
+    }
+
+    /// The keys to sign with: asked of the provider the first time, when they expired,
+    /// or (`refresh`) when the server refused them.
+    fn keys(&mut self, refresh: bool) -> Result<rusty_s3::Credentials, Outcome> {
+        if let Some((k, creds)) = &self.keys {
+            if !refresh && !k.expired() {
+                return Ok(creds.clone());
+            }
+        }
+        let refresh = refresh || self.keys.is_some();
+        let asked = self.provider.credentials(&CredentialRequest {
+            upload: self.job.id,
+            refresh,
+        });
+        let provider = || self.target.credentials.clone();
+        match asked {
+            Ok(Credentials::S3(k)) => {
+                log::debug!(
+                    "upload {}: credentials from provider {:?}{}",
+                    self.job.id,
+                    self.target.credentials,
+                    if refresh { " (refreshed)" } else { "" }
+                );
+                let creds = match &k.session_token {
+                    Some(t) => rusty_s3::Credentials::new_with_token(
+                        k.access_key_id.clone(),
+                        k.secret_access_key.clone(),
+                        t.clone(),
+                    ),
+                    None => rusty_s3::Credentials::new(
+                        k.access_key_id.clone(),
+                        k.secret_access_key.clone(),
+                    ),
+                };
+                self.keys = Some((k, creds.clone()));
+                Ok(creds)
+            }
+            Err(e) => {
+                let class = if e.permanent {
+                    Class::Final
+                } else {
+                    Class::Transient
+                };
+                Err(fail(
+                    Error::Credentials {
+                        provider: provider(),
+                        message: e.message,
+                        permanent: e.permanent,
+                    },
+                    class,
+                ))
+            }
+        }
+    }
+
+    /// Sends a request (signed by `build`), asking the provider once more and sending it
+    /// again if the server refuses the credentials. A request that did not get an
+    /// answer ends the attempt.
+    pub fn exchange(
+        &mut self,
+        build: Build<'_>,
+        body: Option<(&[Segment], u64, u64)>,
+    ) -> Result<Reply, Outcome> {
+        let mut refreshed = false;
+        loop {
+            let creds = self.keys(refreshed)?;
+            let signed = build(&self.bucket, &creds);
+            let reporter = &mut self.reporter;
+            let sent = http::send(
+                Attempt {
+                    agent: &self.job.agent,
+                    method: signed.method,
+                    url: signed.url,
+                    headers: signed.headers,
+                    body,
+                    ctl: &self.job.ctl,
+                    bandwidth: self.job.bandwidth.as_deref(),
+                    max_redirects: self.job.config.max_redirects,
+                    allow_downgrade: self.job.config.allow_https_downgrade,
+                },
+                &mut |pos| reporter.sent(pos),
+            );
+            let resp = match sent {
+                Sent::Response { resp, .. } => resp,
+                other => return Err(sent_failure(other)),
+            };
+            let reply = read(resp)?;
+            let stale = matches!(reply.status, 401 | 403)
+                || (reply.status == 400 && REFRESH_CODES.contains(&reply.error().0.as_str()));
+            if stale && !refreshed {
+                let (code, _) = reply.error();
+                log::info!(
+                    "upload {}: the server refused the credentials ({} {code}); asking \
+                     provider {:?} again",
+                    self.job.id,
+                    reply.status,
+                    self.target.credentials
+                );
+                refreshed = true;
+                continue;
+            }
+            return Ok(reply);
+        }
+    }
+
+    /// Stores a reply as the upload's response (its body in the store).
+    pub fn keep(&mut self, reply: &Reply) -> Result<StoredResponse, Outcome> {
+        let saved = store::body::save(
+            &mut Cursor::new(&reply.body),
+            Some(reply.body.len() as u64),
+            &self.job.body_path,
+            self.job.config.max_response_body,
+            &mut |_, _| {},
+        );
+        let (body_len, body_truncated) = match saved {
+            Ok(v) => v,
+            Err(store::body::SaveError::Store(e)) => return Err(fail(e, Class::Final)),
+            // An in-memory body cannot fail to read.
+            Err(store::body::SaveError::Read(e)) => {
+                return Err(fail(
+                    Error::io("read the kept answer", &self.job.body_path, e),
+                    Class::Final,
+                ))
+            }
+        };
+        Ok(StoredResponse {
+            status: reply.status,
+            headers: reply.headers.clone(),
+            url: self.object_url.clone(),
+            body_len,
+            body_truncated,
+        })
+    }
+
+    /// A failed answer as the attempt's outcome: the service's code in the error, the
+    /// answer kept, transient or final by status and code.
+    pub fn refused(&mut self, reply: &Reply, what: &str) -> Outcome {
+        let (code, message) = reply.error();
+        let transient =
+            classify::is_transient_status(reply.status) || TRANSIENT_CODES.contains(&code.as_str());
+        let class = if transient {
+            Class::Transient
+        } else {
+            Class::Final
+        };
+        let retry_after = match reply.status {
+            429 | 503 => classify::retry_after(&reply.headers),
+            _ => None,
+        };
+        let message = if message.is_empty() {
+            what.to_string()
+        } else {
+            format!("{what}: {message}")
+        };
+        let response = self.keep(reply).ok();
+        Outcome::Failed {
+            error: Error::Service {
+                status: reply.status,
+                code,
+                message,
+            },
+            class,
+            response,
+            retry_after,
+            body_complete: true,
+        }
+    }
+}
+
+/// Reads an answer whole (bounded): S3's answers are small XML documents.
+fn read(resp: Response<Body>) -> Result<Reply, Outcome> {
+    let status = resp.status().as_u16();
+    let headers = http::headers_of(&resp);
+    let body = resp
+        .into_body()
+        .into_with_config()
+        .limit(MAX_ANSWER)
+        .read_to_vec();
+    match body {
+        Ok(body) => Ok(Reply {
+            status,
+            headers,
+            body,
+        }),
+        // The server is there: a body that fails to arrive spends a retry.
+        Err(e) => Err(fail(classify::wire(WireError::from(e)).0, Class::Transient)),
+    }
+}

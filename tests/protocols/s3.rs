@@ -1,0 +1,545 @@
+//! S3 against two real servers: moto (the whole multipart set, no signature checks) and
+//! s3rver (checks SigV4 signatures; no ListParts, no ListMultipartUploads, no Abort).
+//! Objects are read back and compared byte for byte; interrupted uploads (SIGKILL, a
+//! network cut, a server that lost the upload) send again only what the server lacks.
+//!
+//! Built with `--features s3`. Without the servers these tests print SKIPPED, except in
+//! CI, where they fail. The SIGKILL test re-runs this binary as its child, with
+//! `BGXFER_S3_CHILD` set.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use background_transfer::{
+    Credentials, Error, ProviderError, S3Keys, S3Object, Status, Upload, UploadRequest, Uploader,
+    UploaderBuilder,
+};
+
+use crate::support::child::{self, mark};
+use crate::support::proxy::Proxy;
+use crate::support::s3::{Kind, S3Server, BUCKET, S3S_KEY, S3S_SECRET};
+use crate::support::{
+    completed, ended, fast, sha256_file, sha256_hex, sparse_file, wait_until, write_file, KIB, MIB,
+};
+
+pub const CHILD_ENV: &str = "BGXFER_S3_CHILD";
+const STORE_ENV: &str = "BGXFER_S3_STORE";
+const FILE_ENV: &str = "BGXFER_S3_FILE";
+const ENDPOINT_ENV: &str = "BGXFER_S3_ENDPOINT";
+const RATE_ENV: &str = "BGXFER_S3_RATE";
+
+const PART: u64 = 5 * MIB;
+
+macro_rules! s3_server {
+    ($test:expr, $kind:expr) => {
+        match S3Server::start($test, $kind) {
+            Some(s) => s,
+            None => return,
+        }
+    };
+}
+
+/// A provider handing out the server's keys, counting the calls and the refreshes.
+#[derive(Default)]
+struct Counted {
+    calls: AtomicU32,
+    refreshes: AtomicU32,
+}
+
+fn keys_provider(
+    server: &S3Server,
+) -> (
+    Arc<Counted>,
+    impl Fn(&background_transfer::CredentialRequest) -> Result<Credentials, ProviderError>,
+) {
+    let counted = Arc::new(Counted::default());
+    let c = counted.clone();
+    let (key, secret) = server.keys();
+    let provider = move |r: &background_transfer::CredentialRequest| {
+        c.calls.fetch_add(1, Ordering::SeqCst);
+        if r.refresh() {
+            c.refreshes.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(Credentials::S3(S3Keys::new(key.clone(), secret.clone())))
+    };
+    (counted, provider)
+}
+
+/// A store whose uploads get the server's keys from provider `"s3"`.
+fn builder(dir: &Path, server: &S3Server) -> (Arc<Counted>, UploaderBuilder) {
+    let (counted, provider) = keys_provider(server);
+    let b = fast(dir)
+        .response_timeout(Duration::from_secs(60))
+        .credentials("s3", provider);
+    (counted, b)
+}
+
+fn object(endpoint: &str, key: &str) -> S3Object {
+    S3Object::new(endpoint, BUCKET, key).part_size(PART)
+}
+
+fn assert_object(server: &S3Server, key: &str, src: &Path) {
+    let got = server
+        .get_object(key)
+        .unwrap_or_else(|| panic!("{key} is not on {:?}", server.kind));
+    assert_eq!(
+        sha256_hex(&got),
+        sha256_file(src),
+        "{key} on {:?} differs from {} ({} bytes back)",
+        server.kind,
+        src.display(),
+        got.len()
+    );
+}
+
+fn every_size_arrives_byte_exact(kind: Kind) {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = s3_server!(&format!("S3 objects of every size on {kind:?}"), kind);
+    let (_, b) = builder(&tmp.path().join("store"), &server);
+    let up = b.max_concurrent(3).open().unwrap();
+    let sizes = [0, KIB, PART - 1, PART, 37 * MIB, 200 * MIB];
+    let mut uploads = Vec::new();
+    for (i, size) in sizes.into_iter().enumerate() {
+        let src = write_file(tmp.path(), &format!("f{i}.bin"), size, i as u64 + 1);
+        let key = format!("sizes/{size}.bin");
+        let h = up
+            .create_upload(UploadRequest::s3(
+                object(&server.endpoint(), &key).content_type("application/octet-stream"),
+                &src,
+            ))
+            .unwrap();
+        uploads.push((h, key, src, size));
+    }
+    for (h, key, src, size) in &uploads {
+        let info = completed(h, Duration::from_secs(240));
+        assert_eq!(info.status, 200, "{key}");
+        assert_eq!(h.progress().bytes_acknowledged, *size, "{key}");
+        assert_eq!(h.progress().attempts, 0, "{key}: no retry spent");
+        assert_object(&server, key, src);
+    }
+}
+
+#[test]
+fn objects_of_every_size_arrive_byte_exact_on_moto() {
+    every_size_arrives_byte_exact(Kind::Moto);
+}
+
+#[test]
+fn objects_of_every_size_arrive_byte_exact_on_s3rver() {
+    every_size_arrives_byte_exact(Kind::S3rver);
+}
+
+#[test]
+fn objects_of_every_size_arrive_byte_exact_on_s3s_with_checked_signatures() {
+    every_size_arrives_byte_exact(Kind::S3sFs);
+}
+
+/// The child of the SIGKILL test: opens the store, creates the upload on its first run,
+/// and uploads (throttled) until it is killed.
+pub fn child_process() {
+    let Ok(role) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    assert_eq!(role, "upload", "unknown child role");
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
+    let rate: u64 = env(RATE_ENV).parse().unwrap();
+    let up = fast(Path::new(&env(STORE_ENV)))
+        .response_timeout(Duration::from_secs(60))
+        .max_bandwidth(Some(rate))
+        .credentials("s3", |_: &background_transfer::CredentialRequest| {
+            Ok(Credentials::S3(S3Keys::new("S3RVER", "S3RVER")))
+        })
+        .open()
+        .unwrap();
+    let h = match up.uploads().into_iter().next() {
+        Some(h) => h,
+        None => up
+            .create_upload(UploadRequest::s3(
+                object(&env(ENDPOINT_ENV), "kill/big.bin"),
+                env(FILE_ENV),
+            ))
+            .unwrap(),
+    };
+    mark(format_args!("ID {}", h.id()));
+    let _ = h.wait_timeout(Duration::from_secs(120));
+    mark("DONE");
+}
+
+#[test]
+fn ten_sigkills_resend_at_most_one_part_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = s3_server!("S3 SIGKILL x10", Kind::Moto);
+    let proxy = Proxy::start(format!("127.0.0.1:{}", server.port).parse().unwrap());
+    let size = 200 * MIB;
+    let src = write_file(tmp.path(), "big.bin", size, 77);
+    let store = tmp.path().join("store");
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port());
+    let spawn = || {
+        child::spawn(
+            CHILD_ENV,
+            "upload",
+            &[
+                (STORE_ENV, &store),
+                (FILE_ENV, &src),
+                (ENDPOINT_ENV, &endpoint),
+                (RATE_ENV, &(24 * MIB).to_string()),
+            ],
+        )
+    };
+    let mut rng = crate::support::Rng(0x53);
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while kills < 10 && Instant::now() < deadline {
+        let mut c = spawn();
+        c.wait_for_line("ID ", Duration::from_secs(20))
+            .expect("the child never opened its upload");
+        // Let it send between half a part and two parts' worth before the kill.
+        let before = proxy.bytes_to_server();
+        let want = rng.range(PART / 2, 2 * PART);
+        let moved = wait_until(Duration::from_secs(20), || {
+            proxy.bytes_to_server() >= before + want || c.lines_so_far().iter().any(|l| l == "DONE")
+        });
+        if c.lines_so_far().iter().any(|l| l == "DONE") {
+            break;
+        }
+        assert!(moved, "the child made no progress after kill {kills}");
+        c.kill();
+        kills += 1;
+    }
+    assert_eq!(kills, 10, "the upload finished before the tenth kill");
+    let (_, b) = builder(&store, &server);
+    let up = b.open().unwrap();
+    let h = up
+        .uploads()
+        .into_iter()
+        .next()
+        .expect("the upload survived");
+    // The last run goes through the proxy too (the endpoint is persisted).
+    let info = completed(&h, Duration::from_secs(120));
+    assert_eq!(info.status, 200);
+    assert!(!h.progress().has_restarted, "never restarted from part 1");
+    assert_object(&server, "kill/big.bin", &src);
+    let sent = proxy.bytes_to_server();
+    let resent = sent.saturating_sub(size);
+    eprintln!(
+        "S3 SIGKILL x{kills}: {sent} bytes reached the server for a {size}-byte object: \
+         {resent} bytes ({:.2} parts) sent again in all, {:.2} parts per kill",
+        resent as f64 / PART as f64,
+        resent as f64 / PART as f64 / kills as f64
+    );
+    assert!(
+        resent <= kills as u64 * PART,
+        "{resent} bytes sent again: more than one part per interruption"
+    );
+}
+
+#[test]
+fn a_network_cut_during_a_part_resends_only_that_part() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = s3_server!("S3 network cut", Kind::Moto);
+    let proxy = Proxy::start(format!("127.0.0.1:{}", server.port).parse().unwrap());
+    let size = 37 * MIB;
+    let src = write_file(tmp.path(), "cut.bin", size, 5);
+    let (_, b) = builder(&tmp.path().join("store"), &server);
+    let up = b.open().unwrap();
+    // Cut in the middle of the third part.
+    proxy.cut_after(2 * PART + PART / 2);
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port());
+    let h = up
+        .create_upload(UploadRequest::s3(object(&endpoint, "cut.bin"), &src))
+        .unwrap();
+    completed(&h, Duration::from_secs(120));
+    assert_eq!(proxy.cuts(), 1, "the cut happened");
+    assert_object(&server, "cut.bin", &src);
+    let resent = proxy.bytes_to_server().saturating_sub(size);
+    eprintln!("S3 network cut: {resent} bytes sent again (part size {PART})");
+    assert!(resent <= PART, "{resent} bytes sent again for one cut");
+}
+
+#[test]
+fn a_wrong_secret_is_a_final_403_with_the_servers_code_and_no_retry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = s3_server!("S3 wrong secret", Kind::S3sFs);
+    let src = write_file(tmp.path(), "a.bin", 12 * MIB, 3);
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let up = fast(&tmp.path().join("store"))
+        .credentials("s3", move |_: &background_transfer::CredentialRequest| {
+            c.fetch_add(1, Ordering::SeqCst);
+            Ok(Credentials::S3(S3Keys::new(S3S_KEY, "not-the-secret")))
+        })
+        .open()
+        .unwrap();
+    for (key, size) in [("small.bin", KIB), ("multi.bin", 12 * MIB)] {
+        let src = if size == KIB {
+            write_file(tmp.path(), "small.bin", KIB, 4)
+        } else {
+            src.clone()
+        };
+        calls.store(0, Ordering::SeqCst);
+        let h = up
+            .create_upload(UploadRequest::s3(object(&server.endpoint(), key), &src))
+            .unwrap();
+        let err = ended(&h, Duration::from_secs(30)).unwrap_err();
+        match &err {
+            Error::Service { status, code, .. } => {
+                assert_eq!(*status, 403, "{err}");
+                assert_eq!(code, "SignatureDoesNotMatch", "{err}");
+            }
+            other => panic!("{key}: expected a service error, got {other:?}"),
+        }
+        assert_eq!(h.status(), Status::Error);
+        assert_eq!(h.progress().attempts, 0, "{key}: no retry spent");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "{key}: asked once, then once more with refresh"
+        );
+        let info = h.response_info().expect("the 403 is kept");
+        assert_eq!(info.status, 403);
+    }
+}
+
+#[test]
+fn expired_credentials_are_asked_for_again_and_the_upload_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = s3_server!("S3 expiring credentials", Kind::S3sFs);
+    let size = 30 * MIB;
+    let src = write_file(tmp.path(), "exp.bin", size, 8);
+    // Keys that live 400 ms, and a first answer that is stale (a rotated secret): the
+    // server refuses it, the provider is asked with refresh, and gives the right one.
+    let calls = Arc::new(AtomicU32::new(0));
+    let refreshes = Arc::new(AtomicU32::new(0));
+    let (c, r) = (calls.clone(), refreshes.clone());
+    let up = fast(&tmp.path().join("store"))
+        .response_timeout(Duration::from_secs(60))
+        .max_bandwidth(Some(10 * MIB))
+        .credentials("s3", move |req: &background_transfer::CredentialRequest| {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            if req.refresh() {
+                r.fetch_add(1, Ordering::SeqCst);
+            }
+            let secret = if n == 0 { "rotated-away" } else { S3S_SECRET };
+            Ok(Credentials::S3(
+                S3Keys::new(S3S_KEY, secret)
+                    .session_token(format!("token-{n}"))
+                    .expires(SystemTime::now() + Duration::from_millis(400)),
+            ))
+        })
+        .open()
+        .unwrap();
+    let h = up
+        .create_upload(UploadRequest::s3(
+            object(&server.endpoint(), "exp.bin"),
+            &src,
+        ))
+        .unwrap();
+    completed(&h, Duration::from_secs(60));
+    assert_object(&server, "exp.bin", &src);
+    let (calls, refreshes) = (
+        calls.load(Ordering::SeqCst),
+        refreshes.load(Ordering::SeqCst),
+    );
+    eprintln!("S3 expiring credentials: provider asked {calls} times, {refreshes} refreshes");
+    assert!(calls >= 4, "asked again as the keys expired: {calls}");
+    assert_eq!(
+        refreshes,
+        calls - 1,
+        "every call after the first is a refresh"
+    );
+    assert_eq!(h.progress().attempts, 0, "no retry spent on credentials");
+    up.shutdown().unwrap();
+    // Nothing the provider gave, nor any signature made with it, is in the store.
+    let store = tmp.path().join("store");
+    for secret in [
+        S3S_SECRET,
+        "rotated-away",
+        "token-0",
+        "token-1",
+        "X-Amz-Signature",
+    ] {
+        assert_no_bytes(&store, secret.as_bytes());
+    }
+}
+
+/// No file under `dir` holds `needle`.
+fn assert_no_bytes(dir: &Path, needle: &[u8]) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            assert_no_bytes(&path, needle);
+            continue;
+        }
+        let data = std::fs::read(&path).unwrap();
+        assert!(
+            !data.windows(needle.len()).any(|w| w == needle),
+            "{} holds {:?}",
+            path.display(),
+            String::from_utf8_lossy(needle)
+        );
+    }
+}
+
+/// Starts a throttled multipart upload and waits until the server has `parts` parts.
+fn part_way(
+    up: &Uploader,
+    server: &S3Server,
+    key: &str,
+    src: &Path,
+    parts: usize,
+) -> (Upload, String) {
+    let h = up
+        .create_upload(UploadRequest::s3(object(&server.endpoint(), key), src))
+        .unwrap();
+    let mut upload_id = String::new();
+    let ok = wait_until(Duration::from_secs(30), || {
+        if let Some(id) = server.multipart_uploads(key).first() {
+            upload_id = id.clone();
+            return server.parts(key, id) >= parts;
+        }
+        false
+    });
+    assert!(ok, "{key} never got {parts} parts on the server");
+    (h, upload_id)
+}
+
+#[test]
+fn cancel_aborts_the_multipart_upload_on_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = s3_server!("S3 cancel", Kind::Moto);
+    let src = write_file(tmp.path(), "c.bin", 40 * MIB, 2);
+    let (_, b) = builder(&tmp.path().join("store"), &server);
+    let up = b.max_bandwidth(Some(8 * MIB)).open().unwrap();
+    let (h, _) = part_way(&up, &server, "cancel.bin", &src, 1);
+    h.cancel().unwrap();
+    assert_eq!(h.status(), Status::Canceled);
+    let gone = wait_until(Duration::from_secs(10), || {
+        server.multipart_uploads("cancel.bin").is_empty()
+    });
+    assert!(
+        gone,
+        "the server still lists the multipart upload after cancel"
+    );
+    assert!(server.get_object("cancel.bin").is_none());
+}
+
+#[test]
+fn an_upload_the_server_lost_while_paused_restarts_from_part_one_without_a_retry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = s3_server!("S3 upload lost while paused", Kind::Moto);
+    let src = write_file(tmp.path(), "l.bin", 40 * MIB, 6);
+    let (_, b) = builder(&tmp.path().join("store"), &server);
+    let up = b.max_bandwidth(Some(16 * MIB)).open().unwrap();
+    let (h, upload_id) = part_way(&up, &server, "lost.bin", &src, 2);
+    h.pause().unwrap();
+    assert!(crate::support::wait_for(&h, Duration::from_secs(10), |s| {
+        s == Status::PausedByApplication
+    }));
+    server.abort("lost.bin", &upload_id);
+    h.resume().unwrap();
+    let info = completed(&h, Duration::from_secs(60));
+    assert_eq!(info.status, 200);
+    assert!(h.progress().has_restarted, "has_restarted is set");
+    assert_eq!(h.progress().attempts, 0, "a lost upload spends no retry");
+    assert_object(&server, "lost.bin", &src);
+}
+
+#[test]
+fn an_upload_the_server_lost_mid_way_restarts_from_part_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = s3_server!("S3 lost upload", Kind::Moto);
+    let src = write_file(tmp.path(), "l.bin", 40 * MIB, 6);
+    let (_, b) = builder(&tmp.path().join("store"), &server);
+    // moto may not answer at all a part whose upload it aborted meanwhile: a short
+    // response timeout bounds that wait (a timeout spends a retry).
+    let up = b
+        .max_bandwidth(Some(16 * MIB))
+        .response_timeout(Duration::from_secs(5))
+        .open()
+        .unwrap();
+    let (h, upload_id) = part_way(&up, &server, "lost.bin", &src, 2);
+    server.abort("lost.bin", &upload_id);
+    let info = completed(&h, Duration::from_secs(120));
+    assert_eq!(info.status, 200);
+    assert!(h.progress().has_restarted, "has_restarted is set");
+    // moto 5.2.5 answers a part sent to an aborted upload with a 500 (a bug in its
+    // UploadPart), or not at all, which spends one retry; the ListParts of the next
+    // attempt then says NoSuchUpload.
+    assert!(h.progress().attempts <= 1, "{:?}", h.progress());
+    assert_object(&server, "lost.bin", &src);
+}
+
+#[test]
+fn bad_s3_requests_are_typed_errors_and_persist_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let src = write_file(tmp.path(), "x.bin", KIB, 1);
+    let up = fast(&store)
+        .credentials("s3", |_: &background_transfer::CredentialRequest| {
+            Ok(Credentials::S3(S3Keys::new("k", "s")))
+        })
+        .open()
+        .unwrap();
+    let ep = "http://127.0.0.1:9";
+    let long_key = "k".repeat(1025);
+    let cases: Vec<(&str, S3Object)> = vec![
+        ("empty bucket", S3Object::new(ep, "", "k")),
+        ("empty key", S3Object::new(ep, BUCKET, "")),
+        (
+            "key over 1,024 bytes",
+            S3Object::new(ep, BUCKET, long_key.as_str()),
+        ),
+        (
+            "part size under 5 MiB",
+            object(ep, "k").part_size(5 * MIB - 1),
+        ),
+        (
+            "part size over 5 GiB",
+            object(ep, "k").part_size((5 << 30) + 1),
+        ),
+        (
+            "unregistered provider",
+            object(ep, "k").credentials("nobody"),
+        ),
+        ("bad metadata", object(ep, "k").metadata("a b", "v")),
+        ("no endpoint host", S3Object::new("http://", BUCKET, "k")),
+    ];
+    for (what, obj) in cases {
+        let err = up
+            .create_upload(UploadRequest::s3(obj, &src))
+            .expect_err(what);
+        assert!(
+            matches!(
+                err,
+                Error::InvalidRequest { .. }
+                    | Error::InvalidUrl { .. }
+                    | Error::InvalidHeader { .. }
+                    | Error::Credentials { .. }
+            ),
+            "{what}: {err:?}"
+        );
+        eprintln!("{what}: {err}");
+    }
+    // A file that needs more than 10,000 parts even at 5 GiB each (sparse, where the
+    // file system allows such a size).
+    let huge = 10_000 * (5u64 << 30) + 1;
+    match std::fs::File::create(tmp.path().join("huge.bin")).and_then(|f| f.set_len(huge)) {
+        Ok(()) => {
+            let path = sparse_file(tmp.path(), "huge.bin", huge);
+            let err = up
+                .create_upload(UploadRequest::s3(object(ep, "huge"), &path))
+                .expect_err("a file too large for 10,000 parts");
+            assert!(matches!(err, Error::InvalidRequest { .. }), "{err:?}");
+            assert!(err.to_string().contains("10000 parts"), "{err}");
+        }
+        Err(e) => {
+            eprintln!("(no {huge}-byte sparse file here: {e}; the part count rule is unit-tested)")
+        }
+    }
+    assert!(up.uploads().is_empty(), "nothing was created");
+    up.shutdown().unwrap();
+    let up = fast(&store).open().unwrap();
+    assert!(up.uploads().is_empty(), "nothing was persisted");
+}
