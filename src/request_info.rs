@@ -24,6 +24,11 @@ pub struct RequestInfo {
     pub multipart: bool,
     /// Whether it uses the tus resumable protocol.
     pub tus: bool,
+    /// The protocol's name: `plain`, `tus` or `s3`.
+    pub protocol: &'static str,
+    /// For an S3 multipart upload, the bytes per part (as fixed at creation); `None`
+    /// for other protocols.
+    pub part_size: Option<u64>,
     /// Priority at creation.
     pub priority: Priority,
     /// Transfer group.
@@ -54,6 +59,11 @@ impl RequestInfo {
             files,
             multipart: matches!(r.body, Body::Multipart(_)),
             tus: matches!(r.protocol, Protocol::Tus { .. }),
+            protocol: r.protocol.name(),
+            part_size: match &r.protocol {
+                Protocol::S3(t) => Some(t.part_size),
+                _ => None,
+            },
             priority: r.priority,
             group: r.group.clone(),
             cost_policy: r.cost,
@@ -83,7 +93,7 @@ impl fmt::Debug for RequestInfo {
             .field("url", &redact_url(&self.url))
             .field("headers", &headers)
             .field("files", &self.files)
-            .field("tus", &self.tus)
+            .field("protocol", &self.protocol)
             .field("priority", &self.priority)
             .field("group", &self.group)
             .finish_non_exhaustive()

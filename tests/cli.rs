@@ -482,3 +482,89 @@ fn demo_exits_zero_with_matching_checksums() {
         out.stdout
     );
 }
+
+/// `--protocol s3` against moto: the keys come from the AWS environment variables at
+/// `run` (never from the store), `list --json` shows the protocol and the parts, and
+/// the object arrives byte-exact. Without the keys in the environment, `run` fails the
+/// upload with an error that names the variables.
+#[cfg(feature = "s3")]
+#[test]
+fn s3_add_run_list_with_keys_from_the_environment() {
+    use support::s3::{Kind, S3Server, BUCKET};
+    let Some(moto) = S3Server::start("bgupload --protocol s3", Kind::Moto) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let size = 12 << 20;
+    let src = write_file(tmp.path(), "obj.bin", size, 21);
+    let url = format!("{}/{BUCKET}/cli/obj%20one.bin", moto.endpoint());
+    let src_arg = src.to_str().unwrap();
+    let id = add(
+        &store,
+        &["--protocol", "s3", "--part-size", "5242880", &url, src_arg],
+    );
+    let listed = list_json(&store);
+    let e = entry(&listed, id);
+    assert_eq!(e["protocol"], "s3");
+    assert_eq!(e["part_size"], 5242880);
+    assert_eq!(e["parts_total"], 3);
+    assert_eq!(e["parts_done"], 0);
+
+    // No keys in the environment: a clear, final error.
+    let mut cmd = command(&store, &["run", "--until-idle"]);
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN");
+    let out = run_cmd(cmd);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    let listed = list_json(&store);
+    let err = entry(&listed, id)["error"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+
+    // With them: a new upload of the same file completes.
+    let id = add(&store, &["--protocol", "s3", &url, src_arg]);
+    let mut cmd = command(&store, &["run", "--until-idle"]);
+    cmd.env("AWS_ACCESS_KEY_ID", "AKIDCLI")
+        .env("AWS_SECRET_ACCESS_KEY", "cli-secret-value")
+        .env("AWS_SESSION_TOKEN", "cli-session-token");
+    let out = run_cmd(cmd);
+    // The first upload stays failed, so the run exits 1; this one completed.
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    let listed = list_json(&store);
+    let e = entry(&listed, id);
+    assert_eq!(e["status"], "completed", "{e}");
+    assert_eq!(e["parts_done"], e["parts_total"]);
+    assert_eq!(e["part_size"], 8 << 20, "the default part size");
+    let got = moto
+        .get_object("cli/obj one.bin")
+        .expect("the object is there");
+    assert_eq!(support::sha256_hex(&got), sha256_file(&src));
+    for secret in ["cli-secret-value", "cli-session-token"] {
+        for f in walk(&store) {
+            let data = std::fs::read(&f).unwrap();
+            assert!(
+                !data.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds {secret}",
+                f.display()
+            );
+        }
+    }
+}
+
+#[cfg(feature = "s3")]
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

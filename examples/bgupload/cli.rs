@@ -14,8 +14,14 @@ bgupload: persistent, retried, resumable background uploads (background-transfer
 
 Usage:
   bgupload [--store DIR] add [-X METHOD] [-H 'Name: value']... [--priority high|default|low]
-                             [--group NAME] [--tus] URL FILE
-      persist a new upload and print its id (one line, nothing else)
+                             [--group NAME] [--protocol plain|tus|s3] [--tus]
+                             [--region R] [--part-size BYTES] URL FILE
+      persist a new upload and print its id (one line, nothing else);
+      --tus is --protocol tus; with --protocol s3 (a build with the `s3` feature), URL is
+      http(s)://HOST[:PORT]/BUCKET/KEY (path style), and the keys come from
+      AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN when `run` or
+      `send` sends it (never written to the store); the region is --region, else
+      AWS_REGION, else us-east-1; parts are 8 MiB unless --part-size says otherwise
   bgupload [--store DIR] run [--until-idle] [--max-concurrent N] [--connect-timeout SECS]
                              [--response-timeout SECS] [--retries N]
                              [--max-bandwidth BYTES_PER_SEC]
@@ -69,13 +75,26 @@ impl Op {
     }
 }
 
+/// How `add` sends the file.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolArg {
+    #[default]
+    Plain,
+    Tus,
+    S3,
+}
+
 #[derive(Debug, Default)]
 pub struct AddArgs {
     pub method: Option<String>,
     pub headers: Vec<(String, String)>,
     pub priority: Priority,
     pub group: Option<String>,
-    pub tus: bool,
+    pub protocol: ProtocolArg,
+    /// S3: `--region`.
+    pub region: Option<String>,
+    /// S3: `--part-size`.
+    pub part_size: Option<u64>,
     pub url: String,
     pub file: PathBuf,
 }
@@ -173,7 +192,19 @@ fn parse(mut p: lexopt::Parser) -> Result<Cli, String> {
                 }
             }
             Long("group") if takes_add => add.group = Some(string(p.value().map_err(msg)?)?),
-            Long("tus") if takes_add => add.tus = true,
+            Long("tus") if takes_add => add.protocol = ProtocolArg::Tus,
+            Long("protocol") if takes_add => {
+                add.protocol = match string(p.value().map_err(msg)?)?.as_str() {
+                    "plain" => ProtocolArg::Plain,
+                    "tus" => ProtocolArg::Tus,
+                    "s3" => ProtocolArg::S3,
+                    other => {
+                        return Err(format!("--protocol {other:?} is not one of plain, tus, s3"))
+                    }
+                }
+            }
+            Long("region") if takes_add => add.region = Some(string(p.value().map_err(msg)?)?),
+            Long("part-size") if takes_add => add.part_size = Some(number(&mut p, "--part-size")?),
             Long("until-idle") if takes_run => run.until_idle = true,
             Long("max-concurrent") if takes_run => {
                 let n: usize = number(&mut p, "--max-concurrent")?;
@@ -360,7 +391,7 @@ mod tests {
         );
         assert_eq!(a.priority, Priority::High);
         assert_eq!(a.group.as_deref(), Some("g"));
-        assert!(a.tus);
+        assert_eq!(a.protocol, ProtocolArg::Tus);
         assert_eq!(a.url, "http://h/x");
     }
 

@@ -76,6 +76,16 @@ fn line(u: &Upload) -> String {
     s
 }
 
+/// The parts the server confirmed, as of the last checkpoint: every part but the last
+/// is `part_size` bytes, so the acknowledged bytes count them.
+fn parts_done(acked: u64, total: u64, part_size: u64) -> u64 {
+    if acked >= total {
+        total.div_ceil(part_size)
+    } else {
+        acked / part_size
+    }
+}
+
 fn to_json(u: &Upload) -> Value {
     let p = u.progress();
     let r = u.request();
@@ -88,7 +98,10 @@ fn to_json(u: &Upload) -> Value {
         "id": u.id(),
         "url": r.url,
         "method": r.method,
-        "protocol": if r.tus { "tus" } else { "plain" },
+        "protocol": r.protocol,
+        "part_size": r.part_size,
+        "parts_total": r.part_size.map(|ps| p.total_bytes_to_send.div_ceil(ps)),
+        "parts_done": r.part_size.map(|ps| parts_done(p.bytes_acknowledged, p.total_bytes_to_send, ps)),
         "file": file_of(u),
         "status": p.status.as_str(),
         "bytes_sent": sent,

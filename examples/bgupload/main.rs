@@ -2,7 +2,7 @@
 //! only. See `bgupload --help` and the README's "Command line" section.
 //!
 //! ```text
-//! bgupload [--store DIR] add [-X METHOD] [-H 'Name: value']... [--priority high|default|low] [--group NAME] [--tus] URL FILE
+//! bgupload [--store DIR] add [-X METHOD] [-H 'Name: value']... [--priority high|default|low] [--group NAME] [--protocol plain|tus|s3] [--tus] [--region R] [--part-size BYTES] URL FILE
 //! bgupload [--store DIR] run [--until-idle] [--max-concurrent N] [--connect-timeout SECS] [--response-timeout SECS] [--retries N] [--max-bandwidth BYTES_PER_SEC]
 //! bgupload [--store DIR] list [--json]
 //! bgupload [--store DIR] pause|resume|cancel|remove ID
@@ -19,6 +19,8 @@ mod demo;
 mod list;
 mod progress_view;
 mod run;
+#[cfg(feature = "s3")]
+mod s3;
 mod server;
 
 use std::fmt;
@@ -26,12 +28,12 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use background_transfer::{Error, UploadRequest, Uploader};
+use background_transfer::{Error, UploadRequest, Uploader, UploaderBuilder};
 
-use cli::{AddArgs, Command, Op};
+use cli::{AddArgs, Command, Op, ProtocolArg};
 
 /// Exit status for a usage mistake (like most Unix tools).
-const EXIT_USAGE: u8 = 2;
+pub const EXIT_USAGE: u8 = 2;
 
 /// A failure to report: one sentence for stderr, and the exit status.
 #[derive(Debug)]
@@ -121,14 +123,35 @@ fn main() -> ExitCode {
 /// Opens the store to look at it and manage it: nothing goes on the wire, and every
 /// upload keeps its status for the next `run`.
 pub fn open_for_management(store: &Path) -> Result<Uploader, Failure> {
-    Ok(Uploader::builder()
-        .store_dir(store)
-        .start_transfers(false)
-        .open()?)
+    Ok(with_providers(Uploader::builder().store_dir(store).start_transfers(false)).open()?)
+}
+
+/// The credentials providers the CLI's uploads name (S3: the AWS environment).
+pub fn with_providers(b: UploaderBuilder) -> UploaderBuilder {
+    #[cfg(feature = "s3")]
+    let b = s3::register(b);
+    b
 }
 
 /// Builds the request `add` and `send` persist.
 pub fn request(a: AddArgs) -> Result<UploadRequest, Failure> {
+    if a.protocol == ProtocolArg::S3 {
+        #[cfg(feature = "s3")]
+        return s3::request(&a);
+        #[cfg(not(feature = "s3"))]
+        return Err(Failure {
+            message: "this bgupload was built without S3 support: build it with \
+                      `--features s3`"
+                .into(),
+            code: EXIT_USAGE,
+        });
+    }
+    if a.region.is_some() || a.part_size.is_some() {
+        return Err(Failure {
+            message: "--region and --part-size apply to --protocol s3 only".into(),
+            code: EXIT_USAGE,
+        });
+    }
     // PUT by default: sending it again is safe, so an upload a crash interrupted
     // restarts. (The crate's own default, POST like WinRT, ends such an upload in
     // `Error::NotResumable` unless it carries an Idempotency-Key.)
@@ -140,7 +163,7 @@ pub fn request(a: AddArgs) -> Result<UploadRequest, Failure> {
     if let Some(g) = a.group {
         req = req.group(g);
     }
-    if a.tus {
+    if a.protocol == ProtocolArg::Tus {
         req = req.tus(None);
     }
     Ok(req)

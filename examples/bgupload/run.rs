@@ -63,7 +63,7 @@ impl Signals {
 }
 
 fn builder(store: &Path, a: &RunArgs) -> background_transfer::UploaderBuilder {
-    let mut b = Uploader::builder()
+    let mut b = crate::with_providers(Uploader::builder())
         .store_dir(store)
         .max_bandwidth(a.max_bandwidth);
     if let Some(n) = a.max_concurrent {
