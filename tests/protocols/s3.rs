@@ -21,7 +21,8 @@ use crate::support::child::{self, mark};
 use crate::support::proxy::Proxy;
 use crate::support::s3::{Kind, S3Server, BUCKET, S3S_KEY, S3S_SECRET};
 use crate::support::{
-    completed, ended, fast, sha256_file, sha256_hex, sparse_file, wait_until, write_file, KIB, MIB,
+    completed, ended, fast, sha256_file, sha256_hex, sparse_file, wait_until, write_file, Action,
+    Behavior, TestServer, KIB, MIB,
 };
 
 pub const CHILD_ENV: &str = "BGXFER_S3_CHILD";
@@ -542,4 +543,178 @@ fn bad_s3_requests_are_typed_errors_and_persist_nothing() {
     up.shutdown().unwrap();
     let up = fast(&store).open().unwrap();
     assert!(up.uploads().is_empty(), "nothing was persisted");
+}
+
+/// A scripted S3 endpoint for the answers real servers cannot be made to give: it
+/// creates upload `U1`, takes every part (ETag `"eN"`), and answers Complete, a part
+/// and HEAD as the test says.
+struct Scripted {
+    complete: Vec<Action>,
+    part: Option<(u32, Action)>,
+    head: Action,
+}
+
+fn scripted(s: Scripted) -> TestServer {
+    let complete = std::sync::Mutex::new(std::collections::VecDeque::from(s.complete));
+    TestServer::start(Behavior::handler(move |head, _| {
+        let q = head.path.split_once('?').map_or("", |(_, q)| q);
+        let has = |key: &str| q.split('&').any(|kv| kv.split('=').next() == Some(key));
+        match head.method.as_str() {
+            "POST" if has("uploads") => Action::respond(
+                200,
+                "<?xml version=\"1.0\"?><InitiateMultipartUploadResult><Bucket>uploads\
+                 </Bucket><Key>k</Key><UploadId>U1</UploadId></InitiateMultipartUploadResult>",
+            ),
+            "PUT" => {
+                let n: u32 = q
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("partNumber="))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                match &s.part {
+                    Some((bad, action)) if *bad == n => action.clone(),
+                    _ => Action::respond_with_headers(200, &[("ETag", &format!("\"e{n}\""))], ""),
+                }
+            }
+            "POST" => complete
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| Action::respond(200, "<CompleteMultipartUploadResult/>")),
+            "HEAD" => s.head.clone(),
+            _ => Action::respond(405, ""),
+        }
+    }))
+}
+
+fn s3_error(status: u16, code: &str) -> Action {
+    Action::respond(
+        status,
+        format!("<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>said the server</Message></Error>"),
+    )
+}
+
+fn scripted_upload(dir: &Path, srv: &TestServer, size: u64) -> (Uploader, Upload) {
+    let src = write_file(dir, "s.bin", size, 31);
+    let up = fast(&dir.join("store"))
+        .credentials("s3", |_: &background_transfer::CredentialRequest| {
+            Ok(Credentials::S3(S3Keys::new("k", "s")))
+        })
+        .open()
+        .unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", srv.port());
+    let h = up
+        .create_upload(UploadRequest::s3(object(&endpoint, "k"), &src))
+        .unwrap();
+    (up, h)
+}
+
+#[test]
+fn a_complete_answered_no_such_upload_checks_the_object_before_failing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let size = 11 * MIB;
+    // The object is there with its size: an earlier Complete worked.
+    let srv = scripted(Scripted {
+        complete: vec![s3_error(404, "NoSuchUpload")],
+        part: None,
+        head: Action::respond_with_headers(200, &[("Content-Length", &size.to_string())], ""),
+    });
+    let (_up, h) = scripted_upload(tmp.path(), &srv, size);
+    let info = completed(&h, Duration::from_secs(30));
+    assert_eq!(info.status, 200);
+    assert!(!h.progress().has_restarted);
+    let methods: Vec<String> = srv.requests().iter().map(|r| r.method.clone()).collect();
+    assert_eq!(
+        methods.last().map(String::as_str),
+        Some("HEAD"),
+        "{methods:?}"
+    );
+
+    // Not there (or not whole): the upload starts again from part 1.
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = scripted(Scripted {
+        complete: vec![s3_error(404, "NoSuchUpload")],
+        part: None,
+        head: Action::respond(404, ""),
+    });
+    let (_up, h) = scripted_upload(tmp.path(), &srv, size);
+    completed(&h, Duration::from_secs(30));
+    assert!(h.progress().has_restarted, "started again from part 1");
+    let creates = srv
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.contains("uploads="))
+        .count();
+    assert_eq!(creates, 2, "a new multipart upload");
+}
+
+#[test]
+fn a_damaged_part_is_a_final_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = scripted(Scripted {
+        complete: vec![],
+        part: Some((2, s3_error(400, "BadDigest"))),
+        head: Action::respond(404, ""),
+    });
+    let (_up, h) = scripted_upload(tmp.path(), &srv, 11 * MIB);
+    let err = ended(&h, Duration::from_secs(30)).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Service { status: 400, .. }), "{err:?}");
+    assert!(
+        text.contains("BadDigest") && text.contains("part 2"),
+        "{text}"
+    );
+    assert_eq!(h.progress().attempts, 0, "a damaged part is not retried");
+    // Each part carried its MD5.
+    let parts: Vec<_> = srv
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT")
+        .collect();
+    assert!(parts.iter().all(|r| r.header("content-md5").is_some()));
+}
+
+#[test]
+fn slow_down_and_a_200_error_document_are_retried_and_entity_too_small_is_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = scripted(Scripted {
+        complete: vec![
+            Action::respond_with_headers(
+                503,
+                &[("Retry-After", "1")],
+                "<Error><Code>SlowDown</Code><Message>Reduce your request rate</Message></Error>",
+            ),
+            // S3 may fail a Complete after its 200 headers went out.
+            s3_error(200, "InternalError"),
+        ],
+        part: None,
+        head: Action::respond(404, ""),
+    });
+    let started = Instant::now();
+    let (_up, h) = scripted_upload(tmp.path(), &srv, 11 * MIB);
+    completed(&h, Duration::from_secs(30));
+    assert_eq!(h.progress().attempts, 2, "two retries spent");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was honoured"
+    );
+    let lists = srv.requests().iter().filter(|r| r.method == "GET").count();
+    assert_eq!(lists, 2, "each retry asked ListParts first");
+    // This server has no ListParts (405): the retries trust the journaled parts, so no
+    // part went twice.
+    let puts = srv.requests().iter().filter(|r| r.method == "PUT").count();
+    assert_eq!(puts, 3, "11 MiB in 5 MiB parts, each sent once");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let srv = scripted(Scripted {
+        complete: vec![s3_error(400, "EntityTooSmall")],
+        part: None,
+        head: Action::respond(404, ""),
+    });
+    let (_up, h) = scripted_upload(tmp.path(), &srv, 11 * MIB);
+    let err = ended(&h, Duration::from_secs(30)).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("parts of {PART} bytes")),
+        "{err}"
+    );
 }
