@@ -5,7 +5,9 @@
 //! Run:        `cargo bench --bench transfer`
 //! Quick run:  `BGXFER_BENCH_QUICK=1 cargo bench --bench transfer` (64 MiB files, 3 runs)
 //! No size:    `BGXFER_BENCH_SIZE=0` skips building `examples/minimal*.rs` (the size rows).
-//! Tuning:     `BGXFER_BENCH_ONLY=transfer` stops after the plain and TLS contests;
+//! No S3:      `BGXFER_BENCH_S3=0` skips the S3 rows (moto from `tests/setup.sh`).
+//! Tuning:     `BGXFER_BENCH_ONLY=transfer` stops after the plain and TLS contests,
+//!             `BGXFER_BENCH_ONLY=s3` runs only the S3 rows;
 //!             `BGXFER_BENCH_BUFFER=<bytes>` sets the crate's `buffer_size`.
 //!
 //! How it measures:
@@ -41,7 +43,10 @@
 //!   journal's process-wide counter (`journal::process_fsyncs`, doc-hidden), bytes from
 //!   the journal file's growth, records by scanning what was appended.
 //! - Size: `cargo build --profile minimal --example minimal --example minimal_ureq`
-//!   (opt-level "z", LTO, one codegen unit, panic=abort, stripped), then the files' sizes.
+//!   (opt-level "z", LTO, one codegen unit, panic=abort, stripped), then the files' sizes;
+//!   the same for `minimal_s3` with `--features s3`.
+//! - S3: see `s3.rs` (three child processes against moto, alternating; wall ratios are
+//!   paired per round, CPU is the children's user+sys).
 //!
 //! Profiling one contender (the binary is `target/release/deps/transfer-*`):
 //! ```text
@@ -55,7 +60,9 @@
 //! `baselines.rs` (curl and bare ureq), `this_crate.rs` (the crate's runs), `contest.rs`
 //! (contenders alternating on one target), `measure.rs` (CPU, RSS, medians, journal
 //! cost), `children.rs` (the memory and profiling child roles), `store.rs` (journal and
-//! start-up), `scheduler.rs` (scheduler CPU against the store's size), `size.rs` (the minimal programs), `report.rs` (the table); `main` runs the
+//! start-up), `scheduler.rs` (scheduler CPU against the store's size), `size.rs` (the
+//! minimal programs), `s3.rs` (S3 multipart against boto3), `report.rs` (the table);
+//! `main` runs the
 //! sections in order and prints the table.
 
 mod baselines;
@@ -63,6 +70,7 @@ mod children;
 mod contest;
 mod measure;
 mod report;
+mod s3;
 mod scheduler;
 mod sink;
 mod size;
@@ -112,6 +120,13 @@ fn make_file(path: &Path, size: u64) -> io::Result<()> {
     f.flush()
 }
 
+fn s3_section(table: &mut Table, dir: &Path, quick: bool) {
+    let size = if quick { 64 * MIB } else { 256 * MIB };
+    let file = dir.join("s3.bin");
+    make_file(&file, size).expect("write S3 file");
+    s3::s3_rows(table, dir, &file, size, if quick { 2 } else { 5 });
+}
+
 fn main() {
     match std::env::var(ROLE).as_deref() {
         Ok("sink") => return sink_main(),
@@ -151,6 +166,13 @@ fn main() {
         println!("curl not installed: its column is skipped");
     }
     let mut table = Table::default();
+    if std::env::var("BGXFER_BENCH_ONLY").as_deref() == Ok("s3") {
+        drop(sink);
+        s3_section(&mut table, dir, quick);
+        print_header(quick, runs, &load_at_start);
+        table.print();
+        return;
+    }
 
     // 1 and 2: plain HTTP and TLS.
     let store = dir.join("store");
@@ -243,6 +265,11 @@ fn main() {
     // 5: size.
     size_rows(&mut table);
     drop(sink);
+
+    // 6: S3 multipart next to boto3 and the crate's plain PUT (moto, child processes).
+    if std::env::var("BGXFER_BENCH_S3").as_deref() != Ok("0") {
+        s3_section(&mut table, dir, quick);
+    }
 
     println!();
     print_header(quick, runs, &load_at_start);

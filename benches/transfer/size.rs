@@ -7,21 +7,30 @@ use std::process::{Command, Stdio};
 use crate::report::Table;
 use crate::MIB;
 
-/// Builds the minimal examples with the `minimal` profile; returns (name, bytes).
-pub fn build_minimal() -> Result<Vec<(String, u64)>, String> {
+/// Builds examples with the `minimal` profile (`extra`: which, and features); returns
+/// (name, bytes).
+pub fn build_minimal(extra: &[&str]) -> Result<Vec<(String, u64)>, String> {
+    Ok(build_minimal_in("minimal", extra)?
+        .into_iter()
+        .map(|(n, len, _)| (n, len))
+        .collect())
+}
+
+/// Builds examples with `profile`; returns (name, bytes, executable).
+pub fn build_minimal_in(
+    profile: &str,
+    extra: &[&str],
+) -> Result<Vec<(String, u64, std::path::PathBuf)>, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut child = Command::new(cargo)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([
             "build",
             "--profile",
-            "minimal",
-            "--example",
-            "minimal",
-            "--example",
-            "minimal_ureq",
+            profile,
             "--message-format=json-render-diagnostics",
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -37,12 +46,12 @@ pub fn build_minimal() -> Result<Vec<(String, u64)>, String> {
         }
         if let (Some(name), Some(exe)) = (v["target"]["name"].as_str(), v["executable"].as_str()) {
             let len = fs::metadata(exe).map_err(|e| format!("{exe}: {e}"))?.len();
-            found.push((name.to_string(), len));
+            found.push((name.to_string(), len, exe.into()));
         }
     }
     let status = child.wait().map_err(|e| e.to_string())?;
     if !status.success() {
-        return Err(format!("cargo build --profile minimal failed: {status}"));
+        return Err(format!("cargo build --profile {profile} failed: {status}"));
     }
     Ok(found)
 }
@@ -58,7 +67,7 @@ pub fn size_rows(table: &mut Table) {
         );
     } else {
         eprintln!("size: cargo build --profile minimal --example minimal --example minimal_ureq");
-        match build_minimal() {
+        match build_minimal(&["--example", "minimal", "--example", "minimal_ureq"]) {
             Ok(found) => {
                 let get = |n: &str| found.iter().find(|(name, _)| name == n).map(|x| x.1);
                 match get("minimal") {
@@ -84,6 +93,18 @@ pub fn size_rows(table: &mut Table) {
                 }
             }
             Err(e) => table.row("minimal program, stripped", e, "≤ 2 MiB", "n/a"),
+        }
+        eprintln!("size: cargo build --profile minimal --features s3 --example minimal_s3");
+        match build_minimal(&["--features", "s3", "--example", "minimal_s3"]) {
+            Ok(found) => {
+                if let Some((_, b)) = found.iter().find(|(n, _)| n == "minimal_s3") {
+                    table.info(
+                        "minimal S3 upload program (`s3` feature), stripped",
+                        format!("{:.2} MiB", *b as f64 / MIB as f64),
+                    );
+                }
+            }
+            Err(e) => table.row("minimal S3 program, stripped", e, "(info)", "n/a"),
         }
     }
 }
