@@ -408,9 +408,9 @@ impl UploaderBuilder {
     }
 
     /// Registers a credentials provider under `name`: uploads that name it (for
-    /// example [`crate::S3Object::credentials`]) ask it for their keys at each attempt.
-    /// Nothing it returns is persisted or logged. Registering a name again replaces
-    /// the provider.
+    /// example `S3Object::credentials`, with the `s3` feature) ask it for their keys at
+    /// each attempt. Nothing it returns is persisted or logged. Registering a name again
+    /// replaces the provider.
     pub fn credentials(
         self,
         name: impl Into<String>,

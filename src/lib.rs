@@ -45,6 +45,10 @@
 //!   one fixed buffer per transfer; memory does not grow with file size.
 //! - **Resumable uploads** with tus 1.0 ([`UploadRequest::tus`]): an interrupted upload
 //!   continues at the server's offset instead of byte 0.
+//! - **S3** and the services that speak its API, with the `s3` cargo feature
+//!   (`UploadRequest::s3` and `S3Object`): multipart uploads that resume from the parts
+//!   the server has, signed with keys from a [`CredentialProvider`] that are never
+//!   persisted (see [`credentials`]).
 //! - **Handles** ([`Upload`]): progress, status, pause, resume, cancel, remove, wait,
 //!   events, the response's status, headers and final URL, and its body.
 //! - **Scheduling**: a concurrency limit, priorities, [`Upload::make_current`], groups
@@ -88,7 +92,8 @@
 //! journal: from then on it survives a crash, a SIGKILL or a power cut. Opening the store
 //! again lists every upload with its last state, and unfinished ones continue (unless
 //! [`UploaderBuilder::start_paused`]). An attempt that was on the wire when the process
-//! died starts again: a tus upload from the server's offset, a PUT from byte 0
+//! died starts again: a tus upload from the server's offset, an S3 multipart upload
+//! from the parts the server has, a PUT from byte 0
 //! (`has_restarted` is set). A POST is not idempotent: one interrupted mid-request may
 //! have reached the server, so it ends in [`Error::NotResumable`] unless the request
 //! opted in ([`UploadRequest::idempotent`], or an `Idempotency-Key` header). The same
@@ -156,7 +161,7 @@
 //!
 //! ## Upload protocols
 //!
-//! Each protocol (plain HTTP; tus 1.0) is one module behind one interface that a worker
+//! Each protocol (plain HTTP; tus 1.0; S3) is one module behind one interface that a worker
 //! drives through an attempt: *start* (create the server-side session, journaled before
 //! any body byte reaches it), *where* (ask the server what it has), *send* (the ranges it
 //! lacks), *finish* (its answer is kept as the response), and *abort* (end the session on
