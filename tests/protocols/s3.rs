@@ -715,3 +715,28 @@ fn slow_down_and_a_200_error_document_are_retried_and_entity_too_small_is_explai
         "{err}"
     );
 }
+
+#[test]
+fn virtual_hosted_buckets_are_signed_and_stored_on_s3s() {
+    use crate::support::s3::{ConnectProxy, S3S_DOMAIN};
+    let tmp = tempfile::tempdir().unwrap();
+    let server = s3_server!("S3 virtual-hosted", Kind::S3sFs);
+    let proxy = ConnectProxy::start();
+    let (_, b) = builder(&tmp.path().join("store"), &server);
+    let up = b.proxy(Some(proxy.url())).open().unwrap();
+    // `uploads.s3.test:PORT`: the bucket in the host name, which the signature covers.
+    let endpoint = format!("http://{S3S_DOMAIN}:{}", server.port);
+    for (key, size) in [("vhost/small.bin", KIB), ("vhost/multi.bin", 12 * MIB)] {
+        let src = write_file(tmp.path(), &key.replace('/', "-"), size, size);
+        let obj = object(&endpoint, key).virtual_hosted(true);
+        let expected = format!("http://{BUCKET}.{S3S_DOMAIN}:{}/{key}", server.port);
+        assert_eq!(obj.url().unwrap(), expected);
+        let h = up.create_upload(UploadRequest::s3(obj, &src)).unwrap();
+        let info = completed(&h, Duration::from_secs(60));
+        assert_eq!(
+            info.url, expected,
+            "the response names the object's URL, unsigned"
+        );
+        assert_object(&server, key, &src);
+    }
+}
