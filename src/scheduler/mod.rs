@@ -457,7 +457,7 @@ pub(crate) fn response_info(r: &StoredResponse, protocol: &Protocol) -> Response
         status: r.status,
         headers: r.headers.clone(),
         url: r.url.clone(),
-        is_resumable: matches!(protocol, Protocol::Tus { .. })
+        is_resumable: protocol.is_resumable()
             || r.headers
                 .iter()
                 .any(|(n, _)| n.eq_ignore_ascii_case("tus-resumable")),

@@ -740,3 +740,61 @@ fn virtual_hosted_buckets_are_signed_and_stored_on_s3s() {
         assert_object(&server, key, &src);
     }
 }
+
+#[test]
+fn a_kept_error_answer_never_holds_the_credentials_it_echoes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let token = "tok/en+secret=";
+    let secret = "very-secret-key";
+    // Like AWS's SignatureDoesNotMatch: the error echoes the signed request (whose query
+    // holds the session token and the signature), and this one repeats it in its
+    // message too.
+    let srv = TestServer::start(Behavior::handler(|head, _| {
+        Action::respond(
+            403,
+            format!(
+                "<Error><Code>SignatureDoesNotMatch</Code><Message>for {}</Message>\
+                 <CanonicalRequest>PUT\n{}</CanonicalRequest></Error>",
+                head.path, head.path
+            ),
+        )
+    }));
+    let src = write_file(tmp.path(), "t.bin", KIB, 2);
+    let store = tmp.path().join("store");
+    let up = fast(&store)
+        .credentials("s3", move |_: &background_transfer::CredentialRequest| {
+            Ok(Credentials::S3(
+                S3Keys::new("AKID", secret).session_token(token),
+            ))
+        })
+        .open()
+        .unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", srv.port());
+    let h = up
+        .create_upload(UploadRequest::s3(object(&endpoint, "k"), &src))
+        .unwrap();
+    let err = ended(&h, Duration::from_secs(30)).unwrap_err();
+    assert!(matches!(err, Error::Service { status: 403, .. }), "{err:?}");
+    let seen = srv.requests();
+    assert!(
+        seen[0]
+            .path
+            .contains("X-Amz-Security-Token=tok%2Fen%2Bsecret%3D"),
+        "the request carried the token: {}",
+        seen[0].path
+    );
+    let signature = seen[0]
+        .path
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("X-Amz-Signature="))
+        .expect("a presigned URL")
+        .to_string();
+    let mut body = String::new();
+    std::io::Read::read_to_string(&mut h.response_body().unwrap(), &mut body).unwrap();
+    assert!(body.contains("SignatureDoesNotMatch"), "{body}");
+    assert!(body.contains("X-Amz-Signature=<redacted>"), "{body}");
+    up.shutdown().unwrap();
+    for needle in [token, "tok%2Fen%2Bsecret%3D", secret, signature.as_str()] {
+        assert_no_bytes(&store, needle.as_bytes());
+    }
+}

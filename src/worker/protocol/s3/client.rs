@@ -341,11 +341,13 @@ impl<'a> Client<'a> {
         }
     }
 
-    /// Stores a reply as the upload's response (its body in the store).
+    /// Stores a reply as the upload's response (its body in the store, without what
+    /// could hold a credential: see [`scrub`]).
     pub fn keep(&mut self, reply: &Reply) -> Result<StoredResponse, Outcome> {
+        let body = self.scrub(&reply.body);
         let saved = store::body::save(
-            &mut Cursor::new(&reply.body),
-            Some(reply.body.len() as u64),
+            &mut Cursor::new(&body),
+            Some(body.len() as u64),
             &self.job.body_path,
             self.job.config.max_response_body,
             &mut |_, _| {},
@@ -370,10 +372,32 @@ impl<'a> Client<'a> {
         })
     }
 
-    /// A failed answer as the attempt's outcome: the service's code in the error, the
-    /// answer kept, transient or final by status and code.
+    /// `body` without what could hold a credential (see [`scrub`]).
+    fn scrub(&self, body: &[u8]) -> Vec<u8> {
+        let secrets: Vec<&str> = self
+            .keys
+            .iter()
+            .flat_map(|(k, _)| {
+                [
+                    Some(k.secret_access_key.as_str()),
+                    k.session_token.as_deref(),
+                ]
+            })
+            .flatten()
+            .collect();
+        scrub(body, &secrets)
+    }
+
+    /// A failed answer as the attempt's outcome: the service's code in the error (read
+    /// from the scrubbed answer: the error is journaled), the answer kept, transient or
+    /// final by status and code.
     pub fn refused(&mut self, reply: &Reply, what: &str) -> Outcome {
-        let (code, message) = reply.error();
+        let scrubbed = Reply {
+            status: reply.status,
+            headers: vec![],
+            body: self.scrub(&reply.body),
+        };
+        let (code, message) = scrubbed.error();
         let transient =
             classify::is_transient_status(reply.status) || TRANSIENT_CODES.contains(&code.as_str());
         let class = if transient {
@@ -403,6 +427,92 @@ impl<'a> Client<'a> {
             body_complete: true,
         }
     }
+}
+
+/// Elements of S3's error documents that echo the signed request: for a presigned URL
+/// they hold its query, with the session token and the signature in it.
+const ECHOES: &[&str] = &[
+    "CanonicalRequest",
+    "CanonicalRequestBytes",
+    "StringToSign",
+    "StringToSignBytes",
+    "SignatureProvided",
+];
+
+/// A body fit to keep: the elements that echo the request removed, and any secret the
+/// provider gave (the secret key, the session token) replaced, wherever it appears.
+fn scrub(body: &[u8], secrets: &[&str]) -> Vec<u8> {
+    let Ok(text) = std::str::from_utf8(body) else {
+        // Not text: no XML echo to remove; still no secret may stay in it.
+        return redact_bytes(body, secrets);
+    };
+    let mut text = text.to_string();
+    for name in ECHOES {
+        let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+        while let Some(start) = text.find(&open) {
+            let end = text[start..]
+                .find(&close)
+                .map_or(text.len(), |e| start + e + close.len());
+            text.replace_range(start..end, "");
+        }
+    }
+    redact_bytes(text.as_bytes(), secrets)
+}
+
+/// `s` as it appears in a URL's query (percent-encoded as SigV4 does).
+fn query_encoded(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Query parameters of a presigned URL whose values are credentials (a signature is a
+/// bearer credential for its request until the URL expires).
+const SECRET_PARAMS: &[&[u8]] = &[b"X-Amz-Signature=", b"X-Amz-Security-Token="];
+
+/// The shortest provider value replaced in a kept answer.
+const MIN_SECRET: usize = 8;
+
+fn redact_bytes(body: &[u8], secrets: &[&str]) -> Vec<u8> {
+    let mut out = body.to_vec();
+    for param in SECRET_PARAMS {
+        let mut i = 0;
+        while let Some(at) = out[i..].windows(param.len()).position(|w| w == *param) {
+            let start = i + at + param.len();
+            let end = out[start..]
+                .iter()
+                .position(|b| b"&<\"' \r\n\t".contains(b))
+                .map_or(out.len(), |e| start + e);
+            out.splice(start..end, b"<redacted>".iter().copied());
+            i = start + b"<redacted>".len();
+        }
+    }
+    let encoded: Vec<String> = secrets.iter().map(|s| query_encoded(s)).collect();
+    let all = secrets
+        .iter()
+        .copied()
+        .chain(encoded.iter().map(String::as_str));
+    // A "secret" of a few characters (a test's) would take every word that holds
+    // them; real ones (40-character keys, long tokens) cannot be mistaken for text.
+    for s in all.filter(|s| s.len() >= MIN_SECRET) {
+        let s = s.as_bytes();
+        let mut i = 0;
+        while i + s.len() <= out.len() {
+            if &out[i..i + s.len()] == s {
+                out.splice(i..i + s.len(), b"<redacted>".iter().copied());
+                i += b"<redacted>".len();
+            } else {
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Reads an answer whole (bounded): S3's answers are small XML documents.

@@ -299,29 +299,57 @@ fn multipart(c: &mut Client, src: &Source, session: Option<Session>) -> Flow {
     c.reporter.acked = done.values().map(|p| p.size).sum();
     c.reporter.flush(0, None);
     let segments = [Segment::File(src.clone())];
-    for n in 1..=count {
-        let number = n as u32;
-        if done.contains_key(&number) {
-            continue;
-        }
-        if c.job.ctl.try_recv() == Ok(Control::Stop) {
-            return Flow::Done(Outcome::Stopped {
-                body_complete: false,
-            });
-        }
-        match upload_part(c, src, &segments, &upload_id, number) {
-            Part::Done(p) => {
-                c.reporter.acked += p.size;
-                c.reporter.flush(0, None);
-                let _ = c.job.tx.send(WorkerEvent::Part {
-                    id: c.job.id,
-                    part: p.clone(),
-                });
-                done.insert(number, p);
+    let missing: Vec<u32> = (1..=count as u32)
+        .filter(|n| !done.contains_key(n))
+        .collect();
+    // The next part's Content-MD5 is computed on a helper thread while this part is on
+    // the wire: hashing then costs no wall time.
+    let sent = std::thread::scope(|scope| {
+        let digest = |n: u32| {
+            let start = u64::from(n - 1) * part_size;
+            content_md5(src, start, part_len(src.size, part_size, u64::from(n)))
+        };
+        let mut next: Option<std::thread::ScopedJoinHandle<'_, Result<String, Error>>> = None;
+        for (i, &number) in missing.iter().enumerate() {
+            let md5 = match next.take().map(|h| h.join()) {
+                Some(Ok(md5)) => md5,
+                // No helper (the first part, or it could not start), or it panicked.
+                _ => digest(number),
+            };
+            if let Some(&after) = missing.get(i + 1) {
+                next = std::thread::Builder::new()
+                    .name("bgxfer-s3-md5".into())
+                    .stack_size(128 * 1024)
+                    .spawn_scoped(scope, move || digest(after))
+                    .ok();
             }
-            Part::Gone => return Flow::Gone,
-            Part::End(o) => return Flow::Done(o),
+            let md5 = match md5 {
+                Ok(m) => m,
+                Err(e) => return Some(Flow::Done(fail(e, Class::Final))),
+            };
+            if c.job.ctl.try_recv() == Ok(Control::Stop) {
+                return Some(Flow::Done(Outcome::Stopped {
+                    body_complete: false,
+                }));
+            }
+            match upload_part(c, src, &segments, &upload_id, number, &md5) {
+                Part::Done(p) => {
+                    c.reporter.acked += p.size;
+                    c.reporter.flush(0, None);
+                    let _ = c.job.tx.send(WorkerEvent::Part {
+                        id: c.job.id,
+                        part: p.clone(),
+                    });
+                    done.insert(number, p);
+                }
+                Part::Gone => return Some(Flow::Gone),
+                Part::End(o) => return Some(Flow::Done(o)),
+            }
         }
+        None
+    });
+    if let Some(flow) = sent {
+        return flow;
     }
     complete(c, src, &segments, &upload_id, &done)
 }
@@ -450,14 +478,11 @@ fn upload_part(
     segments: &[Segment],
     upload_id: &str,
     number: u32,
+    md5: &str,
 ) -> Part {
     let part_size = c.target.part_size;
     let start = u64::from(number - 1) * part_size;
     let len = part_len(src.size, part_size, u64::from(number));
-    let md5 = match content_md5(src, start, len) {
-        Ok(m) => m,
-        Err(e) => return Part::End(fail(e, Class::Final)),
-    };
     let key = c.target.key.as_str();
     // Part numbers are at most MAX_PARTS, which fits.
     let part_number = u16::try_from(number).unwrap_or(u16::MAX);
@@ -467,7 +492,7 @@ fn upload_part(
             b.upload_part(Some(k), key, part_number, upload_id),
             &[],
         );
-        s.headers.push(("Content-MD5".into(), md5.clone()));
+        s.headers.push(("Content-MD5".into(), md5.to_string()));
         s
     };
     let reply = match c.exchange(&build, Some((segments, start, start + len))) {
