@@ -25,6 +25,8 @@ pub struct Config {
     pub(crate) max_response_body: u64,
     pub(crate) retention: Option<Duration>,
     pub(crate) root_certs_pem: Vec<Vec<u8>>,
+    /// The client certificate chain and key files (mutual TLS).
+    pub(crate) client_cert: Option<(PathBuf, PathBuf)>,
     pub(crate) webpki_roots: bool,
     pub(crate) proxy: Option<crate::redact::SecretUrl>,
     pub(crate) start_paused: bool,
@@ -88,6 +90,7 @@ impl Config {
             probe_backoff_max: Duration::from_secs(60),
             probe_targets: None,
             fault_hook: None,
+            client_cert: None,
             providers: Default::default(),
         }
     }
@@ -277,6 +280,19 @@ impl UploaderBuilder {
         self.config.retention = t;
         self
     }
+    /// Presents this client certificate (mutual TLS) to every server that asks for one:
+    /// `cert` holds the PEM chain (the device's certificate first), `key` its private
+    /// key (PKCS#8, SEC1 or RSA PEM). Both are read at [`UploaderBuilder::open`] (a
+    /// missing or unreadable file fails it with [`Error::InvalidCertificate`]) and read
+    /// again before a connection whenever either changed, so a device can rotate them
+    /// in place. A server that refuses the certificate ends the upload in
+    /// [`Error::Tls`] saying so; no retry is spent on it. Custom roots
+    /// ([`UploaderBuilder::add_root_certificate_pem`]) work alongside it.
+    pub fn client_certificate(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.config.client_cert = Some((cert.into(), key.into()));
+        self
+    }
+
     /// Trusts the root certificates in this PEM data. Once any root is added, only the
     /// added roots are trusted (not the built-in Mozilla roots): a device that talks to
     /// its own servers pins their CA this way. Call it several times to add several.

@@ -20,7 +20,6 @@ const RESERVED_HEADERS: &[&str] = &[
     "transfer-encoding",
     "host",
     "connection",
-    "expect",
     "upgrade",
     "te",
     "trailer",
@@ -361,6 +360,12 @@ pub(crate) fn validate_header(name: &str, value: &str) -> Result<(), Error> {
     }
     if value.len() > MAX_HEADER_VALUE_LEN {
         return Err(err("the value is over 8 KiB"));
+    }
+    if name.eq_ignore_ascii_case("expect") && !value.trim().eq_ignore_ascii_case("100-continue") {
+        return Err(err(
+            "only `Expect: 100-continue` is defined (RFC 9110); the crate sends it itself \
+             on bodies of 1 MiB or more",
+        ));
     }
     if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
         return Err(err("the crate sets this header itself"));

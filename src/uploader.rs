@@ -61,7 +61,7 @@ impl Uploader {
     }
 
     pub(crate) fn open_with(config: Config) -> Result<Uploader, Error> {
-        let roots = Arc::new(crate::http::root_certs(&config)?);
+        let roots = Arc::new(crate::http::Tls::load(&config)?);
         if let Some(p) = &config.proxy {
             // Checked once here, rather than failing every upload when it starts.
             ureq::Proxy::new(p).map_err(|e| Error::InvalidUrl {

@@ -179,9 +179,25 @@ fn remove_dot_segments(path: &str) -> String {
 }
 
 /// Sends the request, calling `progress` with the body position as bytes go out.
+/// Bodies from this size on are sent with `Expect: 100-continue` (curl's threshold):
+/// the server can refuse them (401, 403, 413, a TLS alert about the client
+/// certificate) before a byte of the body is sent. A server that says nothing goes on
+/// after ureq's one-second wait.
+const EXPECT_CONTINUE_FROM: u64 = 1 << 20;
+
 pub(crate) fn send(a: Attempt<'_>, progress: &mut dyn FnMut(u64)) -> Sent {
     let mut url = a.url.clone();
     let mut headers = a.headers.clone();
+    let large = a
+        .body
+        .is_some_and(|(_, start, end)| end - start >= EXPECT_CONTINUE_FROM);
+    if large
+        && !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("expect"))
+    {
+        headers.push(("Expect".into(), "100-continue".into()));
+    }
     let mut hops = 0;
     loop {
         let (resp, complete) = match a.body {

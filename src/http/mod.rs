@@ -6,6 +6,7 @@ mod attempt;
 mod body;
 mod connector;
 pub(crate) mod date;
+mod identity;
 mod resolver;
 mod response;
 mod wire;
@@ -38,8 +39,33 @@ pub(crate) enum Control {
     Stop,
 }
 
+/// What every agent's TLS needs: the roots, and the client certificate if one is set.
+#[derive(Debug)]
+pub(crate) struct Tls {
+    roots: Option<RootCerts>,
+    identity: Option<identity::Identity>,
+}
+
+impl Tls {
+    /// Parses the roots and reads the client certificate, once, at open.
+    ///
+    /// # Errors
+    /// [`Error::InvalidCertificate`] for a root that does not parse, or a client
+    /// certificate or key that is missing, unreadable or does not parse.
+    pub fn load(config: &Config) -> Result<Tls, Error> {
+        let identity = match &config.client_cert {
+            Some((cert, key)) => Some(identity::Identity::load(cert, key)?),
+            None => None,
+        };
+        Ok(Tls {
+            roots: root_certs(config)?,
+            identity,
+        })
+    }
+}
+
 /// The parsed root certificates, checked once at open.
-pub(crate) fn root_certs(config: &Config) -> Result<Option<RootCerts>, Error> {
+fn root_certs(config: &Config) -> Result<Option<RootCerts>, Error> {
     if config.root_certs_pem.is_empty() {
         return Ok(None);
     }
@@ -69,11 +95,13 @@ pub(crate) fn root_certs(config: &Config) -> Result<Option<RootCerts>, Error> {
 /// with `Agent::shutdown` without touching other transfers.
 pub(crate) fn agent(
     config: &Config,
-    roots: &Option<RootCerts>,
+    setup: &Tls,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<Agent, Error> {
-    let mut tls = TlsConfig::builder().provider(TlsProvider::Rustls);
-    if let Some(r) = roots {
+    let mut tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .client_cert(setup.identity.as_ref().map(|i| i.current()));
+    if let Some(r) = &setup.roots {
         tls = tls.root_certs(r.clone());
     } else if !config.webpki_roots {
         // No root at all: every certificate is refused (ureq's default is webpki-roots).
@@ -126,5 +154,5 @@ pub(crate) fn agent(
     ))
 }
 
-/// Shared by workers: the parsed roots.
-pub(crate) type Roots = Arc<Option<RootCerts>>;
+/// Shared by workers: the roots and the client certificate.
+pub(crate) type Roots = Arc<Tls>;

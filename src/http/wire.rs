@@ -61,7 +61,7 @@ impl From<ureq::Error> for WireError {
                 timed_out: false,
             },
             U::Rustls(e) => WireError::Tls {
-                message: e.to_string(),
+                message: tls_message(&e),
             },
             U::Tls(m) => WireError::Tls { message: m.into() },
             U::BadUri(m) => WireError::BadUrl { message: m },
@@ -91,7 +91,7 @@ impl From<io::Error> for WireError {
         // certificate, an alert) as an io::Error wrapping its own error.
         if let Some(e) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
             return WireError::Tls {
-                message: e.to_string(),
+                message: tls_message(e),
             };
         }
         if let Some(lost) = io
@@ -129,5 +129,29 @@ impl From<io::Error> for WireError {
                 message: io.to_string(),
             },
         }
+    }
+}
+
+/// A TLS error's text. The alerts a server sends when it refuses the client's
+/// certificate (none sent, unknown issuer, expired, bad) say so in words: with TLS 1.3
+/// they arrive after the handshake, on the first read, where they would otherwise read
+/// as an unexplained failure.
+fn tls_message(e: &rustls::Error) -> String {
+    use rustls::AlertDescription as A;
+    match e {
+        rustls::Error::AlertReceived(
+            a @ (A::CertificateRequired
+            | A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateExpired
+            | A::CertificateRevoked
+            | A::CertificateUnknown
+            | A::UnsupportedCertificate
+            | A::AccessDenied),
+        ) => format!(
+            "the server refused the client certificate (TLS alert {a:?}); check the \
+             certificate given to UploaderBuilder::client_certificate, or that one is given"
+        ),
+        other => other.to_string(),
     }
 }

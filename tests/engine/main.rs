@@ -12,7 +12,9 @@ mod support;
 
 mod connectivity;
 mod control;
+mod early_answer;
 mod events;
+mod mtls;
 mod races;
 mod redirects;
 mod restart;

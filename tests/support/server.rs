@@ -112,6 +112,12 @@ impl TestServer {
         TestServer::launch(behavior.into(), Some(TlsMaterial::generate(flavor)), 0)
     }
 
+    /// Starts an HTTPS server with this TLS material (for example one that requires
+    /// client certificates: [`TlsMaterial::requiring_client_certs`]).
+    pub fn start_tls_material(behavior: impl Into<Behavior>, tls: TlsMaterial) -> TestServer {
+        TestServer::launch(behavior.into(), Some(tls), 0)
+    }
+
     fn launch(behavior: Behavior, tls: Option<TlsMaterial>, port: u16) -> TestServer {
         let deadline = Instant::now() + Duration::from_secs(5);
         let listener = loop {

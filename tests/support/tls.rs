@@ -27,6 +27,9 @@ pub struct TlsMaterial {
     pub ca_der: Vec<u8>,
     pub leaf_der: Vec<u8>,
     pub server_config: Arc<ServerConfig>,
+    /// The server's chain and key, to build other server configurations.
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
 }
 
 impl TlsMaterial {
@@ -72,13 +75,15 @@ impl TlsMaterial {
             .with_safe_default_protocol_versions()
             .expect("TLS protocol versions")
             .with_no_client_auth()
-            .with_single_cert(chain, key)
+            .with_single_cert(chain.clone(), key.clone_key())
             .expect("server certificate");
         TlsMaterial {
             ca_pem: ca_cert.pem(),
             ca_der: ca_cert.der().to_vec(),
             leaf_der: leaf_cert.der().to_vec(),
             server_config: Arc::new(server_config),
+            chain,
+            key,
         }
     }
 }
@@ -95,4 +100,86 @@ pub fn client_config(ca_der: &[u8]) -> Arc<ClientConfig> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Arc::new(config)
+}
+
+/// A client certificate and its key, as PEM.
+#[derive(Clone, Debug)]
+pub struct ClientPem {
+    pub cert: String,
+    pub key: String,
+}
+
+/// A certificate authority for client certificates.
+pub struct ClientCa {
+    pub cert_pem: String,
+    pub cert_der: Vec<u8>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl ClientCa {
+    pub fn generate(name: &str) -> ClientCa {
+        let key = KeyPair::generate().expect("generate client CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).expect("self-sign client CA");
+        ClientCa {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A device certificate signed by this CA (expired in 2001 if `expired`).
+    pub fn issue(&self, device: &str, expired: bool) -> ClientPem {
+        let key = KeyPair::generate().expect("generate device key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("device params");
+        params.distinguished_name.push(DnType::CommonName, device);
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if expired {
+            params.not_before = date_time_ymd(2000, 1, 1);
+            params.not_after = date_time_ymd(2001, 1, 1);
+        }
+        let cert = params.signed_by(&key, &self.issuer).expect("sign device");
+        ClientPem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+}
+
+impl TlsMaterial {
+    /// A good server certificate, and a server that requires a client certificate
+    /// issued by `client_ca`.
+    pub fn requiring_client_certs(client_ca: &ClientCa) -> TlsMaterial {
+        let base = TlsMaterial::generate(TlsFlavor::Good);
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(client_ca.cert_der.clone()))
+            .expect("client CA");
+        let provider = Arc::new(ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .expect("client verifier");
+        let server_config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS protocol versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(base.chain.clone(), base.key.clone_key())
+            .expect("server certificate");
+        TlsMaterial {
+            server_config: Arc::new(server_config),
+            ..base
+        }
+    }
 }

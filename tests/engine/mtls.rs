@@ -1,0 +1,145 @@
+//! Mutual TLS against the crate's own loopback rustls server, which requires a client
+//! certificate from its client CA: the right certificate uploads byte-exact; none, one
+//! from another CA and an expired one each end in a final `Error::Tls` that says the
+//! client certificate was refused, with no retry spent; a missing key file fails
+//! `open()`; a certificate rotated on disk is used from the next connection on.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use background_transfer::{Error, Status, UploadRequest};
+
+use crate::support::tls::{ClientCa, ClientPem, TlsMaterial};
+use crate::support::{ended, fast, sha256_file, write_file, Action, TestServer};
+
+fn write_pem(dir: &Path, name: &str, pem: &ClientPem) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, &pem.cert).unwrap();
+    std::fs::write(&key, &pem.key).unwrap();
+    (cert, key)
+}
+
+fn mtls_server(ca: &ClientCa) -> TestServer {
+    TestServer::start_tls_material(
+        Action::respond(201, "device accepted"),
+        TlsMaterial::requiring_client_certs(ca),
+    )
+}
+
+/// Uploads 1 MiB with `identity` (or none): the upload's end.
+fn upload_with(
+    identity: Option<(PathBuf, PathBuf)>,
+    server: &TestServer,
+) -> (Result<(), Error>, u32) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = fast(&tmp.path().join("store")).add_root_certificate_pem(server.ca_pem());
+    if let Some((cert, key)) = identity {
+        b = b.client_certificate(cert, key);
+    }
+    let up = b.open().unwrap();
+    let f = write_file(tmp.path(), "f.bin", 1 << 20, 3);
+    let h = up
+        .create_upload(UploadRequest::put(server.url("/d"), &f))
+        .unwrap();
+    let r = ended(&h, Duration::from_secs(20)).map(|info| {
+        assert_eq!(info.status, 201);
+    });
+    if r.is_ok() {
+        let reqs = server.requests();
+        assert_eq!(reqs.last().unwrap().sha256, sha256_file(&f), "byte-exact");
+    }
+    (r, h.progress().attempts)
+}
+
+fn assert_refused(r: Result<(), Error>, attempts: u32, case: &str) {
+    match r {
+        Err(Error::Tls { message }) => {
+            assert!(
+                message.contains("refused the client certificate"),
+                "{case}: {message}"
+            );
+        }
+        other => panic!("{case}: expected a TLS error, got {other:?}"),
+    }
+    assert_eq!(attempts, 0, "{case}: no retry spent");
+}
+
+#[test]
+fn the_right_client_certificate_uploads_and_wrong_ones_are_refused_for_good() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = ClientCa::generate("fleet device CA");
+    let other = ClientCa::generate("some other CA");
+    let server = mtls_server(&ca);
+
+    let good = write_pem(tmp.path(), "good", &ca.issue("device-1", false));
+    let (r, attempts) = upload_with(Some(good), &server);
+    r.expect("the right certificate uploads");
+    assert_eq!(attempts, 0);
+
+    let (r, attempts) = upload_with(None, &server);
+    assert_refused(r, attempts, "no certificate");
+    let foreign = write_pem(tmp.path(), "foreign", &other.issue("device-1", false));
+    let (r, attempts) = upload_with(Some(foreign), &server);
+    assert_refused(r, attempts, "another CA");
+    let expired = write_pem(tmp.path(), "expired", &ca.issue("device-1", true));
+    let (r, attempts) = upload_with(Some(expired), &server);
+    assert_refused(r, attempts, "expired");
+}
+
+#[test]
+fn a_missing_or_unreadable_key_fails_open_with_a_typed_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = ClientCa::generate("fleet device CA");
+    let (cert, key) = write_pem(tmp.path(), "d", &ca.issue("device-1", false));
+    let missing = tmp.path().join("missing.key");
+    let err = fast(&tmp.path().join("s1"))
+        .client_certificate(&cert, &missing)
+        .open()
+        .expect_err("a missing key");
+    match &err {
+        Error::InvalidCertificate { reason } => assert!(reason.contains("missing.key"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // A key file that holds a certificate, not a key.
+    let err = fast(&tmp.path().join("s2"))
+        .client_certificate(&cert, &cert)
+        .open()
+        .expect_err("no key in the file");
+    assert!(matches!(err, Error::InvalidCertificate { .. }), "{err:?}");
+    // And the good pair opens.
+    fast(&tmp.path().join("s3"))
+        .client_certificate(&cert, &key)
+        .open()
+        .unwrap()
+        .shutdown()
+        .unwrap();
+}
+
+#[test]
+fn a_certificate_rotated_on_disk_is_used_from_the_next_connection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = ClientCa::generate("fleet device CA");
+    let server = mtls_server(&ca);
+    // The device starts with an expired certificate...
+    let (cert, key) = write_pem(tmp.path(), "device", &ca.issue("device-1", true));
+    let up = fast(&tmp.path().join("store"))
+        .add_root_certificate_pem(server.ca_pem())
+        .client_certificate(&cert, &key)
+        .open()
+        .unwrap();
+    let f = write_file(tmp.path(), "f.bin", 1 << 20, 4);
+    let h = up
+        .create_upload(UploadRequest::put(server.url("/d"), &f))
+        .unwrap();
+    assert!(ended(&h, Duration::from_secs(20)).is_err());
+    assert_eq!(h.status(), Status::Error);
+    // ...its agent rotates it in place, and the program retries the upload.
+    let fresh = ca.issue("device-1", false);
+    std::fs::write(&cert, &fresh.cert).unwrap();
+    std::fs::write(&key, &fresh.key).unwrap();
+    h.resume().unwrap();
+    let info = ended(&h, Duration::from_secs(20)).expect("the new certificate is used");
+    assert_eq!(info.status, 201);
+    up.shutdown().unwrap();
+}
