@@ -12,7 +12,7 @@ pub(crate) enum Command {
     Create {
         id: UploadId,
         created_ms: u64,
-        request: Request,
+        request: Box<Request>,
         reply: Sender<Result<(), Error>>,
     },
     /// An operation on one upload.

@@ -86,11 +86,35 @@ impl fmt::Debug for S3Keys {
 }
 
 /// What a provider hands out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Credentials {
     /// Keys that sign S3 requests.
     S3(S3Keys),
+    /// Headers added to the request (replacing any of the same name it has), for
+    /// example `Authorization: Bearer …`. Values must be valid header values.
+    Headers(Vec<(String, String)>),
+    /// A URL that replaces the upload's own for this request: a presigned URL. For
+    /// tus it replaces the creation endpoint. The upload's response records the
+    /// upload's own URL, never this one.
+    Url(String),
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::S3(k) => f.debug_tuple("S3").field(k).finish(),
+            // Names only: the values are the secrets.
+            Credentials::Headers(h) => f
+                .debug_tuple("Headers")
+                .field(&h.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
+                .finish(),
+            Credentials::Url(u) => f
+                .debug_tuple("Url")
+                .field(&crate::redact::redact_url(u))
+                .finish(),
+        }
+    }
 }
 
 /// Why a provider could not give credentials.
@@ -150,8 +174,6 @@ where
 #[derive(Clone, Default)]
 pub(crate) struct Providers(Arc<RwLock<HashMap<String, Arc<dyn CredentialProvider>>>>);
 
-// Only the S3 protocol asks providers so far.
-#[cfg_attr(not(feature = "s3"), allow(dead_code))]
 impl Providers {
     pub fn register(&self, name: String, provider: Arc<dyn CredentialProvider>) {
         self.0

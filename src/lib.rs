@@ -49,6 +49,11 @@
 //!   (`UploadRequest::s3` and `S3Object`): multipart uploads that resume from the parts
 //!   the server has, signed with keys from a [`CredentialProvider`] that are never
 //!   persisted (see [`credentials`]).
+//! - **Credentials that expire** ([`UploadRequest::credentials`]): a named provider
+//!   gives headers (a bearer token) or a presigned URL before each attempt, and again
+//!   after a 401/403 without spending a retry; nothing it gives is persisted.
+//! - **Device certificates** ([`UploaderBuilder::client_certificate`]): mutual TLS
+//!   with a PEM chain and key, re-read when the files change.
 //! - **Handles** ([`Upload`]): progress, status, pause, resume, cancel, remove, wait,
 //!   events, the response's status, headers and final URL, and its body.
 //! - **Scheduling**: a concurrency limit, priorities, [`Upload::make_current`], groups

@@ -33,6 +33,8 @@ pub struct Request {
     pub protocol: Protocol,
     /// Re-sending this request is safe (decided once, at creation).
     pub idempotent: bool,
+    /// The credentials provider asked before each request (its name: no secret).
+    pub credentials: Option<String>,
 }
 
 /// The body of a request.

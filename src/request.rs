@@ -49,6 +49,8 @@ pub struct UploadRequest {
     pub(crate) group: Option<String>,
     pub(crate) cost: CostPolicy,
     pub(crate) idempotent: Option<bool>,
+    /// The credentials provider asked before each request.
+    pub(crate) credentials: Option<String>,
     pub(crate) protocol: Protocol,
 }
 
@@ -121,6 +123,7 @@ impl UploadRequest {
             group: None,
             cost: CostPolicy::Always,
             idempotent: None,
+            credentials: None,
             protocol: Protocol::Plain,
         }
     }
@@ -169,6 +172,19 @@ impl UploadRequest {
     /// [`Error::NotResumable`] instead of sending it again.
     pub fn idempotent(mut self, yes: bool) -> Self {
         self.idempotent = Some(yes);
+        self
+    }
+
+    /// Takes credentials from the provider registered under `name`
+    /// ([`crate::UploaderBuilder::credentials`]): before each request the provider is
+    /// asked for headers to add ([`crate::Credentials::Headers`], an `Authorization`
+    /// bearer token for example) or a URL to use instead of this one
+    /// ([`crate::Credentials::Url`], a presigned URL). On a 401 or 403 it is asked once
+    /// more with [`crate::CredentialRequest::refresh`] set and the request is sent again,
+    /// without spending a retry; a second refusal in a row is final. Only the name is
+    /// persisted.
+    pub fn credentials(mut self, name: impl Into<String>) -> Self {
+        self.credentials = Some(name.into());
         self
     }
 
@@ -299,6 +315,20 @@ impl UploadRequest {
                 reason: "tus uploads send one file: build them with UploadRequest::new/put/post"
                     .into(),
             });
+        }
+        if let Some(name) = &self.credentials {
+            if name.is_empty() {
+                return Err(Error::InvalidRequest {
+                    reason: "the credentials provider name is empty".into(),
+                });
+            }
+            if matches!(self.protocol, Protocol::S3(_)) {
+                return Err(Error::InvalidRequest {
+                    reason: "an S3 upload names its provider on the S3Object \
+                             (S3Object::credentials)"
+                        .into(),
+                });
+            }
         }
         if let Some(g) = &self.group {
             if g.is_empty() || g.len() > 256 {

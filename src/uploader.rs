@@ -155,7 +155,7 @@ impl Uploader {
         let sent = self.shared.tx.send(Command::Create {
             id,
             created_ms: now_ms(),
-            request,
+            request: Box::new(request),
             reply: tx,
         });
         let result = match sent {
@@ -215,6 +215,17 @@ impl Uploader {
                 })
             }
         };
+        if let Some(name) = &r.credentials {
+            if !self.providers.contains(name) {
+                return Err(Error::Credentials {
+                    provider: name.clone(),
+                    message: "no provider is registered under this name (see \
+                              UploaderBuilder::credentials)"
+                        .into(),
+                    permanent: true,
+                });
+            }
+        }
         #[cfg_attr(not(feature = "s3"), allow(unused_mut))]
         let mut protocol = r.protocol;
         #[cfg(feature = "s3")]
@@ -240,6 +251,7 @@ impl Uploader {
             cost: r.cost,
             protocol,
             idempotent,
+            credentials: r.credentials,
         })
     }
 

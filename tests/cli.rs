@@ -568,3 +568,74 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// `send --client-cert --client-key --ca-cert` against a server that requires a device
+/// certificate: with it the upload completes; without it `send` exits 1 and says the
+/// certificate was refused; a missing key file is a mistake in what was asked (2).
+#[test]
+fn send_with_a_client_certificate() {
+    use support::tls::{ClientCa, TlsMaterial};
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = ClientCa::generate("cli device CA");
+    let srv = TestServer::start_tls_material(
+        Action::respond(201, "stored"),
+        TlsMaterial::requiring_client_certs(&ca),
+    );
+    let pem = ca.issue("cli-device", false);
+    let cert = tmp.path().join("device.crt");
+    let key = tmp.path().join("device.key");
+    let roots = tmp.path().join("roots.pem");
+    std::fs::write(&cert, &pem.cert).unwrap();
+    std::fs::write(&key, &pem.key).unwrap();
+    std::fs::write(&roots, srv.ca_pem()).unwrap();
+    let f = write_file(tmp.path(), "f.bin", 2 << 20, 3);
+    let (cert, key, roots, f) = (
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+        roots.to_str().unwrap(),
+        f.to_str().unwrap(),
+    );
+    let store = tmp.path().join("store");
+    let url = srv.url("/device");
+    let out = bg(
+        &store,
+        &[
+            "send",
+            "--client-cert",
+            cert,
+            "--client-key",
+            key,
+            "--ca-cert",
+            roots,
+            &url,
+            f,
+        ],
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(
+        srv.requests().last().unwrap().sha256,
+        sha256_file(Path::new(f))
+    );
+    let out = bg(&store, &["send", "--ca-cert", roots, &url, f]);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("refused the client certificate"),
+        "{}",
+        out.stderr
+    );
+    let missing = tmp.path().join("missing.key");
+    let out = bg(
+        &store,
+        &[
+            "send",
+            "--client-cert",
+            cert,
+            "--client-key",
+            missing.to_str().unwrap(),
+            &url,
+            f,
+        ],
+    );
+    assert_one_line_error(&out, "missing.key");
+    assert_eq!(out.code(), Some(2));
+}

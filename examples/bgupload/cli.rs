@@ -25,9 +25,12 @@ Usage:
   bgupload [--store DIR] run [--until-idle] [--max-concurrent N] [--connect-timeout SECS]
                              [--response-timeout SECS] [--retries N]
                              [--max-bandwidth BYTES_PER_SEC]
+                             [--client-cert FILE --client-key FILE] [--ca-cert FILE]
       run the uploads: progress bars on a terminal, plain lines otherwise;
       --until-idle exits once every upload is completed, failed, canceled or paused:
-      0 if none failed or was canceled, 1 otherwise
+      0 if none failed or was canceled, 1 otherwise; --client-cert/--client-key present a
+      device certificate (PEM chain and key, re-read when they change), --ca-cert trusts
+      only the PEM roots in FILE
   bgupload [--store DIR] list [--json]
       one line per upload, or a JSON array
   bgupload [--store DIR] pause|resume|cancel|remove ID
@@ -107,6 +110,11 @@ pub struct RunArgs {
     pub response_timeout: Option<Duration>,
     pub retries: Option<u32>,
     pub max_bandwidth: Option<u64>,
+    /// `--client-cert` and `--client-key` (mutual TLS).
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// `--ca-cert`: the roots to trust instead of the built-in ones.
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// The global options and the command.
@@ -227,6 +235,13 @@ fn parse(mut p: lexopt::Parser) -> Result<Cli, String> {
                 }
                 run.max_bandwidth = Some(b);
             }
+            Long("client-cert") if takes_run => {
+                run.client_cert = Some(path_value(&mut p, "--client-cert")?)
+            }
+            Long("client-key") if takes_run => {
+                run.client_key = Some(path_value(&mut p, "--client-key")?)
+            }
+            Long("ca-cert") if takes_run => run.ca_cert = Some(path_value(&mut p, "--ca-cert")?),
             Long("json") if name == "list" => json = true,
             Value(v) => positional.push(string(v)?),
             other => {

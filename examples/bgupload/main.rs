@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! bgupload [--store DIR] add [-X METHOD] [-H 'Name: value']... [--priority high|default|low] [--group NAME] [--protocol plain|tus|s3] [--tus] [--region R] [--part-size BYTES] URL FILE
-//! bgupload [--store DIR] run [--until-idle] [--max-concurrent N] [--connect-timeout SECS] [--response-timeout SECS] [--retries N] [--max-bandwidth BYTES_PER_SEC]
+//! bgupload [--store DIR] run [--until-idle] [--max-concurrent N] [--connect-timeout SECS] [--response-timeout SECS] [--retries N] [--max-bandwidth BYTES_PER_SEC] [--client-cert FILE --client-key FILE] [--ca-cert FILE]
 //! bgupload [--store DIR] list [--json]
 //! bgupload [--store DIR] pause|resume|cancel|remove ID
 //! bgupload send URL FILE [same options as add and run]
@@ -67,6 +67,7 @@ pub fn refused(e: Error) -> Failure {
             | Error::InvalidRequest { .. }
             | Error::SourceMissing { .. }
             | Error::RecordTooLarge { .. }
+            | Error::InvalidCertificate { .. }
     );
     let mut f = Failure::from(e);
     if asked {

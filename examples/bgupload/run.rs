@@ -62,7 +62,7 @@ impl Signals {
     }
 }
 
-fn builder(store: &Path, a: &RunArgs) -> background_transfer::UploaderBuilder {
+fn builder(store: &Path, a: &RunArgs) -> Result<background_transfer::UploaderBuilder, Failure> {
     let mut b = crate::with_providers(Uploader::builder())
         .store_dir(store)
         .max_bandwidth(a.max_bandwidth);
@@ -78,7 +78,24 @@ fn builder(store: &Path, a: &RunArgs) -> background_transfer::UploaderBuilder {
     if let Some(n) = a.retries {
         b = b.retries(n);
     }
-    b
+    match (&a.client_cert, &a.client_key) {
+        (Some(cert), Some(key)) => b = b.client_certificate(cert, key),
+        (None, None) => {}
+        _ => {
+            return Err(Failure {
+                message: "--client-cert and --client-key go together".into(),
+                code: crate::EXIT_USAGE,
+            })
+        }
+    }
+    if let Some(ca) = &a.ca_cert {
+        let pem = std::fs::read(ca).map_err(|e| Failure {
+            message: format!("--ca-cert {}: {e}", ca.display()),
+            code: crate::EXIT_USAGE,
+        })?;
+        b = b.add_root_certificate_pem(pem);
+    }
+    Ok(b)
 }
 
 /// `run`, or `send` when `add` is given: that upload is created first, and the exit
@@ -86,7 +103,7 @@ fn builder(store: &Path, a: &RunArgs) -> background_transfer::UploaderBuilder {
 pub fn run(store: &Path, args: &RunArgs, add: Option<AddArgs>) -> Result<u8, Failure> {
     let request = add.map(crate::request).transpose()?;
     let signals = Signals::install()?;
-    let up = builder(store, args).open()?;
+    let up = builder(store, args)?.open().map_err(crate::refused)?;
     let own: Option<Upload> = match request {
         Some(r) => Some(up.create_upload(r).map_err(crate::refused)?),
         None => None,

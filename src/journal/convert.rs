@@ -29,6 +29,14 @@ impl From<&Record> for Entry {
                 created_ms: c.created_ms,
                 request: request(&c.request),
             },
+            Record::CreatedV2(c) => Entry::Created {
+                id: c.created.id,
+                created_ms: c.created.created_ms,
+                request: Request {
+                    credentials: c.credentials.clone(),
+                    ..request(&c.created.request)
+                },
+            },
             Record::State(s) => Entry::State {
                 id: s.id,
                 status: status(s.status),
@@ -94,11 +102,20 @@ impl From<&Entry> for Record {
                 id,
                 created_ms,
                 request,
-            } => Record::Created(CreatedV1 {
-                id: *id,
-                created_ms: *created_ms,
-                request: request_v1(request),
-            }),
+            } => {
+                let created = CreatedV1 {
+                    id: *id,
+                    created_ms: *created_ms,
+                    request: request_v1(request),
+                };
+                match &request.credentials {
+                    None => Record::Created(created),
+                    Some(name) => Record::CreatedV2(CreatedV2 {
+                        created,
+                        credentials: Some(name.clone()),
+                    }),
+                }
+            }
             Entry::State {
                 id,
                 status,
@@ -225,6 +242,7 @@ fn request(r: &RequestV1) -> Request {
             })),
         },
         idempotent: r.idempotent,
+        credentials: None,
     }
 }
 
@@ -711,6 +729,7 @@ mod tests {
             cost: CostPolicy::Always,
             protocol: Protocol::Plain,
             idempotent: true,
+            credentials: None,
         }
     }
 
@@ -760,5 +779,57 @@ mod tests {
                 "the failure is a fixed point"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod credentials_tests {
+    use super::super::{Durability, Entry, Store};
+    use crate::model::{Body, Protocol, Request, Source};
+    use crate::{CostPolicy, Priority};
+
+    /// The provider's name survives a reopen (as `CreatedV2`); a request without one
+    /// is still written as `Created`, which older builds read.
+    #[test]
+    fn the_credentials_provider_name_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let request = |credentials: Option<&str>| Request {
+            url: "http://127.0.0.1:9/x".into(),
+            method: "PUT".into(),
+            headers: vec![],
+            body: Body::File(Source {
+                path: "/tmp/a".into(),
+                size: 1,
+                mtime_ns: 0,
+                spooled: false,
+            }),
+            priority: Priority::Default,
+            group: None,
+            cost: CostPolicy::Always,
+            protocol: Protocol::Plain,
+            idempotent: true,
+            credentials: credentials.map(String::from),
+        };
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            for (id, c) in [(0, Some("agent")), (1, None)] {
+                let entry = Entry::Created {
+                    id,
+                    created_ms: 1,
+                    request: request(c),
+                };
+                assert_eq!(
+                    matches!(super::Record::from(&entry), super::Record::CreatedV2(_)),
+                    c.is_some()
+                );
+                store.commit(entry, Durability::Sync).unwrap();
+            }
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.state().uploads[&0].request.credentials.as_deref(),
+            Some("agent")
+        );
+        assert_eq!(store.state().uploads[&1].request.credentials, None);
     }
 }

@@ -35,6 +35,19 @@ pub enum Record {
     S3Upload(S3UploadV1),
     /// A part of an S3 multipart upload that the server confirmed.
     S3Part(S3PartV1),
+    /// A new upload whose requests take credentials from a provider: `Created` plus
+    /// the provider's name (never a credential). Uploads without one are still written
+    /// as `Created`, which older builds read.
+    CreatedV2(CreatedV2),
+}
+
+/// An upload accepted by the store, with the credentials provider it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedV2 {
+    /// Everything `Created` records.
+    pub created: CreatedV1,
+    /// The name of the credentials provider asked before each request.
+    pub credentials: Option<String>,
 }
 
 impl Record {
@@ -50,6 +63,7 @@ impl Record {
             Record::Changed(c) => c.id,
             Record::S3Upload(u) => u.id,
             Record::S3Part(p) => p.id,
+            Record::CreatedV2(c) => c.created.id,
         }
     }
 }

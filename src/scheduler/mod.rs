@@ -205,7 +205,7 @@ impl Scheduler {
                 request,
                 reply,
             } => {
-                let r = self.create(id, created_ms, request);
+                let r = self.create(id, created_ms, *request);
                 let _ = reply.send(r);
             }
             Command::Op { id, op, reply } => self.op(id, op, reply),

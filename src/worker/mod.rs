@@ -3,6 +3,7 @@
 //! only: whether to retry is the scheduler's call.
 
 pub(crate) mod classify;
+pub(crate) mod credentials;
 pub(crate) mod protocol;
 
 use std::path::PathBuf;

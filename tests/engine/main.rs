@@ -12,6 +12,7 @@ mod support;
 
 mod connectivity;
 mod control;
+mod credentials;
 mod early_answer;
 mod events;
 mod mtls;

@@ -93,6 +93,20 @@ fn handle<S: Read + Write>(
         return Ok(Next::Abort);
     }
     if head.expects_continue() && !body.is_done() {
+        // A refusal (4xx, 5xx) goes out at once, as nginx does: no 100, no body read,
+        // and the connection closes after it (the body may still come).
+        if let Action::Respond {
+            status,
+            headers,
+            body,
+        } = &action
+        {
+            if *status >= 400 {
+                drop(progress);
+                respond(conn.get_mut(), head, *status, headers, body, true)?;
+                return Ok(Next::Close);
+            }
+        }
         let w = conn.get_mut();
         w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         w.flush()?;

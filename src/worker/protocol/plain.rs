@@ -5,6 +5,7 @@
 use super::UploadProtocol;
 use crate::http::{self, Attempt, Sent};
 use crate::multipart::Segment;
+use crate::worker::credentials::{self, Creds};
 use crate::worker::{body_of, finish, Job, Outcome, Reporter};
 use crate::worker::{classify, Class};
 
@@ -36,37 +37,65 @@ fn run_plain(job: &Job) -> Outcome {
     };
     let total: u64 = segments.iter().map(Segment::len).sum();
     let mut reporter = Reporter::new(job.id, job.tx.clone(), job.config.progress_interval);
-    let sent = http::send(
-        Attempt {
-            agent: &job.agent,
-            method: &job.request.method,
-            url: job.request.url.clone(),
-            headers,
-            body: Some((&segments, 0, total)),
-            ctl: &job.ctl,
-            bandwidth: job.bandwidth.as_deref(),
-            max_redirects: job.config.max_redirects,
-            allow_downgrade: job.config.allow_https_downgrade,
-        },
-        &mut |pos| reporter.sent(pos),
-    );
-    reporter.flush(0, None);
-    let (resp, url) = match sent {
-        Sent::Stopped { body_complete, .. } => return Outcome::Stopped { body_complete },
-        Sent::Failed {
-            failed,
-            body_complete,
-        } => {
-            let (error, class) = classify::failed(failed);
-            return Outcome::Failed {
-                error,
-                class,
-                response: None,
-                retry_after: None,
-                body_complete,
-            };
-        }
-        Sent::Response { resp, url } => (resp, url),
+    let mut creds = match Creds::new(job) {
+        Ok(c) => c,
+        Err(o) => return *o,
     };
-    finish(job, resp, &url, &segments, &mut reporter)
+    // A 401/403 asks the provider once more (refresh) and sends again: no retry spent.
+    let mut refreshed = false;
+    loop {
+        if let Err(o) = creds.ask(refreshed) {
+            return *o;
+        }
+        let sent = http::send(
+            Attempt {
+                agent: &job.agent,
+                method: &job.request.method,
+                url: creds.url(&job.request.url, &job.request.url),
+                headers: creds.headers(headers.clone()),
+                body: Some((&segments, 0, total)),
+                ctl: &job.ctl,
+                bandwidth: job.bandwidth.as_deref(),
+                max_redirects: job.config.max_redirects,
+                allow_downgrade: job.config.allow_https_downgrade,
+            },
+            &mut |pos| reporter.sent(pos),
+        );
+        reporter.flush(0, None);
+        let (resp, url) = match sent {
+            Sent::Stopped { body_complete, .. } => return Outcome::Stopped { body_complete },
+            Sent::Failed {
+                failed,
+                body_complete,
+            } => {
+                let (error, class) = classify::failed(failed);
+                return Outcome::Failed {
+                    error,
+                    class,
+                    response: None,
+                    retry_after: None,
+                    body_complete,
+                };
+            }
+            Sent::Response { resp, url } => (resp, url),
+        };
+        if creds.active() && !refreshed && credentials::refused(resp.status().as_u16()) {
+            log::info!(
+                "upload {}: the server refused the credentials ({}); asking the provider again",
+                job.id,
+                resp.status().as_u16()
+            );
+            refreshed = true;
+            reporter.sent = 0;
+            continue;
+        }
+        // A presigned URL from the provider is a credential: the response records the
+        // upload's own URL.
+        let url = if creds.url(&job.request.url, &job.request.url) != job.request.url {
+            job.request.url.clone()
+        } else {
+            url
+        };
+        return finish(job, resp, &url, &segments, &mut reporter);
+    }
 }

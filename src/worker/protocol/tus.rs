@@ -16,6 +16,7 @@ use crate::http::{self, date, Attempt, Sent};
 use crate::model::{Body as RequestBody, Protocol, Session};
 use crate::multipart::Segment;
 use crate::source;
+use crate::worker::credentials::{self, Creds};
 use crate::worker::{classify, Class};
 use crate::worker::{finish, Job, Outcome, Reporter, WorkerEvent};
 use crate::Error;
@@ -55,10 +56,11 @@ enum Step {
     End(Outcome),
 }
 
-/// One attempt's state: the job and its progress reporter.
+/// One attempt's state: the job, its progress reporter and its credentials.
 struct TusAttempt<'a> {
     job: &'a Job,
     reporter: Reporter,
+    creds: Creds,
 }
 
 impl TusAttempt<'_> {
@@ -68,7 +70,7 @@ impl TusAttempt<'_> {
         url: &str,
         headers: Vec<(String, String)>,
         body: Option<(&[Segment], u64, u64)>,
-    ) -> Sent {
+    ) -> Result<Sent, Box<Outcome>> {
         // The request's own headers (credentials, typically) go on every request of the
         // protocol, not only on the creation; a PATCH's Content-Type is the protocol's.
         // Credentials go only where the program sent them: an upload URL (the server's
@@ -86,21 +88,55 @@ impl TusAttempt<'_> {
                 .cloned(),
         );
         all.extend(headers);
-        let reporter = &mut self.reporter;
-        http::send(
-            Attempt {
-                agent: &self.job.agent,
-                method,
-                url: url.to_string(),
-                headers: all,
-                body,
-                ctl: &self.job.ctl,
-                bandwidth: self.job.bandwidth.as_deref(),
-                max_redirects: self.job.config.max_redirects,
-                allow_downgrade: self.job.config.allow_https_downgrade,
-            },
-            &mut |pos| reporter.sent(pos),
-        )
+        // A 401/403 asks the provider once more (refresh) and sends this request again,
+        // without spending a retry; a second refusal is the answer.
+        let mut refreshed = false;
+        loop {
+            self.creds.ask(refreshed)?;
+            let reporter = &mut self.reporter;
+            let target = self.creds.url(url, &self.job.request.url);
+            let sent = http::send(
+                Attempt {
+                    agent: &self.job.agent,
+                    method,
+                    url: target.clone(),
+                    headers: if same_origin {
+                        self.creds.headers(all.clone())
+                    } else {
+                        all.clone()
+                    },
+                    body,
+                    ctl: &self.job.ctl,
+                    bandwidth: self.job.bandwidth.as_deref(),
+                    max_redirects: self.job.config.max_redirects,
+                    allow_downgrade: self.job.config.allow_https_downgrade,
+                },
+                &mut |pos| reporter.sent(pos),
+            );
+            match sent {
+                Sent::Response { resp, .. }
+                    if self.creds.active()
+                        && !refreshed
+                        && credentials::refused(resp.status().as_u16()) =>
+                {
+                    log::info!(
+                        "upload {}: the server refused the credentials ({} to {method}); \
+                         asking the provider again",
+                        self.job.id,
+                        resp.status().as_u16()
+                    );
+                    refreshed = true;
+                }
+                // The provider's URL stands for the endpoint: answers name the endpoint.
+                Sent::Response { resp, .. } if target != url => {
+                    return Ok(Sent::Response {
+                        resp,
+                        url: url.to_string(),
+                    });
+                }
+                other => return Ok(other),
+            }
+        }
     }
 
     /// Turns a non-success answer into an outcome, storing its body.
@@ -125,8 +161,9 @@ impl TusAttempt<'_> {
     /// HEAD: where does the server stand?
     fn head(&mut self, url: &str, size: u64) -> Step {
         let (resp, url) = match self.request("HEAD", url, vec![], None) {
-            Sent::Response { resp, url } => (resp, url),
-            other => return Step::End(sent_to_outcome(other)),
+            Ok(Sent::Response { resp, url }) => (resp, url),
+            Ok(other) => return Step::End(sent_to_outcome(other)),
+            Err(o) => return Step::End(*o),
         };
         match resp.status().as_u16() {
             200 | 204 => {}
@@ -161,7 +198,7 @@ impl TusAttempt<'_> {
                 format!("filename {}", crate::base64::encode(file_name.as_bytes())),
             ),
         ];
-        let (resp, url) = match self.request("POST", &endpoint, headers, Some((&[], 0, 0))) {
+        let (resp, url) = match self.request("POST", &endpoint, headers, Some((&[], 0, 0)))? {
             Sent::Response { resp, url } => (resp, url),
             other => return Err(Box::new(sent_to_outcome(other))),
         };
@@ -231,19 +268,28 @@ fn sent_to_outcome(s: Sent) -> Outcome {
 /// Ends a canceled upload on the server (termination extension).
 fn terminate(job: &Job) {
     if let Some(Session::Tus { url }) = &job.session {
+        let creds = match Creds::new(job) {
+            Ok(c) => c,
+            Err(o) => {
+                log::warn!("upload {}: tus DELETE not sent: {o:?}", job.id);
+                return;
+            }
+        };
         let mut t = TusAttempt {
             job,
             reporter: Reporter::new(job.id, job.tx.clone(), Duration::from_secs(3600)),
+            creds,
         };
         match t.request("DELETE", url, vec![], None) {
-            Sent::Response { resp, .. } => {
+            Ok(Sent::Response { resp, .. }) => {
                 log::info!("upload {}: tus DELETE answered {}", job.id, resp.status())
             }
-            Sent::Failed { failed, .. } => {
+            Ok(Sent::Failed { failed, .. }) => {
                 let error = classify::failed(failed).0;
                 log::warn!("upload {}: tus DELETE failed: {error}", job.id)
             }
-            Sent::Stopped { .. } => {}
+            Ok(Sent::Stopped { .. }) => {}
+            Err(o) => log::warn!("upload {}: tus DELETE not sent: {o:?}", job.id),
         }
     }
 }
@@ -282,9 +328,14 @@ fn run(job: &Job, chunk_size: Option<u64>) -> Outcome {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let segments = [Segment::File(src.clone())];
+    let creds = match Creds::new(job) {
+        Ok(c) => c,
+        Err(o) => return *o,
+    };
     let mut t = TusAttempt {
         job,
         reporter: Reporter::new(job.id, job.tx.clone(), job.config.progress_interval),
+        creds,
     };
     let mut url = match &job.session {
         Some(Session::Tus { url }) => Some(url.clone()),
@@ -375,8 +426,9 @@ impl TusAttempt<'_> {
             ];
             let (resp, rurl) =
                 match self.request("PATCH", &url, headers, Some((segments, offset, end))) {
-                    Sent::Response { resp, url } => (resp, url),
-                    other => return Flow::Done(sent_to_outcome(other)),
+                    Ok(Sent::Response { resp, url }) => (resp, url),
+                    Ok(other) => return Flow::Done(sent_to_outcome(other)),
+                    Err(o) => return Flow::Done(*o),
                 };
             match resp.status().as_u16() {
                 200 | 204 => {}

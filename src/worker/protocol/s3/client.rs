@@ -273,6 +273,14 @@ impl<'a> Client<'a> {
                 self.keys = Some((k, creds.clone()));
                 Ok(creds)
             }
+            Ok(_) => Err(fail(
+                Error::Credentials {
+                    provider: provider(),
+                    message: "an S3 upload needs Credentials::S3 keys from its provider".into(),
+                    permanent: true,
+                },
+                Class::Final,
+            )),
             Err(e) => {
                 let class = if e.permanent {
                     Class::Final
