@@ -30,6 +30,19 @@ impl Nginx {
         port: u16,
         extra: &str,
     ) -> Option<Nginx> {
+        Nginx::start_listening(test, dir, ns, addr, port, "", extra)
+    }
+
+    /// [`Nginx::start`] with `listen_opts` after the address (`ssl` for HTTPS).
+    pub fn start_listening(
+        test: &str,
+        dir: &Path,
+        ns: Option<&str>,
+        addr: &str,
+        port: u16,
+        listen_opts: &str,
+        extra: &str,
+    ) -> Option<Nginx> {
         if !Path::new(NGINX).exists() {
             return skip(test, "nginx is not installed (apt-get install nginx)");
         }
@@ -47,7 +60,7 @@ impl Nginx {
                  http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/tmp;\n  \
                  proxy_temp_path {d}/tmp;\n  fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  \
                  scgi_temp_path {d}/tmp;\n  \
-                 server {{\n    listen {addr}:{port};\n    root {root};\n    client_max_body_size 0;\n    \
+                 server {{\n    listen {addr}:{port} {listen_opts};\n    root {root};\n    client_max_body_size 0;\n    \
                  location / {{ dav_methods PUT DELETE; create_full_put_path on; }}\n    {extra}\n  }}\n}}\n",
                 root = root.display(),
             ),

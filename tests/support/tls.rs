@@ -27,6 +27,9 @@ pub struct TlsMaterial {
     pub ca_der: Vec<u8>,
     pub leaf_der: Vec<u8>,
     pub server_config: Arc<ServerConfig>,
+    /// The server's leaf and key as PEM, for servers we did not write (nginx).
+    pub leaf_pem: String,
+    pub key_pem: String,
     /// The server's chain and key, to build other server configurations.
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -69,6 +72,8 @@ impl TlsMaterial {
             .signed_by(&leaf_key, &issuer)
             .expect("sign leaf");
 
+        let leaf_pem = leaf_cert.pem();
+        let key_pem = leaf_key.serialize_pem();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
         let chain = vec![leaf_cert.der().clone(), ca_cert.der().clone()];
         let server_config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
@@ -82,6 +87,8 @@ impl TlsMaterial {
             ca_der: ca_cert.der().to_vec(),
             leaf_der: leaf_cert.der().to_vec(),
             server_config: Arc::new(server_config),
+            leaf_pem,
+            key_pem,
             chain,
             key,
         }
