@@ -5,27 +5,18 @@
 //! with almost none of the body sent and no retry spent (before: 29 s of body, then a
 //! network error with no status, and with retries, the whole file again).
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use background_transfer::{Error, UploadRequest};
 
 use crate::support::nginx::Nginx;
 use crate::support::proxy::Proxy;
-use crate::support::{ended, fast, write_file, MIB};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{closed_port, ended, fast, write_file, MIB};
 
 #[test]
 fn a_401_or_413_before_the_body_costs_no_body_and_no_retry() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = closed_port();
     let Some(nginx) = Nginx::start(
         "early answers from nginx",
         &tmp.path().join("nginx"),

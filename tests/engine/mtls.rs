@@ -160,11 +160,7 @@ fn nginx_takes_the_device_certificate() {
     std::fs::write(&crt, &server_tls.leaf_pem).unwrap();
     std::fs::write(&key, &server_tls.key_pem).unwrap();
     std::fs::write(&client_ca, &ca.cert_pem).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::closed_port();
     let extra = format!(
         "ssl_certificate {}; ssl_certificate_key {}; ssl_client_certificate {}; \
          ssl_verify_client on;",

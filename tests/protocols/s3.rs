@@ -21,8 +21,8 @@ use crate::support::child::{self, mark};
 use crate::support::proxy::Proxy;
 use crate::support::s3::{Kind, S3Server, BUCKET, S3S_KEY, S3S_SECRET};
 use crate::support::{
-    completed, ended, fast, sha256_file, sha256_hex, wait_until, write_file, Action, Behavior,
-    TestServer, KIB, MIB,
+    assert_no_bytes, completed, ended, fast, sha256_file, sha256_hex, wait_until, write_file,
+    Action, Behavior, TestServer, KIB, MIB,
 };
 
 pub const CHILD_ENV: &str = "BGXFER_S3_CHILD";
@@ -362,24 +362,6 @@ fn expired_credentials_are_asked_for_again_and_the_upload_goes_on() {
         "X-Amz-Signature",
     ] {
         assert_no_bytes(&store, secret.as_bytes());
-    }
-}
-
-/// No file under `dir` holds `needle`.
-fn assert_no_bytes(dir: &Path, needle: &[u8]) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            assert_no_bytes(&path, needle);
-            continue;
-        }
-        let data = std::fs::read(&path).unwrap();
-        assert!(
-            !data.windows(needle.len()).any(|w| w == needle),
-            "{} holds {:?}",
-            path.display(),
-            String::from_utf8_lossy(needle)
-        );
     }
 }
 

@@ -126,3 +126,30 @@ pub fn hex(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// Every file under `dir`, recursively.
+pub fn all_files(dir: impl AsRef<Path>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(all_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// No file under `dir` holds `needle` (a secret that must stay out of the store).
+pub fn assert_no_bytes(dir: impl AsRef<Path>, needle: &[u8]) {
+    for path in all_files(dir) {
+        let data = std::fs::read(&path).unwrap();
+        assert!(
+            !data.windows(needle.len()).any(|w| w == needle),
+            "{} holds {:?}",
+            path.display(),
+            String::from_utf8_lossy(needle)
+        );
+    }
+}

@@ -35,7 +35,10 @@ pub const ENOSPC: i32 = 28;
 pub use self::{
     action::{Action, Behavior, Handler},
     engine::{completed, ended, fast, ids, kind, paused_upload, wait_for, wait_until},
-    files::{hex, random_bytes, sha256_file, sha256_hex, sparse_file, write_file, Xorshift},
+    files::{
+        all_files, assert_no_bytes, hex, random_bytes, sha256_file, sha256_hex, sparse_file,
+        write_file, Xorshift,
+    },
     http::RequestHead,
     net::{closed_port, HangingListener},
     record::Recorded,

@@ -27,14 +27,6 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Which server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -136,7 +128,7 @@ impl S3Server {
     /// Starts one; `None` (after SKIPPED) when it is not installed, outside CI.
     pub fn start(test: &str, kind: Kind) -> Option<S3Server> {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = super::closed_port();
         let mut cmd = match kind {
             Kind::Moto => {
                 let exe = root().join("tests/moto/venv/bin/moto_server");
