@@ -217,8 +217,22 @@ pub(crate) fn finish(
         job.config.max_response_body,
         &mut |got, of| reporter.flush(got, of),
     );
+    let refusal =
+        !(200..300).contains(&answer.status) && !classify::is_transient_status(answer.status);
     let (body_len, body_truncated) = match saved {
         Ok(v) => v,
+        // A refusal whose page breaks off is still that refusal: nginx, refusing a
+        // request before its body (Expect: 100-continue), holds the page until its
+        // lingering timeout and may then reset the connection. Keep the status without
+        // the page rather than read it as a network failure that spends a retry.
+        Err(store::body::SaveError::Read(e)) if refusal => {
+            log::info!(
+                "upload {}: the body of the server's {} answer broke off: {e}",
+                job.id,
+                answer.status
+            );
+            (0, true)
+        }
         Err(failed) => {
             let (error, class) = match failed {
                 store::body::SaveError::Store(e) => (e, Class::Final),
