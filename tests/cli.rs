@@ -618,3 +618,30 @@ fn send_with_a_client_certificate() {
     assert_one_line_error(&out, "missing.key");
     assert_eq!(out.code(), Some(2));
 }
+
+/// `response ID`: the kept answer, status line and headers on stderr and the body on
+/// stdout, byte for byte; an upload without an answer yet, or no such upload, is a
+/// one-line error.
+#[test]
+fn response_prints_the_kept_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let srv = TestServer::start(Action::respond_with_headers(
+        201,
+        &[("X-Receipt", "r-42")],
+        "stored as /v/7\nline two\n",
+    ));
+    let f = write_file(tmp.path(), "a.bin", 4096, 1);
+    let id = add(&store, &[&srv.url("/v"), f.to_str().unwrap()]);
+    let out = bg(&store, &["response", &id.to_string()]);
+    assert_one_line_error(&out, "no response yet");
+    let out = bg(&store, &["run", "--until-idle"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let out = bg(&store, &["response", &id.to_string()]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "stored as /v/7\nline two\n");
+    assert!(out.stderr.starts_with("HTTP 201 from "), "{}", out.stderr);
+    assert!(out.stderr.contains("x-receipt: r-42"), "{}", out.stderr);
+    let out = bg(&store, &["response", "999"]);
+    assert_one_line_error(&out, "no upload 999");
+}

@@ -34,6 +34,9 @@ Usage:
   bgupload [--store DIR] list [--json]
       one line per upload, or a JSON array
   bgupload [--store DIR] pause|resume|cancel|remove ID
+  bgupload [--store DIR] response ID
+      the server's answer to an upload, as kept: status line and headers on stderr,
+      the body on stdout
   bgupload [--store DIR] send URL FILE [add and run options]
       add, then run --until-idle; exits 0 if this upload completed, 1 if not
   bgupload demo
@@ -51,9 +54,21 @@ pub enum Command {
     Help,
     Add(AddArgs),
     Run(RunArgs),
-    List { json: bool },
-    Op { op: Op, id: u64 },
-    Send { add: AddArgs, run: RunArgs },
+    List {
+        json: bool,
+    },
+    Op {
+        op: Op,
+        id: u64,
+    },
+    /// `response ID`: the stored answer.
+    Response {
+        id: u64,
+    },
+    Send {
+        add: AddArgs,
+        run: RunArgs,
+    },
     Demo,
 }
 
@@ -159,7 +174,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Cli, String> {
             Some(Value(v)) => break string(v)?,
             Some(other) => return Err(msg(other.unexpected())),
             None => return Err(
-                "no command given (add, run, list, pause, resume, cancel, remove, send or demo)"
+                "no command given (add, run, list, pause, resume, cancel, remove, response, send or demo)"
                     .into(),
             ),
         }
@@ -291,7 +306,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Cli, String> {
             positionals(&[], &positional)?;
             Command::List { json }
         }
-        "pause" | "resume" | "cancel" | "remove" => {
+        "pause" | "resume" | "cancel" | "remove" | "response" => {
             positionals(&["ID"], &positional)?;
             let id = positional[0].parse::<u64>().map_err(|_| {
                 format!(
@@ -299,6 +314,12 @@ fn parse(mut p: lexopt::Parser) -> Result<Cli, String> {
                     positional[0]
                 )
             })?;
+            if name == "response" {
+                return Ok(Cli {
+                    store,
+                    command: Command::Response { id },
+                });
+            }
             let op = match name.as_str() {
                 "pause" => Op::Pause,
                 "resume" => Op::Resume,
@@ -320,7 +341,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Cli, String> {
         other => {
             return Err(format!(
                 "unknown command {other:?} (expected add, run, list, pause, resume, cancel, \
-                 remove, send or demo)"
+                 remove, response, send or demo)"
             ))
         }
     };

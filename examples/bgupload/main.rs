@@ -6,6 +6,7 @@
 //! bgupload [--store DIR] run [--until-idle] [--max-concurrent N] [--connect-timeout SECS] [--response-timeout SECS] [--retries N] [--max-bandwidth BYTES_PER_SEC] [--client-cert FILE --client-key FILE] [--ca-cert FILE]
 //! bgupload [--store DIR] list [--json]
 //! bgupload [--store DIR] pause|resume|cancel|remove ID
+//! bgupload [--store DIR] response ID
 //! bgupload send URL FILE [same options as add and run]
 //! bgupload demo
 //! ```
@@ -110,6 +111,7 @@ fn main() -> ExitCode {
         Command::Send { add, run } => run::run(&store, &run, Some(add)),
         Command::List { json } => list::list(&store, json),
         Command::Op { op, id } => upload_op(&store, op, id),
+        Command::Response { id } => response(&store, id),
         Command::Demo => demo::demo(),
     };
     match result {
@@ -179,6 +181,35 @@ fn add(store: &Path, a: AddArgs) -> Result<u8, Failure> {
     up.shutdown()?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{id}");
+    Ok(0)
+}
+
+/// `response ID`: status line and headers on stderr, the kept body on stdout.
+fn response(store: &Path, id: u64) -> Result<u8, Failure> {
+    let up = open_for_management(store)?;
+    let handle = up.get(id).ok_or(Error::NotFound { id })?;
+    let info = handle.response_info().ok_or(Error::NoResponse { id })?;
+    let mut body = handle.response_body()?;
+    {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "HTTP {} from {}", info.status, info.url);
+        for (name, value) in &info.headers {
+            let _ = writeln!(err, "{name}: {value}");
+        }
+        if info.body_truncated {
+            let _ = writeln!(
+                err,
+                "(body cut at {} bytes: the store's cap)",
+                info.body_len
+            );
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    std::io::copy(&mut body, &mut out)
+        .and_then(|_| out.flush())
+        .map_err(|e| Failure::new(format!("could not write the body: {e}")))?;
+    drop(out);
+    up.shutdown()?;
     Ok(0)
 }
 
