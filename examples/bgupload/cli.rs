@@ -32,7 +32,8 @@ Usage:
       device certificate (PEM chain and key, re-read when they change), --ca-cert trusts
       only the PEM roots in FILE
   bgupload [--store DIR] list [--json]
-      one line per upload, or a JSON array
+      one line per upload, or a JSON array; `attempts` counts the failed attempts that
+      spent a retry (kept across runs: a SIGKILL, a pause or no network spends none)
   bgupload [--store DIR] pause|resume|cancel|remove ID
   bgupload [--store DIR] response ID
       the server's answer to an upload, as kept: status line and headers on stderr,
