@@ -780,3 +780,38 @@ fn a_kept_error_answer_never_holds_the_credentials_it_echoes() {
         assert_no_bytes(&store, needle.as_bytes());
     }
 }
+
+#[test]
+fn content_type_metadata_and_storage_class_reach_the_object_and_are_signed() {
+    let tmp = tempfile::tempdir().unwrap();
+    // moto keeps them (read back with HEAD); s3s-fs checks that the signature covers them.
+    for kind in [Kind::Moto, Kind::S3sFs] {
+        let server = s3_server!("S3 object options", kind);
+        let (_, b) = builder(&tmp.path().join(format!("store-{kind:?}")), &server);
+        let up = b.open().unwrap();
+        for (key, size) in [("opts/small.bin", KIB), ("opts/multi.bin", 12 * MIB)] {
+            let src = write_file(tmp.path(), &key.replace('/', "-"), size, 12);
+            let mut obj = object(&server.endpoint(), key)
+                .content_type("video/mp4")
+                .metadata("Device", "cam1");
+            if kind == Kind::Moto {
+                obj = obj.storage_class("STANDARD_IA");
+            }
+            let h = up.create_upload(UploadRequest::s3(obj, &src)).unwrap();
+            completed(&h, Duration::from_secs(60));
+            assert_object(&server, key, &src);
+            if kind == Kind::Moto {
+                let headers = server.head_object(key);
+                let get = |n: &str| {
+                    headers
+                        .iter()
+                        .find(|(h, _)| h.eq_ignore_ascii_case(n))
+                        .map(|(_, v)| v.as_str())
+                };
+                assert_eq!(get("content-type"), Some("video/mp4"), "{key}: {headers:?}");
+                assert_eq!(get("x-amz-meta-device"), Some("cam1"), "{key}: {headers:?}");
+                assert_eq!(get("x-amz-storage-class"), Some("STANDARD_IA"), "{key}");
+            }
+        }
+    }
+}

@@ -297,3 +297,20 @@ impl S3Server {
         body.matches("<Part>").count()
     }
 }
+
+impl S3Server {
+    /// The object's headers (a signed HEAD).
+    pub fn head_object(&self, key: &str) -> Vec<(String, String)> {
+        let creds = self.creds();
+        let url = self
+            .bucket()
+            .head_object(Some(&creds), key)
+            .sign(Duration::from_secs(600));
+        let resp = Self::agent().head(url.as_str()).call().unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "HEAD {key}");
+        resp.headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect()
+    }
+}
