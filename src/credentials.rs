@@ -195,6 +195,18 @@ impl Providers {
     }
 }
 
+/// Asks `provider`. A provider that panics is a failure of that provider, said so (a
+/// permanent one: asking again would panic again), not a failure of the crate.
+pub(crate) fn ask(
+    provider: &dyn CredentialProvider,
+    request: &CredentialRequest,
+) -> Result<Credentials, ProviderError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        provider.credentials(request)
+    }))
+    .unwrap_or_else(|_| Err(ProviderError::permanent("the provider panicked")))
+}
+
 impl fmt::Debug for Providers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let map = self.0.read().unwrap_or_else(|p| p.into_inner());

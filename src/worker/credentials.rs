@@ -80,10 +80,13 @@ impl Creds {
         if self.given.is_some() && !refresh {
             return Ok(());
         }
-        let asked = provider.credentials(&CredentialRequest {
-            upload: self.id,
-            refresh,
-        });
+        let asked = crate::credentials::ask(
+            provider.as_ref(),
+            &CredentialRequest {
+                upload: self.id,
+                refresh,
+            },
+        );
         let bad = |m: String| Box::new(failure(name, m, true));
         let given = match asked {
             Ok(Credentials::Headers(headers)) => {

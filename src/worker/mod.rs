@@ -192,13 +192,28 @@ pub(crate) fn body_of(req: &Request) -> Result<BodyParts, Error> {
 
 /// Re-checks the sources after the body was sent: a file modified in place while it was
 /// being read is as bad as one that shrank.
-pub(crate) fn sources_unchanged(segments: &[Segment]) -> Result<(), Error> {
+fn sources_unchanged(segments: &[Segment]) -> Result<(), Error> {
     for s in segments {
         if let Segment::File(src) = s {
             source::open_unchanged(src)?;
         }
     }
     Ok(())
+}
+
+/// The server accepted the upload: completed, unless a source changed while it was
+/// being read (then the answer is kept, and the upload fails for good).
+pub(crate) fn accepted(stored: StoredResponse, segments: &[Segment]) -> Outcome {
+    match sources_unchanged(segments) {
+        Ok(()) => Outcome::Completed(stored),
+        Err(error) => Outcome::Failed {
+            error,
+            class: Class::Final,
+            response: Some(stored),
+            retry_after: None,
+            body_complete: true,
+        },
+    }
 }
 
 /// Stores the response and decides what it means.
@@ -260,16 +275,7 @@ pub(crate) fn finish(
     };
     let status = stored.status;
     if (200..300).contains(&status) {
-        return match sources_unchanged(segments) {
-            Ok(()) => Outcome::Completed(stored),
-            Err(error) => Outcome::Failed {
-                error,
-                class: Class::Final,
-                response: Some(stored),
-                retry_after: None,
-                body_complete: true,
-            },
-        };
+        return accepted(stored, segments);
     }
     let class = if classify::is_transient_status(status) {
         Class::Transient

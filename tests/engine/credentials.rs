@@ -294,3 +294,45 @@ fn a_provider_missing_after_a_restart_sends_nothing_until_it_is_registered() {
         Some("Bearer t0ken-value")
     );
 }
+
+#[test]
+fn a_provider_that_panics_is_its_own_failure_not_the_crates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start(Action::respond(200, "ok"));
+    let up = fast(&tmp.path().join("store"))
+        .credentials(
+            "buggy",
+            |_: &CredentialRequest| -> Result<Credentials, ProviderError> {
+                panic!("the program's provider has a bug")
+            },
+        )
+        .open()
+        .unwrap();
+    let f = write_file(tmp.path(), "a.bin", 1024, 1);
+    let h = up
+        .create_upload(UploadRequest::put(server.url("/a"), &f).credentials("buggy"))
+        .unwrap();
+    let err = ended(&h, Duration::from_secs(20)).unwrap_err();
+    match &err {
+        Error::Credentials {
+            provider,
+            message,
+            permanent,
+        } => {
+            assert_eq!(provider, "buggy");
+            assert!(message.contains("panicked"), "{message}");
+            assert!(permanent);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.progress().attempts, 0);
+    assert!(
+        server.requests().is_empty(),
+        "nothing sent without credentials"
+    );
+    // The uploader is still there for the next upload.
+    let h = up
+        .create_upload(UploadRequest::put(server.url("/b"), &f))
+        .unwrap();
+    completed(&h, Duration::from_secs(20));
+}

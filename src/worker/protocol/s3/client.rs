@@ -246,10 +246,13 @@ impl<'a> Client<'a> {
             }
         }
         let refresh = refresh || self.keys.is_some();
-        let asked = self.provider.credentials(&CredentialRequest {
-            upload: self.job.id,
-            refresh,
-        });
+        let asked = crate::credentials::ask(
+            self.provider.as_ref(),
+            &CredentialRequest {
+                upload: self.job.id,
+                refresh,
+            },
+        );
         let provider = || self.target.credentials.clone();
         match asked {
             Ok(Credentials::S3(k)) => {

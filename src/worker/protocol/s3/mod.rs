@@ -30,7 +30,7 @@ use crate::http::Control;
 use crate::model::{Body as RequestBody, Protocol, S3Target, Session, Source, StoredPart};
 use crate::multipart::Segment;
 use crate::source;
-use crate::worker::{sources_unchanged, Class, Job, Outcome, WorkerEvent};
+use crate::worker::{accepted, Class, Job, Outcome, WorkerEvent};
 use crate::Error;
 pub(crate) use client::bucket;
 use client::{elements, fail, tag, Client, Reply, Signed};
@@ -252,19 +252,9 @@ fn single_put(c: &mut Client, src: &Source) -> Outcome {
 
 /// The upload's end: the answer kept, the source checked once more.
 fn completed(c: &mut Client, reply: &Reply, segments: &[Segment]) -> Outcome {
-    let stored = match c.keep(reply) {
-        Ok(s) => s,
-        Err(o) => return o,
-    };
-    match sources_unchanged(segments) {
-        Ok(()) => Outcome::Completed(stored),
-        Err(error) => Outcome::Failed {
-            error,
-            class: Class::Final,
-            response: Some(stored),
-            retry_after: None,
-            body_complete: true,
-        },
+    match c.keep(reply) {
+        Ok(stored) => accepted(stored, segments),
+        Err(o) => o,
     }
 }
 
