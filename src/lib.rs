@@ -211,6 +211,8 @@
 #![deny(missing_docs)]
 #![cfg(unix)]
 
+#[cfg(feature = "azure")]
+pub mod azure_blob;
 mod bandwidth;
 mod base64;
 mod command;
@@ -218,6 +220,8 @@ mod config;
 pub mod credentials;
 mod error;
 mod events;
+#[cfg(feature = "gcs")]
+pub mod gcs_upload;
 mod http;
 #[doc(hidden)]
 pub mod journal;
@@ -240,8 +244,12 @@ mod upload;
 mod uploader;
 mod worker;
 
+#[cfg(feature = "azure")]
+pub use azure_blob::AzureBlob;
 pub use config::{Config, UploaderBuilder};
 pub use credentials::{CredentialProvider, CredentialRequest, Credentials, ProviderError, S3Keys};
+#[cfg(feature = "gcs")]
+pub use gcs_upload::GcsUpload;
 #[cfg(feature = "s3")]
 pub use s3_object::S3Object;
 /// The README's code blocks, compiled and run as doctests.

@@ -104,6 +104,11 @@ pub enum Protocol {
     },
     /// An S3 object: one signed PUT, or a multipart upload.
     S3(Box<S3Target>),
+    /// A Google Cloud Storage resumable upload (the request's URL is the initiation URL
+    /// or the session URI, as [`GcsTarget::session_given`] says).
+    Gcs(Box<GcsTarget>),
+    /// An Azure block blob (the request's URL is the blob's, with its SAS).
+    Azure(Box<AzureTarget>),
 }
 
 impl Protocol {
@@ -113,6 +118,8 @@ impl Protocol {
             Protocol::Plain => "plain",
             Protocol::Tus { .. } => "tus",
             Protocol::S3(_) => "s3",
+            Protocol::Gcs(_) => "gcs",
+            Protocol::Azure(_) => "azure",
         }
     }
 
@@ -158,6 +165,30 @@ pub struct S3Target {
     pub credentials: String,
 }
 
+/// How a Google Cloud Storage resumable upload is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcsTarget {
+    /// The request's URL is a session URI the program obtained itself (no initiation
+    /// URL is known: a lost session is a final error).
+    pub session_given: bool,
+    /// Bytes per chunk: a multiple of 256 KiB (the last chunk may be shorter).
+    pub chunk_size: u64,
+    /// The object's `Content-Type` (`X-Upload-Content-Type` of the initiation).
+    pub content_type: Option<String>,
+}
+
+/// How an Azure block blob is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AzureTarget {
+    /// Bytes per block (the last may be shorter), as fixed when the upload was created.
+    pub block_size: u64,
+    /// The upload's own prefix of its block IDs: blocks another upload left on the same
+    /// blob are never mistaken for this one's.
+    pub block_prefix: String,
+    /// The blob's `Content-Type`, if set.
+    pub content_type: Option<String>,
+}
+
 /// A protocol's server-side session, journaled before any body byte is sent to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Session {
@@ -173,6 +204,11 @@ pub enum Session {
         /// Confirmed parts, in the order they were confirmed. The journal stores them
         /// as records of their own ([`StoredPart`]), one per part.
         parts: Vec<StoredPart>,
+    },
+    /// Google Cloud Storage: the resumable session's URI.
+    Gcs {
+        /// The session URI (the initiation's `Location`).
+        uri: String,
     },
 }
 

@@ -12,7 +12,7 @@ use crossbeam_channel::{bounded, unbounded};
 use crate::command::Command;
 use crate::config::{Config, UploaderBuilder};
 use crate::journal::Store;
-#[cfg(feature = "s3")]
+#[cfg(any(feature = "s3", feature = "azure"))]
 use crate::model::Protocol;
 use crate::model::{self, Body, Multipart, PartContent, Request, Source};
 use crate::multipart;
@@ -149,6 +149,10 @@ impl Uploader {
         request.validate()?;
         #[cfg(feature = "s3")]
         crate::s3_object::validate_request(&request)?;
+        #[cfg(feature = "gcs")]
+        crate::gcs_upload::validate_request(&request)?;
+        #[cfg(feature = "azure")]
+        crate::azure_blob::validate_request(&request)?;
         let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
         let request = self.persistable(id, request)?;
         let (tx, rx) = bounded(1);
@@ -240,6 +244,10 @@ impl Uploader {
                     permanent: true,
                 });
             }
+        }
+        #[cfg(feature = "azure")]
+        if let (Protocol::Azure(t), Body::File(src)) = (&protocol, &body) {
+            crate::azure_blob::check_fits(t, src.size)?;
         }
         Ok(Request {
             url: r.url,

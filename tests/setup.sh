@@ -7,6 +7,8 @@
 #   moto in a virtualenv (PyPI, tests/moto/requirements.txt; with boto3 for the bench),
 #   s3s-fs (crates.io, pinned below, built into tests/s3s/: the server that checks
 #   SigV4 signatures);
+# - gcp-storage-emulator in a virtualenv (PyPI, tests/gcs/requirements.txt) and Azurite
+#   (npm, tests/azurite/package-lock.json), for the GCS and Azure tests;
 # - nginx (WebDAV PUT target), nftables (blackholes) and dnsmasq (a name server) from
 #   Debian, for the network-namespace tests in tests/netfaults.rs. These need root: as
 #   another user, or on a machine without apt-get, they are left out and those tests
@@ -40,14 +42,21 @@ fi
 if command -v npm >/dev/null; then
   npm ci --prefix tests/tus-server
   npm ci --prefix tests/s3rver
+  npm ci --prefix tests/azurite
 else
-  echo "tests/setup.sh: npm missing: the tus and s3rver tests will be skipped" >&2
+  echo "tests/setup.sh: npm missing: the tus, s3rver and Azure tests will be skipped" >&2
 fi
 
 if [ ! -x tests/moto/venv/bin/moto_server ] || ! cmp -s tests/moto/requirements.txt tests/moto/venv/requirements.txt; then
   python3 -m venv tests/moto/venv
   tests/moto/venv/bin/pip install --quiet --disable-pip-version-check -r tests/moto/requirements.txt
   cp tests/moto/requirements.txt tests/moto/venv/requirements.txt
+fi
+
+if [ ! -x tests/gcs/venv/bin/gcp-storage-emulator ] || ! cmp -s tests/gcs/requirements.txt tests/gcs/venv/requirements.txt; then
+  python3 -m venv tests/gcs/venv
+  tests/gcs/venv/bin/pip install --quiet --disable-pip-version-check -r tests/gcs/requirements.txt
+  cp tests/gcs/requirements.txt tests/gcs/venv/requirements.txt
 fi
 
 if ! tests/s3s/bin/s3s-fs --version 2>/dev/null | grep -q " $S3S_FS_VERSION\$"; then

@@ -25,6 +25,9 @@ pub(crate) struct Attempt<'a> {
     pub max_redirects: u32,
     /// Follow a redirect from `https` to `http` (off unless the program opted in).
     pub allow_downgrade: bool,
+    /// A 308 without a `Location` is the answer, not a redirect: Google Cloud Storage's
+    /// "308 Resume Incomplete".
+    pub resume_incomplete: bool,
 }
 
 /// How it went.
@@ -258,7 +261,9 @@ pub(crate) fn send(a: Attempt<'_>, progress: &mut dyn FnMut(u64)) -> Sent {
             }
         };
         let status = resp.status().as_u16();
-        if !(300..400).contains(&status) || status == 304 {
+        let resume_incomplete =
+            a.resume_incomplete && status == 308 && !resp.headers().contains_key("location");
+        if !(300..400).contains(&status) || status == 304 || resume_incomplete {
             return Sent::Response { resp, url };
         }
         let location = resp

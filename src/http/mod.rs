@@ -25,7 +25,7 @@ pub(crate) use attempt::{
 pub(crate) use body::BodyReader;
 pub(crate) use connector::connect;
 pub(crate) use resolver::{lookup, LookupKind};
-#[cfg(feature = "s3")]
+#[cfg(any(feature = "s3", feature = "azure"))]
 pub(crate) use response::headers_of;
 pub(crate) use response::{answer, StoredResponse};
 pub(crate) use wire::WireError;

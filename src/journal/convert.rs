@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use super::entry::Entry;
 use super::record::*;
 use crate::model::{
-    Body, Failure, Multipart, Part, PartContent, Protocol, Request, S3Target, Session, Source,
-    StoredPart, StoredResponse, TimeoutPhase, UrlStyle,
+    AzureTarget, Body, Failure, GcsTarget, Multipart, Part, PartContent, Protocol, Request,
+    S3Target, Session, Source, StoredPart, StoredResponse, TimeoutPhase, UrlStyle,
 };
 use crate::model::{CostPolicy, Priority, Status};
 
@@ -76,6 +76,10 @@ impl From<&Record> for Entry {
                     upload_id,
                     parts: vec![],
                 }),
+            },
+            Record::GcsSession(g) => Entry::Session {
+                id: g.id,
+                session: g.uri.clone().map(|uri| Session::Gcs { uri }),
             },
             Record::S3Part(p) => Entry::Part {
                 id: p.id,
@@ -159,6 +163,13 @@ impl From<&Entry> for Record {
                 id: *id,
                 upload_id: Some(upload_id.clone()),
             }),
+            Entry::Session {
+                id,
+                session: Some(Session::Gcs { uri }),
+            } => Record::GcsSession(GcsSessionV1 {
+                id: *id,
+                uri: Some(uri.clone()),
+            }),
             Entry::Part { id, part } => Record::S3Part(S3PartV1 {
                 id: *id,
                 number: part.number,
@@ -240,6 +251,16 @@ fn request(r: &RequestV1) -> Request {
                 metadata: t.metadata.clone(),
                 credentials: t.credentials.clone(),
             })),
+            ProtocolV1::Gcs(t) => Protocol::Gcs(Box::new(GcsTarget {
+                session_given: t.session_given,
+                chunk_size: t.chunk_size,
+                content_type: t.content_type.clone(),
+            })),
+            ProtocolV1::Azure(t) => Protocol::Azure(Box::new(AzureTarget {
+                block_size: t.block_size,
+                block_prefix: t.block_prefix.clone(),
+                content_type: t.content_type.clone(),
+            })),
         },
         idempotent: r.idempotent,
         credentials: None,
@@ -293,6 +314,16 @@ fn request_v1(r: &Request) -> RequestV1 {
                 content_type: t.content_type.clone(),
                 metadata: t.metadata.clone(),
                 credentials: t.credentials.clone(),
+            })),
+            Protocol::Gcs(t) => ProtocolV1::Gcs(Box::new(GcsTargetV1 {
+                session_given: t.session_given,
+                chunk_size: t.chunk_size,
+                content_type: t.content_type.clone(),
+            })),
+            Protocol::Azure(t) => ProtocolV1::Azure(Box::new(AzureTargetV1 {
+                block_size: t.block_size,
+                block_prefix: t.block_prefix.clone(),
+                content_type: t.content_type.clone(),
             })),
         },
         idempotent: r.idempotent,

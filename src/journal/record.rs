@@ -39,6 +39,8 @@ pub enum Record {
     /// the provider's name (never a credential). Uploads without one are still written
     /// as `Created`, which older builds read.
     CreatedV2(CreatedV2),
+    /// A Google Cloud Storage resumable session, journaled before its first chunk.
+    GcsSession(GcsSessionV1),
 }
 
 /// An upload accepted by the store, with the credentials provider it names.
@@ -64,6 +66,7 @@ impl Record {
             Record::S3Upload(u) => u.id,
             Record::S3Part(p) => p.id,
             Record::CreatedV2(c) => c.created.id,
+            Record::GcsSession(g) => g.id,
         }
     }
 }
@@ -191,6 +194,32 @@ pub enum ProtocolV1 {
     /// An S3 object (boxed: the other variants are small; postcard encodes a box as
     /// its content).
     S3(Box<S3TargetV1>),
+    /// A Google Cloud Storage resumable upload.
+    Gcs(Box<GcsTargetV1>),
+    /// An Azure block blob.
+    Azure(Box<AzureTargetV1>),
+}
+
+/// How a Google Cloud Storage resumable upload is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcsTargetV1 {
+    /// The request's URL is the session URI (not an initiation URL).
+    pub session_given: bool,
+    /// Bytes per chunk.
+    pub chunk_size: u64,
+    /// The object's `Content-Type`.
+    pub content_type: Option<String>,
+}
+
+/// How an Azure block blob is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AzureTargetV1 {
+    /// Bytes per block.
+    pub block_size: u64,
+    /// The upload's prefix of its block IDs.
+    pub block_prefix: String,
+    /// The blob's `Content-Type`.
+    pub content_type: Option<String>,
 }
 
 /// An S3 object's destination and options (no secret: the credentials provider's name).
@@ -460,4 +489,13 @@ pub struct S3PartV1 {
     pub etag: String,
     /// Its size in bytes.
     pub size: u64,
+}
+
+/// A Google Cloud Storage resumable session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcsSessionV1 {
+    /// Upload id.
+    pub id: UploadId,
+    /// The session URI; `None` forgets it: the server lost it.
+    pub uri: Option<String>,
 }

@@ -47,7 +47,7 @@ impl UploadState {
     pub fn resume_url(&self) -> Option<&str> {
         match &self.session {
             Some(Session::Tus { url }) => Some(url),
-            Some(Session::S3 { .. }) | None => None,
+            Some(Session::S3 { .. } | Session::Gcs { .. }) | None => None,
         }
     }
 }

@@ -8,6 +8,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+#[cfg(feature = "gcs")]
+mod gcs;
 #[cfg(feature = "s3")]
 mod s3;
 mod tus;
@@ -22,5 +24,7 @@ fn child_process() {
         (tus::CHILD_ENV, tus::child_process),
         #[cfg(feature = "s3")]
         (s3::CHILD_ENV, s3::child_process),
+        #[cfg(feature = "gcs")]
+        (gcs::CHILD_ENV, gcs::child_process),
     ]);
 }

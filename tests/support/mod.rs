@@ -5,6 +5,8 @@
 
 mod action;
 pub mod child;
+#[cfg(any(feature = "gcs", feature = "azure"))]
+pub mod cloud;
 mod conn;
 pub mod dns;
 mod engine;

@@ -19,13 +19,33 @@
 //! [`Session`]: crate::model::Session
 //! [`WorkerEvent::Session`]: super::WorkerEvent::Session
 
+// Every step of a protocol returns the attempt's `Outcome` as its error: it is built
+// once per attempt, so its size costs nothing.
+#![allow(clippy::result_large_err)]
+
+#[cfg(feature = "azure")]
+pub(crate) mod azure;
+#[cfg(any(feature = "s3", feature = "azure"))]
+mod digest;
+#[cfg(feature = "gcs")]
+pub(crate) mod gcs;
 mod plain;
+#[cfg(any(feature = "s3", feature = "azure"))]
+mod reply;
 #[cfg(feature = "s3")]
 pub(crate) mod s3;
+#[cfg(any(feature = "gcs", feature = "azure"))]
+mod sender;
 mod tus;
+#[cfg(any(feature = "s3", feature = "azure"))]
+mod xml;
 
-use super::{Job, Outcome};
-use crate::model::Protocol;
+use crossbeam_channel::bounded;
+
+use super::{classify, Class, Job, Outcome, WorkerEvent};
+use crate::http::Sent;
+use crate::model::{Protocol, Session};
+use crate::Error;
 
 /// One upload protocol, driven by a worker thread.
 pub(crate) trait UploadProtocol: Sync {
@@ -47,30 +67,89 @@ pub(crate) fn of(protocol: &Protocol) -> &'static dyn UploadProtocol {
         Protocol::S3(_) => &s3::S3,
         #[cfg(not(feature = "s3"))]
         Protocol::S3(_) => &NotBuilt("s3"),
+        #[cfg(feature = "gcs")]
+        Protocol::Gcs(_) => &gcs::Gcs,
+        #[cfg(not(feature = "gcs"))]
+        Protocol::Gcs(_) => &NotBuilt("gcs"),
+        #[cfg(feature = "azure")]
+        Protocol::Azure(_) => &azure::Azure,
+        #[cfg(not(feature = "azure"))]
+        Protocol::Azure(_) => &NotBuilt("azure"),
+    }
+}
+
+/// The outcome of a step that did not produce what the protocol needs.
+pub(super) fn fail(error: Error, class: Class) -> Outcome {
+    Outcome::Failed {
+        error,
+        class,
+        response: None,
+        retry_after: None,
+        body_complete: false,
+    }
+}
+
+/// A request that got no answer, as the attempt's outcome.
+pub(super) fn sent_failure(s: Sent) -> Outcome {
+    match s {
+        Sent::Stopped { body_complete } => Outcome::Stopped { body_complete },
+        Sent::Failed {
+            failed,
+            body_complete,
+        } => {
+            let (error, class) = classify::failed(failed);
+            Outcome::Failed {
+                error,
+                class,
+                response: None,
+                retry_after: None,
+                body_complete,
+            }
+        }
+        Sent::Response { .. } => unreachable!("responses are handled by the caller"),
+    }
+}
+
+/// Makes the scheduler journal the session (fsynced; `None` forgets it) and waits for
+/// it: no body byte goes to a session before this returns.
+pub(super) fn journal_session(job: &Job, session: Option<Session>) -> Result<(), Outcome> {
+    let (tx, rx) = bounded(1);
+    let msg = WorkerEvent::Session {
+        id: job.id,
+        session,
+        ack: tx,
+    };
+    let stopped = Outcome::Stopped {
+        body_complete: false,
+    };
+    if job.tx.send(msg).is_err() {
+        return Err(stopped);
+    }
+    match rx.recv() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(fail(e, Class::Final)),
+        Err(_) => Err(stopped),
     }
 }
 
 /// A protocol this build leaves out (its cargo feature is off): a store written by a
 /// build that has it still opens, and its uploads fail with a clear error instead of
 /// being dropped.
-#[cfg(not(feature = "s3"))]
+#[cfg(not(all(feature = "s3", feature = "gcs", feature = "azure")))]
 struct NotBuilt(&'static str);
 
-#[cfg(not(feature = "s3"))]
+#[cfg(not(all(feature = "s3", feature = "gcs", feature = "azure")))]
 impl UploadProtocol for NotBuilt {
     fn attempt(&self, _job: &Job) -> Outcome {
-        Outcome::Failed {
-            error: crate::Error::Protocol {
+        fail(
+            Error::Protocol {
                 message: format!(
                     "this build of background-transfer has no {0} support (cargo feature \"{0}\")",
                     self.0
                 ),
             },
-            class: super::Class::Final,
-            response: None,
-            retry_after: None,
-            body_complete: false,
-        }
+            Class::Final,
+        )
     }
 
     fn abort(&self, job: &Job) {

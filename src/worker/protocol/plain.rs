@@ -58,6 +58,7 @@ fn run_plain(job: &Job) -> Outcome {
                 bandwidth: job.bandwidth.as_deref(),
                 max_redirects: job.config.max_redirects,
                 allow_downgrade: job.config.allow_https_downgrade,
+                resume_incomplete: false,
             },
             &mut |pos| reporter.sent(pos),
         );

@@ -7,11 +7,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use crossbeam_channel::bounded;
 use ureq::http::Response;
 use ureq::Body;
 
-use super::UploadProtocol;
+use super::{fail, journal_session, sent_failure, UploadProtocol};
 use crate::http::{self, date, Attempt, Sent};
 use crate::model::{Body as RequestBody, Protocol, Session};
 use crate::multipart::Segment;
@@ -26,17 +25,6 @@ const TUS_VERSION: &str = "1.0.0";
 const MAX_RESYNCS: u32 = 5;
 /// Times one attempt creates the upload again after the server lost it.
 const MAX_RESTARTS: u32 = 2;
-
-/// The outcome of a step that did not produce what the protocol needs.
-fn fail(error: Error, class: Class) -> Outcome {
-    Outcome::Failed {
-        error,
-        class,
-        response: None,
-        retry_after: None,
-        body_complete: false,
-    }
-}
 
 fn protocol(message: String) -> Outcome {
     fail(Error::Protocol { message }, Class::Final)
@@ -110,6 +98,7 @@ impl TusAttempt<'_> {
                     bandwidth: self.job.bandwidth.as_deref(),
                     max_redirects: self.job.config.max_redirects,
                     allow_downgrade: self.job.config.allow_https_downgrade,
+                    resume_incomplete: false,
                 },
                 &mut |pos| reporter.sent(pos),
             );
@@ -162,7 +151,7 @@ impl TusAttempt<'_> {
     fn head(&mut self, url: &str, size: u64) -> Step {
         let (resp, url) = match self.request("HEAD", url, vec![], None) {
             Ok(Sent::Response { resp, url }) => (resp, url),
-            Ok(other) => return Step::End(sent_to_outcome(other)),
+            Ok(other) => return Step::End(sent_failure(other)),
             Err(o) => return Step::End(*o),
         };
         match resp.status().as_u16() {
@@ -200,7 +189,7 @@ impl TusAttempt<'_> {
         ];
         let (resp, url) = match self.request("POST", &endpoint, headers, Some((&[], 0, 0)))? {
             Sent::Response { resp, url } => (resp, url),
-            other => return Err(Box::new(sent_to_outcome(other))),
+            other => return Err(Box::new(sent_failure(other))),
         };
         if resp.status().as_u16() != 201 {
             return Err(Box::new(self.bad_status(resp, &url)));
@@ -227,24 +216,7 @@ impl TusAttempt<'_> {
 
     /// Makes the scheduler journal the URL (fsynced) and waits for it.
     fn journal_url(&mut self, url: Option<String>) -> Result<(), Box<Outcome>> {
-        let (tx, rx) = bounded(1);
-        let msg = WorkerEvent::Session {
-            id: self.job.id,
-            session: url.map(|url| Session::Tus { url }),
-            ack: tx,
-        };
-        if self.job.tx.send(msg).is_err() {
-            return Err(Box::new(Outcome::Stopped {
-                body_complete: false,
-            }));
-        }
-        match rx.recv() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Box::new(fail(e, Class::Final))),
-            Err(_) => Err(Box::new(Outcome::Stopped {
-                body_complete: false,
-            })),
-        }
+        journal_session(self.job, url.map(|url| Session::Tus { url })).map_err(Box::new)
     }
 }
 
@@ -252,17 +224,6 @@ fn expired(resp: &Response<Body>) -> bool {
     header(resp, "upload-expires")
         .and_then(date::parse)
         .is_some_and(|t| t <= SystemTime::now())
-}
-
-fn sent_to_outcome(s: Sent) -> Outcome {
-    match s {
-        Sent::Stopped { body_complete, .. } => Outcome::Stopped { body_complete },
-        Sent::Failed { failed, .. } => {
-            let (error, class) = classify::failed(failed);
-            fail(error, class)
-        }
-        Sent::Response { .. } => unreachable!("responses are handled by the caller"),
-    }
 }
 
 /// Ends a canceled upload on the server (termination extension).
@@ -427,7 +388,7 @@ impl TusAttempt<'_> {
             let (resp, rurl) =
                 match self.request("PATCH", &url, headers, Some((segments, offset, end))) {
                     Ok(Sent::Response { resp, url }) => (resp, url),
-                    Ok(other) => return Flow::Done(sent_to_outcome(other)),
+                    Ok(other) => return Flow::Done(sent_failure(other)),
                     Err(o) => return Flow::Done(*o),
                 };
             match resp.status().as_u16() {

@@ -3,30 +3,22 @@
 //! answer read and classified. A 401/403 (or an expired-token code) asks the provider
 //! again with `refresh` and sends the request once more, without spending a retry.
 
-// Every step returns the attempt's `Outcome` as its error: it is built once per
-// attempt, so its size costs nothing.
-#![allow(clippy::result_large_err)]
-
-use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rusty_s3::{Bucket, S3Action};
-use ureq::http::Response;
-use ureq::Body;
 
+use super::super::reply::{self, read, Reply};
+use super::super::{fail, sent_failure};
 use crate::credentials::{CredentialProvider, CredentialRequest, Credentials, S3Keys};
-use crate::http::{self, Attempt, Sent, StoredResponse, WireError};
+use crate::http::{self, Attempt, Sent, StoredResponse};
 use crate::model::{S3Target, UrlStyle};
 use crate::multipart::Segment;
 use crate::worker::{classify, Class, Job, Outcome, Reporter};
-use crate::{store, Error};
+use crate::Error;
 
 /// How long a presigned URL stays valid: one request, including a slow part's body.
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
-/// The largest answer body read into memory (XML answers are a few KiB; a ListParts
-/// page of 1,000 parts is about 250 KiB).
-const MAX_ANSWER: u64 = 4 << 20;
 /// Error codes that mean "these credentials are stale": ask the provider again.
 const REFRESH_CODES: &[&str] = &[
     "ExpiredToken",
@@ -69,113 +61,6 @@ impl Signed {
             url: action.sign(SIGNED_FOR).to_string(),
             headers: headers.to_vec(),
         }
-    }
-}
-
-/// An answer read whole.
-pub(super) struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    /// The service's error code and message, from an `<Error>` body (or the status).
-    pub fn error(&self) -> (String, String) {
-        let text = self.text();
-        let code = tag(&text, "Code").unwrap_or_else(|| match self.status {
-            404 => "NoSuchKey".into(),
-            403 => "AccessDenied".into(),
-            s => format!("HTTP{s}"),
-        });
-        let message = tag(&text, "Message").unwrap_or_default();
-        (code, message)
-    }
-
-    /// Whether a 2xx answer is really an error: S3 may answer a CompleteMultipartUpload
-    /// with 200 and an `<Error>` body when it fails after the headers were sent.
-    pub fn is_error_document(&self) -> bool {
-        let text = self.text();
-        let start = text.trim_start();
-        let start = match start.strip_prefix("<?xml") {
-            Some(rest) => rest.split_once("?>").map_or("", |(_, r)| r).trim_start(),
-            None => start,
-        };
-        start.starts_with("<Error>") || start.starts_with("<Error ")
-    }
-}
-
-/// The text of the first `<name>…</name>` element, unescaped.
-///
-/// S3's answers are small, flat XML documents, and servers disagree on their root
-/// elements and namespaces (moto answers ListParts with `ListPartsResponse`, s3rver
-/// leaves out the namespace), which strict parsers refuse; the elements the protocol
-/// needs are read by name instead.
-pub(super) fn tag(xml: &str, name: &str) -> Option<String> {
-    elements(xml, name).next().map(unescape)
-}
-
-/// The raw contents of every `<name>…</name>` element, in order (not nested).
-pub(super) fn elements<'x>(xml: &'x str, name: &str) -> impl Iterator<Item = &'x str> + 'x {
-    let open = format!("<{name}>");
-    let close = format!("</{name}>");
-    let mut rest = xml;
-    std::iter::from_fn(move || {
-        let start = rest.find(&open)? + open.len();
-        let end = rest[start..].find(&close)? + start;
-        let inner = &rest[start..end];
-        rest = &rest[end + close.len()..];
-        Some(inner)
-    })
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-/// The outcome of a step that did not produce what the protocol needs.
-pub(super) fn fail(error: Error, class: Class) -> Outcome {
-    Outcome::Failed {
-        error,
-        class,
-        response: None,
-        retry_after: None,
-        body_complete: false,
-    }
-}
-
-fn sent_failure(s: Sent) -> Outcome {
-    match s {
-        Sent::Stopped { body_complete } => Outcome::Stopped { body_complete },
-        Sent::Failed {
-            failed,
-            body_complete,
-        } => {
-            let (error, class) = classify::failed(failed);
-            Outcome::Failed {
-                error,
-                class,
-                response: None,
-                retry_after: None,
-                body_complete,
-            }
-        }
-        Sent::Response { .. } => unreachable!("responses are handled by the caller"),
     }
 }
 
@@ -326,6 +211,7 @@ impl<'a> Client<'a> {
                     bandwidth: self.job.bandwidth.as_deref(),
                     max_redirects: self.job.config.max_redirects,
                     allow_downgrade: self.job.config.allow_https_downgrade,
+                    resume_incomplete: false,
                 },
                 &mut |pos| reporter.sent(pos),
             );
@@ -356,31 +242,7 @@ impl<'a> Client<'a> {
     /// could hold a credential: see [`scrub`]).
     pub fn keep(&mut self, reply: &Reply) -> Result<StoredResponse, Outcome> {
         let body = self.scrub(&reply.body);
-        let saved = store::body::save(
-            &mut Cursor::new(&body),
-            Some(body.len() as u64),
-            &self.job.body_path,
-            self.job.config.max_response_body,
-            &mut |_, _| {},
-        );
-        let (body_len, body_truncated) = match saved {
-            Ok(v) => v,
-            Err(store::body::SaveError::Store(e)) => return Err(fail(e, Class::Final)),
-            // An in-memory body cannot fail to read.
-            Err(store::body::SaveError::Read(e)) => {
-                return Err(fail(
-                    Error::io("read the kept answer", &self.job.body_path, e),
-                    Class::Final,
-                ))
-            }
-        };
-        Ok(StoredResponse {
-            status: reply.status,
-            headers: reply.headers.clone(),
-            url: self.object_url.clone(),
-            body_len,
-            body_truncated,
-        })
+        reply::keep(self.job, reply, &body, &self.object_url)
     }
 
     /// `body` without what could hold a credential (see [`scrub`]).
@@ -524,24 +386,4 @@ fn redact_bytes(body: &[u8], secrets: &[&str]) -> Vec<u8> {
         }
     }
     out
-}
-
-/// Reads an answer whole (bounded): S3's answers are small XML documents.
-fn read(resp: Response<Body>) -> Result<Reply, Outcome> {
-    let status = resp.status().as_u16();
-    let headers = http::headers_of(&resp);
-    let body = resp
-        .into_body()
-        .into_with_config()
-        .limit(MAX_ANSWER)
-        .read_to_vec();
-    match body {
-        Ok(body) => Ok(Reply {
-            status,
-            headers,
-            body,
-        }),
-        // The server is there: a body that fails to arrive spends a retry.
-        Err(e) => Err(fail(classify::wire(WireError::from(e)).0, Class::Transient)),
-    }
 }

@@ -12,20 +12,14 @@
 //! `has_restarted` set; a Complete whose answer was lost and that comes back as
 //! `NoSuchUpload` first checks whether the object is there with the right size.
 
-// Every step returns the attempt's `Outcome` as its error: it is built once per
-// attempt, so its size costs nothing.
-#![allow(clippy::result_large_err)]
-
 mod client;
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 
-use crossbeam_channel::bounded;
-use md5::{Digest, Md5};
-
-use super::UploadProtocol;
+use super::digest::content_md5;
+use super::reply::Reply;
+use super::xml::{elements, tag};
+use super::{fail, journal_session, UploadProtocol};
 use crate::http::Control;
 use crate::model::{Body as RequestBody, Protocol, S3Target, Session, Source, StoredPart};
 use crate::multipart::Segment;
@@ -33,7 +27,7 @@ use crate::source;
 use crate::worker::{accepted, Class, Job, Outcome, WorkerEvent};
 use crate::Error;
 pub(crate) use client::bucket;
-use client::{elements, fail, tag, Client, Reply, Signed};
+use client::{Client, Signed};
 
 /// Times one attempt starts a new multipart upload after the server lost one.
 const MAX_RESTARTS: u32 = 2;
@@ -121,29 +115,6 @@ fn object_headers(t: &S3Target) -> Vec<(String, String)> {
     h
 }
 
-/// Base64 of the MD5 of `len` bytes of `src` from `start`.
-fn content_md5(src: &Source, start: u64, len: u64) -> Result<String, Error> {
-    let io = |e| Error::io("read source", &src.path, e);
-    let mut f = File::open(&src.path).map_err(io)?;
-    f.seek(SeekFrom::Start(start)).map_err(io)?;
-    let mut hasher = Md5::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut left = len;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = f.read(&mut buf[..want]).map_err(io)?;
-        if n == 0 {
-            return Err(Error::SourceChanged {
-                path: src.path.clone(),
-                what: "it is shorter than when the upload was created".into(),
-            });
-        }
-        hasher.update(&buf[..n]);
-        left -= n as u64;
-    }
-    Ok(crate::base64::encode(&hasher.finalize()))
-}
-
 fn run(job: &Job, target: &S3Target) -> Outcome {
     let RequestBody::File(src) = &job.request.body else {
         return protocol_error("S3 uploads send one file");
@@ -200,27 +171,6 @@ enum Flow {
     Done(Outcome),
     /// The server does not have the multipart upload (any more).
     Gone,
-}
-
-/// Makes the scheduler journal the session (fsynced) and waits for it.
-fn journal_session(job: &Job, session: Option<Session>) -> Result<(), Outcome> {
-    let (tx, rx) = bounded(1);
-    let msg = WorkerEvent::Session {
-        id: job.id,
-        session,
-        ack: tx,
-    };
-    let stopped = Outcome::Stopped {
-        body_complete: false,
-    };
-    if job.tx.send(msg).is_err() {
-        return Err(stopped);
-    }
-    match rx.recv() {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(fail(e, Class::Final)),
-        Err(_) => Err(stopped),
-    }
 }
 
 /// A file smaller than one part: one signed PUT.
