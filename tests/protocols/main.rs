@@ -1,5 +1,6 @@
 //! Upload protocols against real servers: tus 1.0 (`@tus/server`, `tests/tus-server/`)
-//! and, with the `s3` feature, S3 (moto, s3rver and s3s-fs; see `s3.rs`).
+//! and, with their features, S3 (moto, s3rver and s3s-fs; see `s3.rs`), Google Cloud
+//! Storage (gcp-storage-emulator; `gcs.rs`) and Azure block blobs (Azurite; `azure.rs`).
 //!
 //! ```sh
 //! cargo test --release --all-features --test protocols
@@ -8,6 +9,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+#[cfg(feature = "azure")]
+mod azure;
 #[cfg(feature = "gcs")]
 mod gcs;
 #[cfg(feature = "s3")]
@@ -26,5 +29,7 @@ fn child_process() {
         (s3::CHILD_ENV, s3::child_process),
         #[cfg(feature = "gcs")]
         (gcs::CHILD_ENV, gcs::child_process),
+        #[cfg(feature = "azure")]
+        (azure::CHILD_ENV, azure::child_process),
     ]);
 }

@@ -325,7 +325,8 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
-fn unbase64(s: &str) -> Vec<u8> {
+/// Base64 decoded (the test's own: no dependency for it).
+pub fn unbase64(s: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let mut acc = 0u32;
     let mut bits = 0;
