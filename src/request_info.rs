@@ -24,10 +24,10 @@ pub struct RequestInfo {
     pub multipart: bool,
     /// Whether it uses the tus resumable protocol.
     pub tus: bool,
-    /// The protocol's name: `plain`, `tus` or `s3`.
+    /// The protocol's name: `plain`, `tus`, `s3`, `gcs` or `azure`.
     pub protocol: &'static str,
-    /// For an S3 multipart upload, the bytes per part (as fixed at creation); `None`
-    /// for other protocols.
+    /// The bytes per piece the server confirms one by one, as fixed at creation: an
+    /// S3 part, a GCS chunk, an Azure block; `None` for other protocols.
     pub part_size: Option<u64>,
     /// Priority at creation.
     pub priority: Priority,
@@ -62,7 +62,9 @@ impl RequestInfo {
             protocol: r.protocol.name(),
             part_size: match &r.protocol {
                 Protocol::S3(t) => Some(t.part_size),
-                _ => None,
+                Protocol::Gcs(t) => Some(t.chunk_size),
+                Protocol::Azure(t) => Some(t.block_size),
+                Protocol::Plain | Protocol::Tus { .. } => None,
             },
             priority: r.priority,
             group: r.group.clone(),

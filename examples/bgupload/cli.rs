@@ -14,14 +14,20 @@ bgupload: persistent, retried, resumable background uploads (background-transfer
 
 Usage:
   bgupload [--store DIR] add [-X METHOD] [-H 'Name: value']... [--priority high|default|low]
-                             [--group NAME] [--protocol plain|tus|s3] [--tus]
+                             [--group NAME] [--protocol plain|tus|s3|gcs|azure] [--tus]
                              [--region R] [--part-size BYTES] URL FILE
       persist a new upload and print its id (one line, nothing else);
       --tus is --protocol tus; with --protocol s3 (a build with the `s3` feature), URL is
       http(s)://HOST[:PORT]/BUCKET/KEY (path style), and the keys come from
       AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN when `run` or
       `send` sends it (never written to the store); the region is --region, else
-      AWS_REGION, else us-east-1; parts are 8 MiB unless --part-size says otherwise
+      AWS_REGION, else us-east-1; parts are 8 MiB unless --part-size says otherwise;
+      with --protocol gcs (feature `gcs`), URL is a Google Cloud Storage resumable
+      initiation URL (…?uploadType=resumable&name=…) or a session URI (…&upload_id=…),
+      the token comes from BGUPLOAD_BEARER_TOKEN when `run` or `send` sends it, and
+      --part-size is the chunk (a multiple of 256 KiB; 8 MiB); with --protocol azure
+      (feature `azure`), URL is the blob's SAS URL and --part-size the block (8 MiB);
+      `list` shows URLs without their query (a SAS or session id is a credential)
   bgupload [--store DIR] run [--until-idle] [--max-concurrent N] [--connect-timeout SECS]
                              [--response-timeout SECS] [--retries N]
                              [--max-bandwidth BYTES_PER_SEC]
@@ -101,6 +107,8 @@ pub enum ProtocolArg {
     Plain,
     Tus,
     S3,
+    Gcs,
+    Azure,
 }
 
 #[derive(Debug, Default)]
@@ -222,8 +230,12 @@ fn parse(mut p: lexopt::Parser) -> Result<Cli, String> {
                     "plain" => ProtocolArg::Plain,
                     "tus" => ProtocolArg::Tus,
                     "s3" => ProtocolArg::S3,
+                    "gcs" => ProtocolArg::Gcs,
+                    "azure" => ProtocolArg::Azure,
                     other => {
-                        return Err(format!("--protocol {other:?} is not one of plain, tus, s3"))
+                        return Err(format!(
+                            "--protocol {other:?} is not one of plain, tus, s3, gcs, azure"
+                        ))
                     }
                 }
             }

@@ -67,13 +67,22 @@ fn line(u: &Upload) -> String {
         p.total_bytes_to_send,
         http,
         u.request().method,
-        u.request().url,
+        shown_url(&u.request().url),
         file_of(u)
     );
     if let Some(e) = u.error() {
         s.push_str(&format!("  error: {e}"));
     }
     s
+}
+
+/// A URL as `list` shows it: without its query, which may be a credential (an Azure
+/// SAS, a GCS session's `upload_id`, a presigned URL's signature).
+fn shown_url(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?…"),
+        None => url.to_string(),
+    }
 }
 
 /// The parts the server confirmed, as of the last checkpoint: every part but the last
@@ -96,7 +105,7 @@ fn to_json(u: &Upload) -> Value {
     };
     json!({
         "id": u.id(),
-        "url": r.url,
+        "url": shown_url(&r.url),
         "method": r.method,
         "protocol": r.protocol,
         "part_size": r.part_size,

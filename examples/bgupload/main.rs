@@ -2,7 +2,7 @@
 //! only. See `bgupload --help` and the README's "Command line" section.
 //!
 //! ```text
-//! bgupload [--store DIR] add [-X METHOD] [-H 'Name: value']... [--priority high|default|low] [--group NAME] [--protocol plain|tus|s3] [--tus] [--region R] [--part-size BYTES] URL FILE
+//! bgupload [--store DIR] add [-X METHOD] [-H 'Name: value']... [--priority high|default|low] [--group NAME] [--protocol plain|tus|s3|gcs|azure] [--tus] [--region R] [--part-size BYTES] URL FILE
 //! bgupload [--store DIR] run [--until-idle] [--max-concurrent N] [--connect-timeout SECS] [--response-timeout SECS] [--retries N] [--max-bandwidth BYTES_PER_SEC] [--client-cert FILE --client-key FILE] [--ca-cert FILE]
 //! bgupload [--store DIR] list [--json]
 //! bgupload [--store DIR] pause|resume|cancel|remove ID
@@ -16,6 +16,8 @@
 //! `server`, and `progress_view` draws bars or plain lines.
 
 mod cli;
+#[cfg(any(feature = "gcs", feature = "azure"))]
+mod cloud;
 mod demo;
 mod list;
 mod progress_view;
@@ -133,25 +135,45 @@ pub fn open_for_management(store: &Path) -> Result<Uploader, Failure> {
 pub fn with_providers(b: UploaderBuilder) -> UploaderBuilder {
     #[cfg(feature = "s3")]
     let b = s3::register(b);
+    #[cfg(feature = "gcs")]
+    let b = cloud::register(b);
     b
+}
+
+/// The usage failure of a protocol this build leaves out.
+#[allow(dead_code)] // a build with every feature never needs it
+fn not_built(feature: &str) -> Failure {
+    Failure {
+        message: format!(
+            "this bgupload was built without {feature} support: build it with \
+             `--features {feature}`"
+        ),
+        code: EXIT_USAGE,
+    }
 }
 
 /// Builds the request `add` and `send` persist.
 pub fn request(a: AddArgs) -> Result<UploadRequest, Failure> {
-    if a.protocol == ProtocolArg::S3 {
+    match a.protocol {
         #[cfg(feature = "s3")]
-        return s3::request(&a);
+        ProtocolArg::S3 => return s3::request(&a),
         #[cfg(not(feature = "s3"))]
-        return Err(Failure {
-            message: "this bgupload was built without S3 support: build it with \
-                      `--features s3`"
-                .into(),
-            code: EXIT_USAGE,
-        });
+        ProtocolArg::S3 => return Err(not_built("s3")),
+        #[cfg(feature = "gcs")]
+        ProtocolArg::Gcs => return cloud::gcs(&a),
+        #[cfg(not(feature = "gcs"))]
+        ProtocolArg::Gcs => return Err(not_built("gcs")),
+        #[cfg(feature = "azure")]
+        ProtocolArg::Azure => return cloud::azure(&a),
+        #[cfg(not(feature = "azure"))]
+        ProtocolArg::Azure => return Err(not_built("azure")),
+        ProtocolArg::Plain | ProtocolArg::Tus => {}
     }
     if a.region.is_some() || a.part_size.is_some() {
         return Err(Failure {
-            message: "--region and --part-size apply to --protocol s3 only".into(),
+            message: "--region applies to --protocol s3 only, --part-size to s3, gcs and \
+                      azure"
+                .into(),
             code: EXIT_USAGE,
         });
     }
