@@ -49,6 +49,13 @@
 //!   (`UploadRequest::s3` and `S3Object`): multipart uploads that resume from the parts
 //!   the server has, signed with keys from a [`CredentialProvider`] that are never
 //!   persisted (see [`credentials`]).
+//! - **Google Cloud Storage** resumable uploads (also YouTube's and Drive's), with the
+//!   `gcs` feature (`UploadRequest::gcs` and `GcsUpload`): the session URI is journaled
+//!   before the first chunk, and an interrupted upload continues where the server
+//!   says it stopped; an expired session is started again from the initiation URL.
+//! - **Azure block blobs** through a SAS URL, with the `azure` feature
+//!   (`UploadRequest::azure` and `AzureBlob`): only the blocks the server lacks are
+//!   sent again, and a refused SAS is replaced through the upload's URL provider.
 //! - **Credentials that expire** ([`UploadRequest::credentials`]): a named provider
 //!   gives headers (a bearer token) or a presigned URL before each attempt, and again
 //!   after a 401/403 without spending a retry; nothing it gives is persisted.
@@ -98,7 +105,8 @@
 //! again lists every upload with its last state, and unfinished ones continue (unless
 //! [`UploaderBuilder::start_paused`]). An attempt that was on the wire when the process
 //! died starts again: a tus upload from the server's offset, an S3 multipart upload
-//! from the parts the server has, a PUT from byte 0
+//! from the parts the server has, a GCS upload from the server's `Range`, an Azure
+//! block blob from the blocks the server holds, a PUT from byte 0
 //! (`has_restarted` is set). A POST is not idempotent: one interrupted mid-request may
 //! have reached the server, so it ends in [`Error::NotResumable`] unless the request
 //! opted in ([`UploadRequest::idempotent`], or an `Idempotency-Key` header). The same
@@ -166,7 +174,7 @@
 //!
 //! ## Upload protocols
 //!
-//! Each protocol (plain HTTP; tus 1.0; S3) is one module behind one interface that a worker
+//! Each protocol (plain HTTP; tus 1.0; S3; Google Cloud Storage; Azure) is one module behind one interface that a worker
 //! drives through an attempt: *start* (create the server-side session, journaled before
 //! any body byte reaches it), *where* (ask the server what it has), *send* (the ranges it
 //! lacks), *finish* (its answer is kept as the response), and *abort* (end the session on
