@@ -864,3 +864,83 @@ mod credentials_tests {
         assert_eq!(store.state().uploads[&1].request.credentials, None);
     }
 }
+
+#[cfg(test)]
+mod storage_protocol_tests {
+    use super::super::{Durability, Entry, Store};
+    use crate::model::{AzureTarget, Body, GcsTarget, Protocol, Request, Session, Source};
+    use crate::{CostPolicy, Priority};
+
+    fn request(protocol: Protocol) -> Request {
+        Request {
+            url: "http://127.0.0.1:9/x?sv=1&sig=s".into(),
+            method: "PUT".into(),
+            headers: vec![("x-ms-meta-a".into(), "b".into())],
+            body: Body::File(Source {
+                path: "/tmp/a".into(),
+                size: 1,
+                mtime_ns: 0,
+                spooled: false,
+            }),
+            priority: Priority::Default,
+            group: None,
+            cost: CostPolicy::Always,
+            protocol,
+            idempotent: true,
+            credentials: Some("p".into()),
+        }
+    }
+
+    /// GCS and Azure targets and a GCS session read back after a reopen and after a
+    /// compaction; a forgotten session stays forgotten.
+    #[test]
+    fn gcs_and_azure_uploads_and_sessions_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let gcs = request(Protocol::Gcs(Box::new(GcsTarget {
+            session_given: false,
+            chunk_size: 4 << 20,
+            content_type: Some("video/mp4".into()),
+        })));
+        let azure = request(Protocol::Azure(Box::new(AzureTarget {
+            block_size: 8 << 20,
+            block_prefix: "0123abcd".into(),
+            content_type: None,
+        })));
+        let session = Session::Gcs {
+            uri: "http://127.0.0.1:9/upload?upload_id=u1".into(),
+        };
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            for (id, r) in [(0, &gcs), (1, &azure), (2, &gcs)] {
+                let created = Entry::Created {
+                    id,
+                    created_ms: 1,
+                    request: r.clone(),
+                };
+                store.commit(created, Durability::Sync).unwrap();
+            }
+            for id in [0, 2] {
+                let entry = Entry::Session {
+                    id,
+                    session: Some(session.clone()),
+                };
+                store.commit(entry, Durability::Sync).unwrap();
+            }
+            let forget = Entry::Session {
+                id: 2,
+                session: None,
+            };
+            store.commit(forget, Durability::Sync).unwrap();
+        }
+        for round in ["reopen", "compaction"] {
+            let mut store = Store::open(dir.path()).unwrap();
+            let u = &store.state().uploads;
+            assert_eq!(u[&0].request, gcs, "{round}");
+            assert_eq!(u[&1].request, azure, "{round}");
+            assert_eq!(u[&0].session, Some(session.clone()), "{round}");
+            assert_eq!(u[&1].session, None, "{round}");
+            assert_eq!(u[&2].session, None, "{round}: forgotten");
+            store.compact().unwrap();
+        }
+    }
+}

@@ -12,9 +12,9 @@ use background_transfer::journal::format::{
     self, encode_frame, header, Crc32, Damage, FRAME_HEADER_LEN, HEADER_LEN,
 };
 use background_transfer::journal::record::{
-    BodyV1, ChangedV1, CostPolicyV1, CreatedV1, FailureV1, MultipartV1, PartContentV1, PartV1,
-    PriorityV1, ProgressV1, ProtocolV1, RequestV1, ResponseV1, ResumeUrlV1, SourceV1, StateV1,
-    StatusV1,
+    AzureTargetV1, BodyV1, ChangedV1, CostPolicyV1, CreatedV1, CreatedV2, FailureV1, GcsSessionV1,
+    GcsTargetV1, MultipartV1, PartContentV1, PartV1, PriorityV1, ProgressV1, ProtocolV1, RequestV1,
+    ResponseV1, ResumeUrlV1, S3PartV1, S3TargetV1, S3UploadV1, SourceV1, StateV1, StatusV1,
 };
 use background_transfer::journal::Record;
 
@@ -105,6 +105,79 @@ fn created_file(id: u64) -> Record {
             idempotent: true,
         },
     })
+}
+
+/// An upload to a storage API (S3, GCS, Azure) whose credentials come from a provider.
+fn created_storage(id: u64, protocol: ProtocolV1) -> Record {
+    let Record::Created(mut created) = created_file(id) else {
+        unreachable!("created_file makes a Created record")
+    };
+    created.request.headers.clear();
+    created.request.protocol = protocol;
+    Record::CreatedV2(CreatedV2 {
+        created,
+        credentials: Some("fleet-keys".into()),
+    })
+}
+
+fn s3_target() -> ProtocolV1 {
+    ProtocolV1::S3(Box::new(S3TargetV1 {
+        endpoint: "https://s3.eu-west-1.amazonaws.com".into(),
+        virtual_host: true,
+        bucket: "fleet".into(),
+        key: "cam1/0001.mp4".into(),
+        region: "eu-west-1".into(),
+        part_size: 8 << 20,
+        storage_class: Some("STANDARD_IA".into()),
+        content_type: Some("video/mp4".into()),
+        metadata: vec![("device".into(), "cam1".into())],
+        credentials: "s3".into(),
+    }))
+}
+
+fn gcs_target() -> ProtocolV1 {
+    ProtocolV1::Gcs(Box::new(GcsTargetV1 {
+        session_given: false,
+        chunk_size: 8 << 20,
+        content_type: Some("video/mp4".into()),
+    }))
+}
+
+fn azure_target() -> ProtocolV1 {
+    ProtocolV1::Azure(Box::new(AzureTargetV1 {
+        block_size: 8 << 20,
+        block_prefix: "0123abcd".into(),
+        content_type: None,
+    }))
+}
+
+/// An S3 multipart upload, a GCS session (forgotten, then a new one) and an Azure blob.
+fn storage_life() -> Vec<Record> {
+    vec![
+        created_storage(7, s3_target()),
+        Record::S3Upload(S3UploadV1 {
+            id: 7,
+            upload_id: Some("2~upload-7".into()),
+        }),
+        Record::S3Part(S3PartV1 {
+            id: 7,
+            number: 1,
+            etag: "\"e1\"".into(),
+            size: 8 << 20,
+        }),
+        created_storage(8, gcs_target()),
+        Record::GcsSession(GcsSessionV1 {
+            id: 8,
+            uri: Some("https://storage.googleapis.com/upload?upload_id=u8".into()),
+        }),
+        Record::GcsSession(GcsSessionV1 { id: 8, uri: None }),
+        Record::GcsSession(GcsSessionV1 {
+            id: 8,
+            uri: Some("https://storage.googleapis.com/upload?upload_id=u8b".into()),
+        }),
+        created_storage(9, azure_target()),
+        progress(9, 16 << 20, 8 << 20),
+    ]
 }
 
 fn created_multipart(id: u64) -> Record {
@@ -312,6 +385,7 @@ fn replay_seeds() -> Vec<Seed> {
         clean("tus_multipart_life.journal", tus_life()),
         clean("mixed.journal", mixed()),
         clean("every_variant.journal", every_variant()),
+        clean("storage_life.journal", storage_life()),
     ];
 
     // A crash during an append: the last frame (a create) is cut in the middle of its
@@ -390,6 +464,16 @@ fn record_seeds() -> Vec<Seed> {
         one("removed.frame", Record::Removed(3)),
         one("restarted.frame", Record::Restarted(u64::MAX)),
         one("changed.frame", changed(4, PriorityV1::High, 2)),
+        one("created_s3.frame", created_storage(7, s3_target())),
+        one("created_gcs.frame", created_storage(8, gcs_target())),
+        one("created_azure.frame", created_storage(9, azure_target())),
+        one(
+            "gcs_session.frame",
+            Record::GcsSession(GcsSessionV1 {
+                id: 8,
+                uri: Some("https://storage.googleapis.com/upload?upload_id=u8".into()),
+            }),
+        ),
     ]
 }
 
