@@ -118,8 +118,8 @@ pub struct ResponseInfo {
     pub headers: Vec<(String, String)>,
     /// The URL that answered, after redirects.
     pub url: String,
-    /// Whether the upload can be resumed on this server (it speaks tus, or it is an S3
-    /// upload).
+    /// Whether the upload can be resumed on this server (it speaks tus, or it is an S3,
+    /// Google Cloud Storage or Azure upload).
     pub is_resumable: bool,
     /// Bytes of the response body kept in the store.
     pub body_len: u64,

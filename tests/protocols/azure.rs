@@ -310,6 +310,16 @@ fn blocks_another_upload_left_on_the_blob_are_not_taken_for_this_ones() {
         .unwrap();
     completed(&h, Duration::from_secs(60));
     assert_blob(&cloud, "shared.bin", &second);
+
+    // Another client's block with an ID of another length: Azure (and Azurite) refuse
+    // every block of ours until it is gone.
+    let status = cloud.put_block(&url, "QQ==", b"abc");
+    assert_eq!(status, 201, "the foreign block is there");
+    let h = up
+        .create_upload(UploadRequest::azure(blob(&url), &first))
+        .unwrap();
+    completed(&h, Duration::from_secs(60));
+    assert_blob(&cloud, "shared.bin", &first);
 }
 
 #[test]

@@ -399,3 +399,125 @@ fn bad_gcs_requests_are_typed_errors_and_persist_nothing() {
     let up = fast(&store).open().unwrap();
     assert!(up.uploads().is_empty(), "nothing was persisted");
 }
+
+/// A scripted GCS endpoint for answers the emulator cannot be made to give: it keeps
+/// only half of the last chunk (308 with the shorter `Range`), then holds every byte
+/// without finalizing (308 with `Range: bytes=0-(TOTAL-1)`) until the client sends the
+/// empty `bytes */TOTAL` that finalizes. Its session URI names the server as
+/// `session_host` (`localhost` makes it another origin than the upload's 127.0.0.1).
+fn scripted(size: u64, session_host: &'static str) -> crate::support::TestServer {
+    use crate::support::{Action, Behavior, TestServer};
+    let stored = Arc::new(std::sync::Mutex::new(0u64));
+    let port = Arc::new(std::sync::OnceLock::<u16>::new());
+    let p = port.clone();
+    let srv = TestServer::start(Behavior::handler(move |head, _| {
+        let mut have = stored.lock().unwrap();
+        let range = |n: u64| format!("bytes=0-{}", n.saturating_sub(1));
+        match head.method.as_str() {
+            "POST" => {
+                let loc = format!(
+                    "http://{session_host}:{}/session/1?upload_id=u1",
+                    p.get().copied().unwrap_or(0)
+                );
+                Action::respond_with_headers(200, &[("Location", &loc)], "")
+            }
+            "PUT" => {
+                let cr = head.header("content-range").unwrap_or("");
+                if cr == format!("bytes */{size}") && *have == size {
+                    return Action::respond(200, format!("{{\"size\": \"{size}\"}}"));
+                }
+                if let Some((a, b)) = cr
+                    .strip_prefix("bytes ")
+                    .and_then(|r| r.split_once('/'))
+                    .and_then(|(ab, _)| ab.split_once('-'))
+                    .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+                {
+                    let end = b + 1;
+                    // The last chunk: keep half of it the first time.
+                    *have = if end == size && *have < a + (end - a) / 2 && a > 0 {
+                        a + (end - a) / 2
+                    } else {
+                        end
+                    };
+                }
+                Action::respond_with_headers(308, &[("Range", &range(*have))], "")
+            }
+            _ => Action::respond(405, ""),
+        }
+    }));
+    let _ = port.set(srv.port());
+    srv
+}
+
+#[test]
+fn a_partly_kept_last_chunk_is_sent_on_and_a_full_unfinalized_upload_is_finalized() {
+    let tmp = tempfile::tempdir().unwrap();
+    let size = 3 * CHUNK + 5;
+    let srv = scripted(size, "127.0.0.1");
+    let src = write_file(tmp.path(), "p.bin", size, 3);
+    let (_, b) = builder(&tmp.path().join("store"));
+    let up = b.open().unwrap();
+    let h = up
+        .create_upload(request(
+            &srv.url("/upload?uploadType=resumable&name=p"),
+            &src,
+        ))
+        .unwrap();
+    let info = completed(&h, Duration::from_secs(30));
+    assert_eq!(info.status, 200);
+    assert_eq!(h.progress().attempts, 0);
+    assert_eq!(h.progress().bytes_acknowledged, size);
+    assert!(
+        !info.url.contains("upload_id"),
+        "no session id kept: {}",
+        info.url
+    );
+    let ranges: Vec<String> = srv
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .filter_map(|r| r.header("content-range").map(str::to_string))
+        .collect();
+    assert_eq!(
+        ranges.last().map(String::as_str),
+        Some(format!("bytes */{size}").as_str()),
+        "the finalizing request: {ranges:?}"
+    );
+    // The last chunk was sent again from where the server stopped keeping it.
+    let half = 3 * CHUNK + 2;
+    assert!(
+        ranges.contains(&format!("bytes {half}-{}/{size}", size - 1)),
+        "{ranges:?}"
+    );
+}
+
+#[test]
+fn the_bearer_token_goes_only_to_the_origin_the_upload_was_made_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let size = CHUNK + 1;
+    // The initiation on 127.0.0.1 answers with a session URI on `localhost`: another
+    // origin (the same server, so the test can see what it was sent).
+    let srv = scripted(size, "localhost");
+    let src = write_file(tmp.path(), "t.bin", size, 4);
+    let (_, b) = builder(&tmp.path().join("store"));
+    let up = b.open().unwrap();
+    let h = up
+        .create_upload(request(
+            &srv.url("/upload?uploadType=resumable&name=t"),
+            &src,
+        ))
+        .unwrap();
+    completed(&h, Duration::from_secs(30));
+    let reqs = srv.requests();
+    let post = reqs.iter().find(|r| r.method == "POST").unwrap();
+    assert!(
+        post.header("authorization").is_some(),
+        "the initiation has it"
+    );
+    for r in reqs.iter().filter(|r| r.method == "PUT") {
+        assert!(
+            r.header("authorization").is_none(),
+            "a request to the session on another origin carried the token"
+        );
+    }
+}

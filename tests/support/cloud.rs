@@ -241,6 +241,22 @@ impl Cloud {
         }
     }
 
+    /// Azure: Put Block of `data` as block `id` (base64) to the blob at SAS `url`; the
+    /// status.
+    pub fn put_block(&self, url: &str, id: &str, data: &[u8]) -> u16 {
+        let id = id
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D");
+        agent()
+            .put(&format!("{url}&comp=block&blockid={id}"))
+            .header("x-ms-version", "2021-08-06")
+            .send(data)
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// Azure: the uncommitted blocks of a blob (their IDs).
     pub fn uncommitted(&self, name: &str) -> Vec<String> {
         let url = format!(

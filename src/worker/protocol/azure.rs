@@ -109,6 +109,9 @@ fn run(job: &Job, target: &AzureTarget) -> Outcome {
     if let Err(e) = source::open_unchanged(src) {
         return fail(e, Class::Final);
     }
+    if target.block_size == 0 {
+        return protocol_error("the journaled Azure block size is 0");
+    }
     let s = match Sender::new(job) {
         Ok(s) => s,
         Err(o) => return o,
@@ -212,10 +215,26 @@ impl Blob<'_> {
         let ids: Vec<String> = (0..count)
             .map(|i| block_id(&self.target.block_prefix, i))
             .collect();
-        let held = match self.held() {
+        let mut held = match self.held() {
             Ok(h) => h,
             Err(o) => return o,
         };
+        // Azure refuses a block whose ID is not of the length of the blob's other
+        // uncommitted blocks: blocks another client left (another SDK, within the
+        // week they live) would fail every Put Block. A commit of the blob's current
+        // list discards them and keeps what the blob holds.
+        let our_len = ids.first().map_or(0, String::len);
+        if held.uncommitted.keys().any(|id| id.len() != our_len) {
+            log::warn!(
+                "upload {}: the blob holds uncommitted blocks another client left, with IDs                  of another length; discarding them (the committed blob stays as it is)",
+                self.s.job.id
+            );
+            let committed: Vec<String> = held.committed.iter().map(|(id, _)| id.clone()).collect();
+            if let Err(o) = self.put_block_list("Committed", &committed, vec![]) {
+                return o;
+            }
+            held.uncommitted.clear();
+        }
         let segments = [Segment::File(self.src.clone())];
         let expected: Vec<(String, u64)> = ids
             .iter()
@@ -328,28 +347,38 @@ impl Blob<'_> {
         Err(self.refused(&reply, &what))
     }
 
-    /// Put Block List: commits the blocks in order.
-    fn commit(&mut self, ids: &[String], segments: &[Segment]) -> Outcome {
-        let mut xml = String::with_capacity(40 + ids.len() * 40);
+    /// Put Block List of `ids`, each named as `kind` (`Latest`, `Committed`).
+    fn put_block_list(
+        &mut self,
+        kind: &str,
+        ids: &[String],
+        headers: Vec<(String, String)>,
+    ) -> Result<Reply, Outcome> {
+        let mut xml = String::with_capacity(60 + ids.len() * (30 + 2 * kind.len()));
         xml.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
         for id in ids {
-            xml.push_str("<Latest>");
-            xml.push_str(id);
-            xml.push_str("</Latest>");
+            xml.push_str(&format!("<{kind}>{id}</{kind}>"));
         }
         xml.push_str("</BlockList>");
         let body = [Segment::Bytes(xml.into_bytes())];
         let len = body[0].len();
-        let headers = self.blob_headers("x-ms-blob-content-type");
-        let reply = match self.exchange("PUT", "comp=blocklist", headers, Some((&body, 0, len))) {
-            Ok(r) => r,
-            Err(o) => return o,
-        };
+        let reply = self.exchange("PUT", "comp=blocklist", headers, Some((&body, 0, len)))?;
         if reply.status != 201 {
-            return self.refused(&reply, "Put Block List");
+            return Err(self.refused(&reply, "Put Block List"));
         }
-        log::info!("upload {}: Azure block list committed", self.s.job.id);
-        self.completed(&reply, segments)
+        Ok(reply)
+    }
+
+    /// Put Block List: commits the blocks in order.
+    fn commit(&mut self, ids: &[String], segments: &[Segment]) -> Outcome {
+        let headers = self.blob_headers("x-ms-blob-content-type");
+        match self.put_block_list("Latest", ids, headers) {
+            Ok(reply) => {
+                log::info!("upload {}: Azure block list committed", self.s.job.id);
+                self.completed(&reply, segments)
+            }
+            Err(o) => o,
+        }
     }
 
     fn completed(&mut self, reply: &Reply, segments: &[Segment]) -> Outcome {

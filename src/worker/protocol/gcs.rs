@@ -107,13 +107,24 @@ fn stored(resp: &Response<Body>) -> Result<u64, String> {
         .strip_prefix("bytes=0-")
         .and_then(|n| n.trim().parse::<u64>().ok())
         .ok_or_else(|| format!("308 answer with an unreadable Range {range:?}"))?;
-    Ok(if last == 0 { 0 } else { last + 1 })
+    match last {
+        0 => Ok(0),
+        n => n
+            .checked_add(1)
+            .ok_or_else(|| format!("308 answer with an impossible Range {range:?}")),
+    }
 }
 
 fn run(job: &Job, target: &GcsTarget) -> Outcome {
     let RequestBody::File(src) = &job.request.body else {
         return protocol_error("GCS uploads send one file");
     };
+    if target.chunk_size == 0 || target.chunk_size % CHUNK_QUANTUM != 0 {
+        return protocol_error(&format!(
+            "the journaled GCS chunk size {} is not a multiple of 256 KiB",
+            target.chunk_size
+        ));
+    }
     if let Err(e) = source::open_unchanged(src) {
         return fail(e, Class::Final);
     }
@@ -180,7 +191,7 @@ enum Where {
     /// It has this many bytes.
     Stored(u64),
     /// It has them all: this is its answer.
-    Complete(Response<Body>, String),
+    Complete(Response<Body>),
     Gone(u16),
     End(Outcome),
 }
@@ -192,11 +203,24 @@ fn refused(s: &mut Sender, resp: Response<Body>, url: &str) -> Outcome {
     let status = resp.status().as_u16();
     if (200..300).contains(&status) {
         return protocol_error(&format!(
-            "the server answered {status} where a resumable upload expects another              answer; is {} a Google Cloud Storage resumable upload?",
+            "the server answered {status} where a resumable upload expects another \
+             answer; is {} a Google Cloud Storage resumable upload?",
             crate::redact::redact_url(url)
         ));
     }
-    finish(s.job, resp, url, &[], &mut s.reporter)
+    finish_kept(s, resp, &[])
+}
+
+/// Keeps `resp` as the upload's answer and decides what it means. The URL kept with it
+/// is the upload's own without its query: a session URI's `upload_id` and a signed
+/// URL's signature are credentials, and the kept answer outlives the session.
+fn finish_kept(s: &mut Sender, resp: Response<Body>, segments: &[Segment]) -> Outcome {
+    let own = &s.job.request.url;
+    let url = own
+        .split_once('?')
+        .map_or(own.as_str(), |(u, _)| u)
+        .to_string();
+    finish(s.job, resp, &url, segments, &mut s.reporter)
 }
 
 /// Starts a session at the initiation URL; journals its URI before returning it.
@@ -255,7 +279,7 @@ fn query(s: &mut Sender, uri: &str, size: u64) -> Where {
             ))),
             Err(m) => Where::End(protocol_error(&m)),
         },
-        200 | 201 => Where::Complete(resp, url),
+        200 | 201 => Where::Complete(resp),
         st @ (404 | 410) => Where::Gone(st),
         _ => Where::End(refused(s, resp, &url)),
     }
@@ -268,8 +292,9 @@ fn upload(s: &mut Sender, target: &GcsTarget, src: &Source, uri: Option<String>)
     let (uri, mut offset) = match uri {
         Some(uri) => match query(s, &uri, size) {
             Where::Stored(n) => (uri, n),
-            Where::Complete(resp, url) => {
-                return Flow::Done(finish(s.job, resp, &url, &segments, &mut s.reporter))
+            Where::Complete(resp) => {
+                s.reporter.acked = size;
+                return Flow::Done(finish_kept(s, resp, &segments));
             }
             Where::Gone(st) => return Flow::Gone(st),
             Where::End(o) => return Flow::Done(o),
@@ -285,8 +310,10 @@ fn upload(s: &mut Sender, target: &GcsTarget, src: &Source, uri: Option<String>)
     let mut resyncs = 0;
     loop {
         let end = size.min(offset.saturating_add(target.chunk_size));
-        let range = if size == 0 {
-            "bytes */0".to_string()
+        // With every byte on the server (an empty file, or a server that kept the last
+        // chunk without finalizing), an empty PUT of `bytes */TOTAL` finalizes it.
+        let range = if offset == size {
+            format!("bytes */{size}")
         } else {
             format!("bytes {offset}-{}/{size}", end - 1)
         };
@@ -304,7 +331,7 @@ fn upload(s: &mut Sender, target: &GcsTarget, src: &Source, uri: Option<String>)
         match status {
             200 | 201 => {
                 s.reporter.acked = size;
-                return Flow::Done(finish(s.job, resp, &url, &segments, &mut s.reporter));
+                return Flow::Done(finish_kept(s, resp, &segments));
             }
             308 => {}
             404 | 410 => return Flow::Gone(status),
@@ -324,8 +351,9 @@ fn upload(s: &mut Sender, target: &GcsTarget, src: &Source, uri: Option<String>)
                         continue;
                     }
                     Where::Stored(_) => return Flow::Done(refused(s, resp, &url)),
-                    Where::Complete(resp, url) => {
-                        return Flow::Done(finish(s.job, resp, &url, &segments, &mut s.reporter))
+                    Where::Complete(resp) => {
+                        s.reporter.acked = size;
+                        return Flow::Done(finish_kept(s, resp, &segments));
                     }
                     Where::Gone(st) => return Flow::Gone(st),
                     Where::End(o) => return Flow::Done(o),
@@ -342,6 +370,17 @@ fn upload(s: &mut Sender, target: &GcsTarget, src: &Source, uri: Option<String>)
                 "the server says it has {now} bytes after a chunk that ended at {end}"
             )));
         }
+        if offset == size {
+            return Flow::Done(fail(
+                Error::Protocol {
+                    message: format!(
+                        "the server holds all {size} bytes but answered 308 to the request \
+                         that finalizes the upload"
+                    ),
+                },
+                Class::Transient,
+            ));
+        }
         if now <= offset {
             // Nothing stored (the request may have been cut short): the next attempt
             // asks the server where it stands.
@@ -352,12 +391,7 @@ fn upload(s: &mut Sender, target: &GcsTarget, src: &Source, uri: Option<String>)
                 Class::Transient,
             ));
         }
-        if end == size {
-            return Flow::Done(protocol_error(&format!(
-                "the server answered the last chunk with 308 (it has {now} of {size} bytes) \
-                 instead of completing the upload"
-            )));
-        }
+        // The server may keep less than a chunk (the last one too): go on from there.
         resyncs = 0;
         offset = now;
         s.reporter.acked = offset;

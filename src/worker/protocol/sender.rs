@@ -52,14 +52,24 @@ impl<'a> Sender<'a> {
         let mut refreshed = false;
         loop {
             self.creds.ask(refreshed).map_err(|o| *o)?;
-            let url = (r.url)(&self.creds.url(own, own));
+            let base = self.creds.url(own, own);
+            let url = (r.url)(&base);
+            // The provider's headers (a bearer token) go only where the upload was
+            // made for: a session URI on another origin (a server's Location) does not
+            // get them, as a redirect to another origin would not.
+            let trusted = http::same_origin(&url, &base) || http::same_origin(&url, own);
+            let headers = if trusted {
+                self.creds.headers(r.headers.clone())
+            } else {
+                r.headers.clone()
+            };
             let reporter = &mut self.reporter;
             let sent = http::send(
                 Attempt {
                     agent: &self.job.agent,
                     method: r.method,
                     url,
-                    headers: self.creds.headers(r.headers.clone()),
+                    headers,
                     body: r.body,
                     ctl: &self.job.ctl,
                     bandwidth: self.job.bandwidth.as_deref(),
@@ -72,6 +82,7 @@ impl<'a> Sender<'a> {
             match sent {
                 Sent::Response { resp, .. }
                     if self.creds.active()
+                        && trusted
                         && !refreshed
                         && credentials::refused(resp.status().as_u16()) =>
                 {
