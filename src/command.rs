@@ -25,8 +25,11 @@ pub(crate) enum Command {
     SetCost(bool),
     /// How a group runs.
     SetGroup(String, GroupBehavior),
-    /// The program saw the network change: probe now.
+    /// The program (or the network watcher) saw the network change: probe now.
     NetworkChanged,
+    /// The network watcher saw a link, address or route go: check the hosts of the
+    /// running transfers now.
+    NetworkLost,
     /// Stop every transfer, persist, and end the thread.
     Shutdown(Sender<()>),
 }

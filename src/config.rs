@@ -44,6 +44,7 @@ pub struct Config {
     pub(crate) probe_backoff_min: Duration,
     pub(crate) probe_backoff_max: Duration,
     pub(crate) probe_targets: Option<Vec<String>>,
+    pub(crate) watch_network: bool,
     pub(crate) fault_hook: Option<std::sync::Arc<dyn crate::journal::fault::FaultHook>>,
     /// The credentials providers by name (shared with the running uploader, which can
     /// register more).
@@ -89,6 +90,7 @@ impl Config {
             probe_backoff_min: Duration::from_secs(2),
             probe_backoff_max: Duration::from_secs(60),
             probe_targets: None,
+            watch_network: true,
             fault_hook: None,
             client_cert: None,
             providers: Default::default(),
@@ -409,6 +411,17 @@ impl UploaderBuilder {
     /// any of them answers, the network is up. Defaults to the uploads' own hosts.
     pub fn probe_targets(mut self, targets: Vec<String>) -> Self {
         self.config.probe_targets = Some(targets);
+        self
+    }
+
+    /// Whether to watch the kernel's link, address and route changes (rtnetlink, on
+    /// Linux): a link, address or route coming back makes waiting uploads probe at
+    /// once, and one going away parks running transfers whose host stops taking
+    /// connections as `PausedNoNetwork` at once. On by default; off, or where the
+    /// kernel refuses the socket, network changes are noticed by polling only (see
+    /// [`UploaderBuilder::probe_backoff`] and [`crate::Uploader::network_changed`]).
+    pub fn watch_network(mut self, on: bool) -> Self {
+        self.config.watch_network = on;
         self
     }
 

@@ -236,6 +236,8 @@ pub mod journal;
 #[doc(hidden)]
 pub mod model;
 mod multipart;
+#[cfg(target_os = "linux")]
+mod netwatch;
 mod prober;
 mod progress;
 mod redact;

@@ -18,6 +18,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 pub(crate) enum ProbeEvent {
     /// This `host:port` answered: uploads waiting for it can go.
     Online(String),
+    /// This `host:port`, asked about with [`ProbeMsg::Check`], takes no connection.
+    Unreachable(String),
 }
 
 /// What the prober is told.
@@ -27,6 +29,9 @@ pub(crate) enum ProbeMsg {
     Offline(String),
     /// Probe every watched host now (the program saw the network change).
     Now,
+    /// Probe these hosts (of running transfers) once, now: the network lost a link, an
+    /// address or a route. Each that takes no connection is reported `Unreachable`.
+    Check(Vec<String>),
     /// End the thread.
     Shutdown,
 }
@@ -90,6 +95,19 @@ impl Prober {
                     for w in watched.values_mut() {
                         w.next = Instant::now();
                         w.backoff = self.backoff_min;
+                    }
+                }
+                Ok(ProbeMsg::Check(hosts)) => {
+                    for h in hosts {
+                        if self.stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        if !reachable(&h, self.timeout, &self.stop) {
+                            log::info!("probe: {h} takes no connection after a network change");
+                            if self.tx.send(ProbeEvent::Unreachable(h)).is_err() {
+                                return;
+                            }
+                        }
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}

@@ -86,6 +86,8 @@ impl Uploader {
             recovery: store.recovery().clone(),
         });
         let providers = config.providers.clone();
+        #[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
+        let watch_network = config.watch_network;
         let config = Arc::new(config);
         let prober = Prober {
             rx: probe_rx,
@@ -126,9 +128,23 @@ impl Uploader {
         };
         // The scheduler publishes every persisted upload before it signals.
         let _ = ready_rx.recv();
+        let mut threads = vec![scheduler, prober];
+        #[cfg(target_os = "linux")]
+        if watch_network {
+            if let Some(w) = crate::netwatch::Watcher::open(tx.clone(), probe_stop.clone()) {
+                match std::thread::Builder::new()
+                    .name("bgxfer-netwatch".into())
+                    .stack_size(128 * 1024)
+                    .spawn(move || w.run())
+                {
+                    Ok(t) => threads.push(t),
+                    Err(e) => log::warn!("no network watcher thread ({e}): polling only"),
+                }
+            }
+        }
         Ok(Uploader {
             shared,
-            threads: vec![scheduler, prober],
+            threads,
             probe_stop,
             providers,
         })

@@ -31,13 +31,23 @@ fn upload_child() {
         return;
     };
     let var = |n: &str| std::env::var(n).unwrap();
-    let up = Uploader::builder()
+    let flag = |n: &str| std::env::var(n).is_ok_and(|v| v == "1");
+    let mut b = Uploader::builder()
         .store_dir(&store)
-        .probe_backoff(Duration::from_secs(1), Duration::from_secs(4))
         .probe_timeout(Duration::from_secs(2))
         .progress_interval(Duration::from_millis(100))
-        .open()
-        .unwrap();
+        .watch_network(!flag("BGX_NO_WATCH"));
+    // The crate's own probe schedule (2 s to 60 s) when asked: the "before" figures.
+    if !flag("BGX_DEFAULT_PROBES") {
+        b = b.probe_backoff(Duration::from_secs(1), Duration::from_secs(4));
+    }
+    let sent_every = Duration::from_millis(
+        std::env::var("BGX_SENT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(500),
+    );
+    let up = b.open().unwrap();
     let h = up
         .create_upload(UploadRequest::put(var("BGX_URL"), var("BGX_FILE")))
         .unwrap();
@@ -50,7 +60,7 @@ fn upload_child() {
             last = Some((p.status, p.attempts));
             child::mark(format_args!("STATUS {} {}", p.status.as_str(), p.attempts));
         }
-        if p.status == Status::Running && last_sent.elapsed() >= Duration::from_millis(500) {
+        if p.status == Status::Running && last_sent.elapsed() >= sent_every {
             last_sent = Instant::now();
             child::mark(format_args!("SENT {}", p.bytes_sent));
         }
@@ -87,10 +97,25 @@ fn spawn_upload(
     file: &Path,
     deadline_s: u64,
 ) -> ChildProcess {
+    spawn_upload_with(pair, store, url, file, deadline_s, &[])
+}
+
+/// [`spawn_upload`] with extra environment for the child.
+fn spawn_upload_with(
+    pair: &NetPair,
+    store: &Path,
+    url: &str,
+    file: &Path,
+    deadline_s: u64,
+    env: &[(&str, &str)],
+) -> ChildProcess {
     let mut cmd = child::command_in(NetPair::exec(&pair.client, child::exe()), CHILD_ENV, store);
     cmd.env("BGX_URL", url)
         .env("BGX_FILE", file)
         .env("BGX_DEADLINE", deadline_s.to_string());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     ChildProcess::spawn(&mut cmd)
 }
 
@@ -426,4 +451,240 @@ fn a_resolver_that_never_answers_costs_neither_pause_nor_shutdown() {
         "{offline:?}"
     );
     assert!(shutdown[0] < 1000, "shutdown took {} ms", shutdown[0]);
+}
+
+/// A way to take the client's connectivity away and give it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// `ip link set dev down`, then up (the address stays).
+    Link,
+    /// The address removed (its subnet route goes with it), then added back.
+    Address,
+    /// Every route to the server (the default route and its subnet's) removed, then
+    /// added back; the address stays.
+    Route,
+}
+
+impl Fault {
+    fn apply(self, pair: &NetPair, on: bool) {
+        let c = pair.client.as_str();
+        let dev = pair.client_if.as_str();
+        let cidr = format!("{}/24", pair.client_addr);
+        let subnet = format!(
+            "{}.0/24",
+            pair.server_addr.rsplit_once('.').map_or("", |(net, _)| net)
+        );
+        let ip = |args: &[&str]| {
+            let mut all = vec!["-n", c];
+            all.extend_from_slice(args);
+            support::netns::run("ip", &all).unwrap_or_else(|e| panic!("{self:?}: {e}"));
+        };
+        match (self, on) {
+            (Fault::Link, true) => ip(&["link", "set", dev, "down"]),
+            (Fault::Link, false) => ip(&["link", "set", dev, "up"]),
+            (Fault::Address, true) => ip(&["addr", "del", &cidr, "dev", dev]),
+            (Fault::Address, false) => ip(&["addr", "add", &cidr, "dev", dev]),
+            (Fault::Route, true) => {
+                ip(&["route", "del", "default"]);
+                ip(&["route", "del", &subnet, "dev", dev]);
+            }
+            (Fault::Route, false) => {
+                ip(&[
+                    "route",
+                    "add",
+                    &subnet,
+                    "dev",
+                    dev,
+                    "src",
+                    &pair.client_addr,
+                ]);
+                ip(&["route", "add", "default", "via", &pair.server_addr]);
+            }
+        }
+    }
+}
+
+/// What one scenario measured.
+struct Figures {
+    /// Seconds to a status other than running (`None`: not within the outage).
+    noticed: Option<f64>,
+    status: String,
+    back: f64,
+}
+
+/// One scenario: an 8 MiB PUT over an 8 Mbit/s link, the fault 2 s into the flow for
+/// `outage`, then cleared; the upload must complete byte-exact with no attempt
+/// counted. `watch`: the network watcher on (the crate's default) or polling only,
+/// with the crate's default probe schedule (2 s doubling to 60 s).
+fn connectivity_scenario(
+    test: &str,
+    n: u8,
+    fault: Fault,
+    watch: bool,
+    outage: Duration,
+) -> Option<Figures> {
+    let pair = NetPair::create(test, n, false)?;
+    pair.shape("8mbit");
+    let dir = tempfile::tempdir().unwrap();
+    let nginx = Nginx::start(
+        test,
+        &dir.path().join("nginx"),
+        Some(&pair.server),
+        &pair.server_addr,
+        8080,
+        "",
+    )?;
+    let file = write_file(dir.path(), "a.bin", 8 << 20, u64::from(n));
+    let url = format!("http://{}:8080/nc/a.bin", pair.server_addr);
+    let mut env = vec![("BGX_SENT_MS", "100"), ("BGX_DEFAULT_PROBES", "1")];
+    if !watch {
+        env.push(("BGX_NO_WATCH", "1"));
+    }
+    let deadline = outage.as_secs() + 200;
+    let mut child = spawn_upload_with(
+        &pair,
+        &dir.path().join("store"),
+        &url,
+        &file,
+        deadline,
+        &env,
+    );
+    let sent = |l: &str| l.strip_prefix("SENT ").and_then(|b| b.parse::<u64>().ok());
+    let flowing = child.wait_until(Duration::from_secs(60), |l| sent(l).is_some_and(|b| b > 0));
+    assert!(
+        matches!(flowing, child::Waited::Matched(_)),
+        "{fault:?}: no bytes flowing: {:?}",
+        child.lines_so_far()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    fault.apply(&pair, true);
+    let cut = Instant::now();
+    // The fault must take connectivity away (a route left behind would not).
+    assert!(
+        !NetPair::accepts(&pair.client, &pair.server_addr, 8080),
+        "{fault:?}: new connections are still made"
+    );
+    let parked = child.wait_until(outage, |l| {
+        status_of(l).is_some_and(|(s, _)| s != "running" && s != "queued")
+    });
+    let (noticed, status) = match parked {
+        child::Waited::Matched(l) => (
+            Some(cut.elapsed().as_secs_f64()),
+            status_of(&l).map_or_else(String::new, |(s, _)| s),
+        ),
+        // Polling only: a stalled write is noticed at TCP_USER_TIMEOUT, which may be
+        // after the outage ends (the connection then simply goes on).
+        _ => (None, "running".to_string()),
+    };
+    std::thread::sleep(outage.saturating_sub(cut.elapsed()));
+    let before_clear = child.lines_so_far().len();
+    let stalled_at = child.lines_so_far().iter().rev().find_map(|l| sent(l));
+    fault.apply(&pair, false);
+    let cleared = Instant::now();
+    // Bytes flowing again: a SENT line after the fault was cleared that moved past
+    // where the stalled connection stood, or any bytes of a new attempt.
+    let mut new_attempt = false;
+    let again = child.wait_until(Duration::from_secs(120), |l| {
+        if status_of(l).is_some() {
+            new_attempt = true;
+            return false;
+        }
+        match sent(l) {
+            Some(b) if b > 0 => new_attempt || stalled_at.is_some_and(|p| b > p),
+            _ => l.starts_with("END"),
+        }
+    });
+    assert!(
+        matches!(again, child::Waited::Matched(_)),
+        "{fault:?}: not flowing after the fault cleared: {:?}",
+        &child.lines_so_far()[before_clear.min(child.lines_so_far().len())..]
+    );
+    let back = cleared.elapsed().as_secs_f64();
+    let end = wait_end(&mut child, Duration::from_secs(120));
+    assert!(
+        end.starts_with("END completed 0"),
+        "{fault:?} (watch {watch}): {end}; {:?}",
+        child.lines_so_far()
+    );
+    assert_eq!(
+        sha256_file(nginx.root().join("nc/a.bin")),
+        sha256_file(&file),
+        "{fault:?}: the stored file differs"
+    );
+    Some(Figures {
+        noticed,
+        status,
+        back,
+    })
+}
+
+/// Issue 18: the client's link, address or route goes for 20 s (`BGXFER_OUTAGE_SECS`)
+/// during a PUT, with the network watcher and without it (polling with the default
+/// schedule), all six at once in namespaces of their own. With the watcher the
+/// transfer is parked as `paused-no-network` as soon as the network goes and bytes
+/// flow again as soon as it is back; in every case no attempt is counted and the file
+/// arrives byte-exact. The figures go to stderr.
+#[test]
+fn link_address_and_route_changes_are_acted_on_at_once() {
+    const TEST: &str = "link_address_and_route_changes_are_acted_on_at_once";
+    let outage = Duration::from_secs(env_secs("BGXFER_OUTAGE_SECS", 20));
+    let scenarios = [
+        (Fault::Link, true),
+        (Fault::Address, true),
+        (Fault::Route, true),
+        (Fault::Link, false),
+        (Fault::Address, false),
+        (Fault::Route, false),
+    ];
+    let only = std::env::var("BGXFER_ONLY_SCENARIO").ok();
+    let runs: Vec<_> = scenarios
+        .into_iter()
+        .filter(|(f, w)| only.as_ref().is_none_or(|o| *o == format!("{f:?}-{w}")))
+        .enumerate()
+        .map(|(i, (fault, watch))| {
+            std::thread::spawn(move || {
+                let n = 40 + i as u8;
+                (
+                    fault,
+                    watch,
+                    connectivity_scenario(TEST, n, fault, watch, outage),
+                )
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for r in runs {
+        match r.join() {
+            Ok(v) => results.push(v),
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+    for (fault, watch, figures) in &results {
+        let Some(f) = figures else {
+            return;
+        };
+        eprintln!(
+            "{fault:?} gone for {} s, {}: {} ({}), bytes flowing {:.2} s after it came back, 0 attempts, byte-exact",
+            outage.as_secs(),
+            if *watch { "netlink watcher" } else { "polling only" },
+            f.noticed.map_or("not noticed within the outage".to_string(), |n| format!("noticed after {n:.2} s")),
+            f.status,
+            f.back
+        );
+        if *watch {
+            assert_eq!(
+                f.status, "paused-no-network",
+                "{fault:?}: parked as paused-no-network"
+            );
+            // Generous bounds (the machine is shared); the figures are the measure.
+            assert!(
+                f.noticed.is_some_and(|n| n < 5.0),
+                "{fault:?}: the watcher did not park it at once"
+            );
+            assert!(
+                f.back < 5.0,
+                "{fault:?}: the watcher did not resume it at once"
+            );
+        }
+    }
 }

@@ -33,6 +33,7 @@ Usage:
                              [--max-bandwidth BYTES_PER_SEC]
                              [--client-cert FILE --client-key FILE] [--ca-cert FILE]
       run the uploads: progress bars on a terminal, plain lines otherwise;
+      SIGUSR1 means \"the network changed\": uploads waiting for it probe at once;
       --until-idle exits once every upload is completed, failed, canceled or paused:
       0 if none failed or was canceled, 1 otherwise; --client-cert/--client-key present a
       device certificate (PEM chain and key, re-read when they change), --ca-cert trusts

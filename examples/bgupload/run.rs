@@ -1,6 +1,7 @@
 //! `run` and `send`: open the store with transfers on, show progress, and stop on
 //! SIGINT/SIGTERM (transfers are stopped and persisted; the next `run` continues them)
-//! or, with `--until-idle`, once nothing is left to do.
+//! or, with `--until-idle`, once nothing is left to do. SIGUSR1 says "the network
+//! changed, probe now" (a modem manager's hook knows before the kernel does).
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use background_transfer::{Status, Upload, Uploader};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 
 use crate::cli::{AddArgs, RunArgs};
 use crate::progress_view::{ProgressView, Row};
@@ -32,6 +33,8 @@ pub fn is_idle(s: Status) -> bool {
 struct Signals {
     int: Arc<AtomicBool>,
     term: Arc<AtomicBool>,
+    /// SIGUSR1: the network changed.
+    usr1: Arc<AtomicBool>,
 }
 
 impl Signals {
@@ -47,7 +50,15 @@ impl Signals {
             registered
                 .map_err(|e| Failure::new(format!("could not install a signal handler: {e}")))?;
         }
-        Ok(Signals { int, term })
+        let usr1 = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(SIGUSR1, Arc::clone(&usr1))
+            .map_err(|e| Failure::new(format!("could not install a signal handler: {e}")))?;
+        Ok(Signals { int, term, usr1 })
+    }
+
+    /// Whether SIGUSR1 came since the last call.
+    fn network_changed(&self) -> bool {
+        self.usr1.swap(false, Ordering::SeqCst)
     }
 
     /// The exit status for the signal received, if one was.
@@ -129,6 +140,9 @@ pub fn run(store: &Path, args: &RunArgs, add: Option<AddArgs>) -> Result<u8, Fai
             );
             up.shutdown()?;
             return Ok(code);
+        }
+        if signals.network_changed() {
+            up.network_changed();
         }
         let idle = uploads.iter().all(|u| is_idle(u.status()));
         if args.until_idle && idle {

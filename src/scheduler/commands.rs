@@ -99,6 +99,21 @@ impl Scheduler {
         }
     }
 
+    /// The prober found `host` takes no connection after the network lost a link, an
+    /// address or a route: its running transfers stop and wait as `PausedNoNetwork`.
+    pub(super) fn route_lost(&mut self, host: &str) {
+        let affected: Vec<UploadId> = self
+            .running
+            .keys()
+            .copied()
+            .filter(|id| self.hosts.get(id).map(String::as_str) == Some(host))
+            .collect();
+        for id in affected {
+            log::info!("upload {id}: {host} went away with the network; parking it");
+            self.step(id, On::RouteLost, Context::default());
+        }
+    }
+
     pub(super) fn online(&mut self, host: &str) {
         if !self.offline.remove(host) {
             return;

@@ -241,6 +241,10 @@ impl Scheduler {
                         "the uploader shut down after the whole body was sent".to_string()
                     }
                     NotResumable::Requeued => "it was paused after the whole body was sent".into(),
+                    NotResumable::NetworkLost => "the network went away after the whole body \
+                                                  was sent; the server may have processed it, \
+                                                  and the request is not idempotent"
+                        .to_string(),
                     NotResumable::NoResponse => format!(
                         "the whole body was sent but no response came ({}); the server may \
                          have processed it, and the request is not idempotent",

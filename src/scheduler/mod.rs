@@ -169,6 +169,7 @@ impl Scheduler {
                 Inbox::Command(c) => self.command(c),
                 Inbox::Worker(w) => self.worker_event(w),
                 Inbox::Probe(ProbeEvent::Online(host)) => self.online(&host),
+                Inbox::Probe(ProbeEvent::Unreachable(host)) => self.route_lost(&host),
                 Inbox::Idle => {
                     if let Err(e) = self.store.sync() {
                         log::error!("journal fsync failed: {e}");
@@ -215,6 +216,18 @@ impl Scheduler {
             }
             Command::NetworkChanged => {
                 let _ = self.prober.send(ProbeMsg::Now);
+            }
+            Command::NetworkLost => {
+                let mut hosts: Vec<String> = self
+                    .running
+                    .keys()
+                    .filter_map(|id| self.hosts.get(id).cloned())
+                    .collect();
+                hosts.sort();
+                hosts.dedup();
+                if !hosts.is_empty() {
+                    let _ = self.prober.send(ProbeMsg::Check(hosts));
+                }
             }
             Command::Shutdown(reply) => {
                 // Only reached during shutdown itself: `run_after` handles the first.

@@ -40,6 +40,9 @@ pub(super) enum StopReason {
     Shutdown,
     /// Paused, then resumed before the worker had stopped: back to the queue.
     Requeue,
+    /// The network went away under it (its host stopped taking connections after a
+    /// link, address or route went): parked as `PausedNoNetwork`, no retry spent.
+    Offline,
 }
 
 /// What the upload's worker thread is doing.
@@ -106,6 +109,9 @@ pub(super) enum Event {
     Online,
     /// Its host is known to be unreachable.
     HostOffline,
+    /// The network changed and its host no longer takes a connection (the watcher saw
+    /// a link, address or route go, and the prober confirmed it).
+    RouteLost,
     /// Its backoff ran out.
     RetryDue,
     /// The program said the network is (not) costed; only for uploads whose cost
@@ -142,6 +148,7 @@ pub(super) enum NotResumable {
     ShutDown,
     Requeued,
     NoResponse,
+    NetworkLost,
 }
 
 /// What the scheduler's loop does.
@@ -219,7 +226,9 @@ pub(super) fn stop_reason(current: Option<StopReason>, new: StopReason) -> Optio
     use StopReason as R;
     let replace = matches!(
         (current, new),
-        (None | Some(R::Requeue), _) | (_, R::Remove | R::Cancel) | (Some(R::Costed), R::Pause)
+        (None | Some(R::Requeue), _)
+            | (_, R::Remove | R::Cancel)
+            | (Some(R::Costed | R::Offline), R::Pause)
     );
     if replace {
         Some(new)
@@ -369,6 +378,13 @@ pub(super) fn step(s: State, event: Event, f: Facts) -> (State, Vec<Effect>) {
             ),
             _ => stay(vec![]),
         },
+        Event::RouteLost => match s.worker {
+            Worker::Running(None) => (
+                s_with(s, stopping(StopReason::Offline)),
+                vec![E::StopWorker],
+            ),
+            _ => stay(vec![]),
+        },
         Event::RetryDue => match (s.status, s.worker) {
             (S::WaitingToRetry, Worker::Idle) => {
                 (at(S::Queued, Worker::Idle), vec![persist(S::Queued)])
@@ -487,6 +503,19 @@ fn ended_transfer(
                 effects,
             )
         }
+        (Some(StopReason::Offline), _) if unsafe_to_resend => (
+            idle(S::Error),
+            vec![not_resumable(NotResumable::NetworkLost), E::ReplyLater],
+        ),
+        (Some(StopReason::Offline), _) => (
+            idle(S::PausedNoNetwork),
+            vec![
+                E::Checkpoint,
+                E::WatchHost,
+                persist(S::PausedNoNetwork),
+                E::ReplyLater,
+            ],
+        ),
         (Some(reason @ (StopReason::Shutdown | StopReason::Requeue)), _) if unsafe_to_resend => {
             let case = if reason == StopReason::Shutdown {
                 NotResumable::ShutDown
@@ -598,6 +627,7 @@ mod tests {
             st(Status::Canceled, W::Running(Some(R::Cancel))),
             st(Status::Running, W::Running(Some(R::Remove))),
             st(Status::Running, W::Running(Some(R::Shutdown))),
+            st(Status::Running, W::Running(Some(R::Offline))),
             st(Status::Completed, W::Idle),
             st(Status::Canceled, W::Idle),
             st(Status::Canceled, W::Aborting),
@@ -636,6 +666,7 @@ mod tests {
             Event::AbortEnded,
             Event::Online,
             Event::HostOffline,
+            Event::RouteLost,
             Event::RetryDue,
             Event::Costed(true),
             Event::Costed(false),
