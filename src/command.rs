@@ -29,6 +29,7 @@ pub(crate) enum Command {
     NetworkChanged,
     /// The network watcher saw a link, address or route go: check the hosts of the
     /// running transfers now.
+    #[cfg_attr(not(all(target_os = "linux", feature = "netlink")), allow(dead_code))]
     NetworkLost,
     /// Stop every transfer, persist, and end the thread.
     Shutdown(Sender<()>),

@@ -236,7 +236,7 @@ pub mod journal;
 #[doc(hidden)]
 pub mod model;
 mod multipart;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "netlink"))]
 mod netwatch;
 mod prober;
 mod progress;

@@ -20,9 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
-use netlink_packet_route::link::LinkFlags;
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_core::NetlinkBuffer;
+use netlink_packet_route::link::{LinkFlags, LinkHeader};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use crate::command::Command;
@@ -47,41 +46,41 @@ pub(crate) struct Change {
     pub lost: bool,
 }
 
-/// What one rtnetlink message means (other messages mean nothing here).
-fn classify(msg: &RouteNetlinkMessage) -> Change {
+/// What one rtnetlink message means, from its type (and, for a link, its flags);
+/// other messages mean nothing here.
+fn classify(message_type: u16, payload: &[u8]) -> Change {
     let gained = |g: bool| Change {
         gained: g,
         lost: !g,
     };
-    match msg {
-        RouteNetlinkMessage::NewLink(l) => {
-            let up = l.header.flags.contains(LinkFlags::Up)
-                && l.header.flags.contains(LinkFlags::Running);
+    match message_type {
+        libc::RTM_NEWLINK => {
+            let up = LinkHeader::parse(payload).is_ok_and(|h| {
+                h.flags.contains(LinkFlags::Up) && h.flags.contains(LinkFlags::Running)
+            });
             gained(up)
         }
-        RouteNetlinkMessage::DelLink(_)
-        | RouteNetlinkMessage::DelAddress(_)
-        | RouteNetlinkMessage::DelRoute(_) => gained(false),
-        RouteNetlinkMessage::NewAddress(_) | RouteNetlinkMessage::NewRoute(_) => gained(true),
+        libc::RTM_DELLINK | libc::RTM_DELADDR | libc::RTM_DELROUTE => gained(false),
+        libc::RTM_NEWADDR | libc::RTM_NEWROUTE => gained(true),
         _ => Change::default(),
     }
 }
 
-/// What the messages of one datagram mean, together.
+/// What the messages of one datagram mean, together. Only the fixed headers are read
+/// (netlink-packet-core's and netlink-packet-route's parsers): the messages' attributes
+/// do not matter here, and a parser of every message kind would cost the binary a
+/// third of a megabyte.
 pub(crate) fn classify_datagram(mut buf: &[u8]) -> Change {
     let mut change = Change::default();
-    while !buf.is_empty() {
-        let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(buf) else {
-            break;
-        };
-        let len = (msg.header.length as usize).max(16);
-        if let NetlinkPayload::InnerMessage(m) = &msg.payload {
-            let c = classify(m);
-            change.gained |= c.gained;
-            change.lost |= c.lost;
-        }
+    while let Ok(msg) = NetlinkBuffer::new_checked(buf) {
+        let c = classify(msg.message_type(), msg.payload());
+        change.gained |= c.gained;
+        change.lost |= c.lost;
         // Messages are 4-byte aligned in a datagram.
-        let next = len.div_ceil(4) * 4;
+        let next = (msg.length() as usize).div_ceil(4) * 4;
+        if next == 0 {
+            break;
+        }
         buf = buf.get(next..).unwrap_or_default();
     }
     change
@@ -167,9 +166,10 @@ impl Watcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_core::NetlinkHeader;
+    use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
     use netlink_packet_route::link::LinkMessage;
     use netlink_packet_route::route::RouteMessage;
+    use netlink_packet_route::RouteNetlinkMessage;
 
     fn datagram(msgs: Vec<RouteNetlinkMessage>) -> Vec<u8> {
         let mut out = Vec::new();

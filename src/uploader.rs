@@ -86,7 +86,10 @@ impl Uploader {
             recovery: store.recovery().clone(),
         });
         let providers = config.providers.clone();
-        #[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
+        #[cfg_attr(
+            not(all(target_os = "linux", feature = "netlink")),
+            allow(unused_variables)
+        )]
         let watch_network = config.watch_network;
         let config = Arc::new(config);
         let prober = Prober {
@@ -128,8 +131,9 @@ impl Uploader {
         };
         // The scheduler publishes every persisted upload before it signals.
         let _ = ready_rx.recv();
+        #[cfg_attr(not(all(target_os = "linux", feature = "netlink")), allow(unused_mut))]
         let mut threads = vec![scheduler, prober];
-        #[cfg(target_os = "linux")]
+        #[cfg(all(target_os = "linux", feature = "netlink"))]
         if watch_network {
             if let Some(w) = crate::netwatch::Watcher::open(tx.clone(), probe_stop.clone()) {
                 match std::thread::Builder::new()
