@@ -87,8 +87,12 @@
 //! a small prober thread tries a TCP connect with backoff (2 s doubling to 60 s) until
 //! the host answers; then it continues. A host that accepts the connection and then
 //! fails (a 5xx, a reset) is online and spends retries. "Offline" therefore means "this
-//! host's port does not take a TCP connection"; a program that knows better (netlink,
-//! NetworkManager, its modem) calls [`Uploader::network_changed`] to probe at once.
+//! host's port does not take a TCP connection". On Linux the crate also listens to the
+//! kernel's link, address and route changes (rtnetlink; the default `netlink` feature,
+//! see [`UploaderBuilder::watch_network`]): a change that can bring the network back
+//! probes at once, and one that takes it away parks the running transfers whose host no
+//! longer takes a connection, at once. A program that knows more (NetworkManager, its
+//! modem) calls [`Uploader::network_changed`] to probe at once.
 //! When the probe and the upload disagree — the host is unreachable again right after
 //! the prober saw it answer (a proxy, a redirect to another host, configured probe
 //! targets, a flapping link) — that attempt does count against the retry budget, so the

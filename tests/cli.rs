@@ -548,6 +548,55 @@ fn s3_add_run_list_with_keys_from_the_environment() {
     }
 }
 
+/// `run` takes SIGUSR1 as "the network changed": an upload waiting as
+/// `paused-no-network` (its server not there yet) probes at once instead of at the
+/// prober's next try, and the process goes on (SIGUSR1 would otherwise end it).
+#[test]
+fn sigusr1_makes_run_probe_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let port = support::closed_port();
+    let f = write_file(tmp.path(), "u.bin", 64 << 10, 6);
+    let url = format!("http://127.0.0.1:{port}/usr1/u.bin");
+    add(&store, &[&url, f.to_str().unwrap()]);
+    let mut child = command(&store, &["run", "--until-idle"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Probes at 0, 2, 6 and 14 s: after 15 s the next is at 30 s.
+    std::thread::sleep(Duration::from_secs(15));
+    let srv = TestServer::start_on(port, Action::respond(201, "stored"));
+    let kill = Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let signaled = Instant::now();
+    let done = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if signaled.elapsed() > Duration::from_secs(40) {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = signaled.elapsed();
+    let status = done.expect("run did not finish");
+    assert_eq!(status.code(), Some(0), "SIGUSR1 must not end the process");
+    assert_eq!(srv.requests().last().unwrap().sha256, sha256_file(&f));
+    eprintln!(
+        "SIGUSR1: the upload completed {:.2} s after the signal",
+        took.as_secs_f64()
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "completed {took:?} after SIGUSR1: the prober's own next try (at 30 s) did it"
+    );
+}
+
 /// `--protocol gcs` against gcp-storage-emulator: an initiation URL (the token from
 /// BGUPLOAD_BEARER_TOKEN at `run`, never in the store) and a session URI started
 /// beforehand both arrive byte-exact; `list --json` shows the protocol, the chunks and
