@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use background_transfer::{
     AzureBlob, CredentialRequest, Credentials, Error, Status, UploadRequest,
@@ -146,25 +146,14 @@ fn ten_sigkills_resend_at_most_one_block_each() {
             ],
         )
     };
-    let mut rng = crate::support::Rng(0xa2);
-    let mut kills = 0;
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while kills < 10 && Instant::now() < deadline {
-        let mut c = spawn();
-        c.wait_for_line("ID ", Duration::from_secs(20))
-            .expect("the child never opened its upload");
-        let before = proxy.bytes_to_server();
-        let want = rng.range(BLOCK / 2, 4 * BLOCK);
-        let moved = wait_until(Duration::from_secs(20), || {
-            proxy.bytes_to_server() >= before + want || c.lines_so_far().iter().any(|l| l == "DONE")
-        });
-        if c.lines_so_far().iter().any(|l| l == "DONE") {
-            break;
-        }
-        assert!(moved, "the child made no progress after kill {kills}");
-        c.kill();
-        kills += 1;
-    }
+    let kills = child::sigkill_loop(
+        &proxy,
+        10,
+        (BLOCK / 2, 4 * BLOCK),
+        0xa2,
+        Duration::from_secs(240),
+        spawn,
+    );
     assert_eq!(kills, 10, "the upload finished before the tenth kill");
     let up = fast(&store)
         .response_timeout(Duration::from_secs(60))

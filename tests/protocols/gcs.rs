@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use background_transfer::{
     CredentialRequest, Credentials, Error, GcsUpload, ProviderError, Status, UploadRequest,
@@ -189,25 +189,14 @@ fn ten_sigkills_resend_at_most_one_chunk_each() {
             ],
         )
     };
-    let mut rng = crate::support::Rng(0x6c);
-    let mut kills = 0;
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while kills < 10 && Instant::now() < deadline {
-        let mut c = spawn();
-        c.wait_for_line("ID ", Duration::from_secs(20))
-            .expect("the child never opened its upload");
-        let before = proxy.bytes_to_server();
-        let want = rng.range(CHUNK / 2, 3 * CHUNK);
-        let moved = wait_until(Duration::from_secs(20), || {
-            proxy.bytes_to_server() >= before + want || c.lines_so_far().iter().any(|l| l == "DONE")
-        });
-        if c.lines_so_far().iter().any(|l| l == "DONE") {
-            break;
-        }
-        assert!(moved, "the child made no progress after kill {kills}");
-        c.kill();
-        kills += 1;
-    }
+    let kills = child::sigkill_loop(
+        &proxy,
+        10,
+        (CHUNK / 2, 3 * CHUNK),
+        0x6c,
+        Duration::from_secs(240),
+        spawn,
+    );
     assert_eq!(kills, 10, "the upload finished before the tenth kill");
     let (_, b) = builder(&store);
     let up = b.open().unwrap();

@@ -189,26 +189,14 @@ fn ten_sigkills_resend_at_most_one_part_each() {
             ],
         )
     };
-    let mut rng = crate::support::Rng(0x53);
-    let mut kills = 0;
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while kills < 10 && Instant::now() < deadline {
-        let mut c = spawn();
-        c.wait_for_line("ID ", Duration::from_secs(20))
-            .expect("the child never opened its upload");
-        // Let it send between half a part and two parts' worth before the kill.
-        let before = proxy.bytes_to_server();
-        let want = rng.range(PART / 2, 2 * PART);
-        let moved = wait_until(Duration::from_secs(20), || {
-            proxy.bytes_to_server() >= before + want || c.lines_so_far().iter().any(|l| l == "DONE")
-        });
-        if c.lines_so_far().iter().any(|l| l == "DONE") {
-            break;
-        }
-        assert!(moved, "the child made no progress after kill {kills}");
-        c.kill();
-        kills += 1;
-    }
+    let kills = child::sigkill_loop(
+        &proxy,
+        10,
+        (PART / 2, 2 * PART),
+        0x53,
+        Duration::from_secs(180),
+        spawn,
+    );
     assert_eq!(kills, 10, "the upload finished before the tenth kill");
     let (_, b) = builder(&store, &server);
     let up = b.open().unwrap();

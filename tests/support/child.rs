@@ -245,3 +245,38 @@ impl Drop for ChildProcess {
         let _ = self.child.wait();
     }
 }
+
+/// The SIGKILL loop of the resume tests: starts a child with `spawn` (which prints
+/// `ID ...` once its upload exists, and `DONE` at the end), lets it move a random
+/// amount between `min` and `max` bytes through `proxy`, and SIGKILLs it; `kills`
+/// times, within `limit`. Returns how many kills were made (fewer if the upload
+/// finished first).
+pub fn sigkill_loop(
+    proxy: &super::proxy::Proxy,
+    kills: u32,
+    (min, max): (u64, u64),
+    seed: u64,
+    limit: Duration,
+    spawn: impl Fn() -> ChildProcess,
+) -> u32 {
+    let mut rng = super::Rng(seed);
+    let mut made = 0;
+    let deadline = std::time::Instant::now() + limit;
+    while made < kills && std::time::Instant::now() < deadline {
+        let mut c = spawn();
+        c.wait_for_line("ID ", Duration::from_secs(20))
+            .expect("the child never opened its upload");
+        let before = proxy.bytes_to_server();
+        let want = rng.range(min, max);
+        let moved = super::wait_until(Duration::from_secs(20), || {
+            proxy.bytes_to_server() >= before + want || c.lines_so_far().iter().any(|l| l == "DONE")
+        });
+        if c.lines_so_far().iter().any(|l| l == "DONE") {
+            break;
+        }
+        assert!(moved, "the child made no progress after kill {made}");
+        c.kill();
+        made += 1;
+    }
+    made
+}

@@ -23,7 +23,7 @@ use super::xml::{elements, tag};
 use super::{fail, UploadProtocol};
 use crate::model::{AzureTarget, Body as RequestBody, Protocol, Source};
 use crate::multipart::Segment;
-use crate::worker::{accepted, classify, Class, Job, Outcome};
+use crate::worker::{accepted, Class, Job, Outcome};
 use crate::{source, Error};
 
 /// The `x-ms-version` sent on every request (block blobs up to 4000 MiB per block).
@@ -391,23 +391,8 @@ impl Blob<'_> {
     /// A failed answer as the attempt's outcome: the service's code in the error, the
     /// answer kept, transient or final by status and code.
     fn refused(&mut self, reply: &Reply, what: &str) -> Outcome {
-        let (code, message) = reply.error();
-        let transient =
-            classify::is_transient_status(reply.status) || TRANSIENT_CODES.contains(&code.as_str());
-        let class = if transient {
-            Class::Transient
-        } else {
-            Class::Final
-        };
-        let retry_after = match reply.status {
-            429 | 503 => classify::retry_after(&reply.headers),
-            _ => None,
-        };
-        let mut message = if message.is_empty() {
-            what.to_string()
-        } else {
-            format!("{what}: {message}")
-        };
+        let (code, said) = reply.error();
+        let mut message = reply::described(what, &said);
         if reply.status == 403 && SAS_REFUSED.contains(&code.as_str()) {
             let until = sas_expiry(&self.s.job.request.url)
                 .map(|se| format!(" (valid until {se})"))
@@ -422,17 +407,7 @@ impl Blob<'_> {
             });
         }
         let response = reply::keep(self.s.job, reply, &reply.body, &self.plain_url).ok();
-        Outcome::Failed {
-            error: Error::Service {
-                status: reply.status,
-                code,
-                message,
-            },
-            class,
-            response,
-            retry_after,
-            body_complete: true,
-        }
+        reply::refusal(reply, code, message, TRANSIENT_CODES, response)
     }
 }
 

@@ -125,3 +125,46 @@ pub(crate) fn keep(
         body_truncated,
     })
 }
+
+/// A service's refusal as the attempt's outcome: `Error::Service` with the service's
+/// `code` and `message` (what the step was, then what the service said), transient by
+/// status or by one of `transient_codes`, `Retry-After` honoured for 429 and 503, and
+/// the answer kept as `response`.
+pub(crate) fn refusal(
+    reply: &Reply,
+    code: String,
+    message: String,
+    transient_codes: &[&str],
+    response: Option<StoredResponse>,
+) -> Outcome {
+    let transient =
+        classify::is_transient_status(reply.status) || transient_codes.contains(&code.as_str());
+    let retry_after = match reply.status {
+        429 | 503 => classify::retry_after(&reply.headers),
+        _ => None,
+    };
+    Outcome::Failed {
+        error: Error::Service {
+            status: reply.status,
+            code,
+            message,
+        },
+        class: if transient {
+            Class::Transient
+        } else {
+            Class::Final
+        },
+        response,
+        retry_after,
+        body_complete: true,
+    }
+}
+
+/// `what` the step was, and what the service said of it (if anything).
+pub(crate) fn described(what: &str, said: &str) -> String {
+    if said.is_empty() {
+        what.to_string()
+    } else {
+        format!("{what}: {said}")
+    }
+}

@@ -14,7 +14,7 @@ use crate::credentials::{CredentialProvider, CredentialRequest, Credentials, S3K
 use crate::http::{self, Attempt, Sent, StoredResponse};
 use crate::model::{S3Target, UrlStyle};
 use crate::multipart::Segment;
-use crate::worker::{classify, Class, Job, Outcome, Reporter};
+use crate::worker::{Class, Job, Outcome, Reporter};
 use crate::Error;
 
 /// How long a presigned URL stays valid: one request, including a slow part's body.
@@ -270,35 +270,15 @@ impl<'a> Client<'a> {
             headers: vec![],
             body: self.scrub(&reply.body),
         };
-        let (code, message) = scrubbed.error();
-        let transient =
-            classify::is_transient_status(reply.status) || TRANSIENT_CODES.contains(&code.as_str());
-        let class = if transient {
-            Class::Transient
-        } else {
-            Class::Final
-        };
-        let retry_after = match reply.status {
-            429 | 503 => classify::retry_after(&reply.headers),
-            _ => None,
-        };
-        let message = if message.is_empty() {
-            what.to_string()
-        } else {
-            format!("{what}: {message}")
-        };
+        let (code, said) = scrubbed.error();
         let response = self.keep(reply).ok();
-        Outcome::Failed {
-            error: Error::Service {
-                status: reply.status,
-                code,
-                message,
-            },
-            class,
+        reply::refusal(
+            reply,
+            code,
+            reply::described(what, &said),
+            TRANSIENT_CODES,
             response,
-            retry_after,
-            body_complete: true,
-        }
+        )
     }
 }
 
