@@ -463,6 +463,12 @@ enum Fault {
     /// Every route to the server (the default route and its subnet's) removed, then
     /// added back; the address stays.
     Route,
+    /// The server process stopped, then started again (the network stays up: what
+    /// netlink cannot see, polling finds).
+    Server,
+    /// The server's side resets the transfer's connection (nftables `reject with tcp
+    /// reset` once it carried more than 64 KiB), for a second.
+    Reset,
 }
 
 impl Fault {
@@ -480,6 +486,9 @@ impl Fault {
             support::netns::run("ip", &all).unwrap_or_else(|e| panic!("{self:?}: {e}"));
         };
         match (self, on) {
+            (Fault::Server, _) => unreachable!("the scenario stops and starts the server"),
+            (Fault::Reset, true) => pair.reset_after(8080, 64 << 10, true),
+            (Fault::Reset, false) => pair.reset_after(8080, 64 << 10, false),
             (Fault::Link, true) => ip(&["link", "set", dev, "down"]),
             (Fault::Link, false) => ip(&["link", "set", dev, "up"]),
             (Fault::Address, true) => ip(&["addr", "del", &cidr, "dev", dev]),
@@ -506,6 +515,8 @@ impl Fault {
 
 /// What one scenario measured.
 struct Figures {
+    /// Attempts counted when it completed.
+    attempts: u32,
     /// Seconds to a status other than running (`None`: not within the outage).
     noticed: Option<f64>,
     status: String,
@@ -526,14 +537,17 @@ fn connectivity_scenario(
     let pair = NetPair::create(test, n, false)?;
     pair.shape("8mbit");
     let dir = tempfile::tempdir().unwrap();
-    let nginx = Nginx::start(
-        test,
-        &dir.path().join("nginx"),
-        Some(&pair.server),
-        &pair.server_addr,
-        8080,
-        "",
-    )?;
+    let start_nginx = || {
+        Nginx::start(
+            test,
+            &dir.path().join("nginx"),
+            Some(&pair.server),
+            &pair.server_addr,
+            8080,
+            "",
+        )
+    };
+    let mut nginx = Some(start_nginx()?);
     let file = write_file(dir.path(), "a.bin", 8 << 20, u64::from(n));
     let url = format!("http://{}:8080/nc/a.bin", pair.server_addr);
     let mut env = vec![("BGX_SENT_MS", "100"), ("BGX_DEFAULT_PROBES", "1")];
@@ -557,13 +571,19 @@ fn connectivity_scenario(
         child.lines_so_far()
     );
     std::thread::sleep(Duration::from_secs(2));
-    fault.apply(&pair, true);
+    if fault == Fault::Server {
+        drop(nginx.take());
+    } else {
+        fault.apply(&pair, true);
+    }
     let cut = Instant::now();
     // The fault must take connectivity away (a route left behind would not).
-    assert!(
-        !NetPair::accepts(&pair.client, &pair.server_addr, 8080),
-        "{fault:?}: new connections are still made"
-    );
+    if fault != Fault::Reset {
+        assert!(
+            !NetPair::accepts(&pair.client, &pair.server_addr, 8080),
+            "{fault:?}: new connections are still made"
+        );
+    }
     let parked = child.wait_until(outage, |l| {
         status_of(l).is_some_and(|(s, _)| s != "running" && s != "queued")
     });
@@ -579,7 +599,11 @@ fn connectivity_scenario(
     std::thread::sleep(outage.saturating_sub(cut.elapsed()));
     let before_clear = child.lines_so_far().len();
     let stalled_at = child.lines_so_far().iter().rev().find_map(|l| sent(l));
-    fault.apply(&pair, false);
+    if fault == Fault::Server {
+        nginx = Some(start_nginx()?);
+    } else {
+        fault.apply(&pair, false);
+    }
     let cleared = Instant::now();
     // Bytes flowing again: a SENT line after the fault was cleared that moved past
     // where the stalled connection stood, or any bytes of a new attempt.
@@ -601,17 +625,24 @@ fn connectivity_scenario(
     );
     let back = cleared.elapsed().as_secs_f64();
     let end = wait_end(&mut child, Duration::from_secs(120));
-    assert!(
-        end.starts_with("END completed 0"),
-        "{fault:?} (watch {watch}): {end}; {:?}",
-        child.lines_so_far()
-    );
+    let attempts = end
+        .strip_prefix("END completed ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|a| a.parse::<u32>().ok());
+    let Some(attempts) = attempts else {
+        panic!(
+            "{fault:?} (watch {watch}): {end}; {:?}",
+            child.lines_so_far()
+        );
+    };
+    let nginx = nginx.expect("the server runs again");
     assert_eq!(
         sha256_file(nginx.root().join("nc/a.bin")),
         sha256_file(&file),
         "{fault:?}: the stored file differs"
     );
     Some(Figures {
+        attempts,
         noticed,
         status,
         back,
@@ -635,6 +666,8 @@ fn link_address_and_route_changes_are_acted_on_at_once() {
         (Fault::Link, false),
         (Fault::Address, false),
         (Fault::Route, false),
+        (Fault::Server, true),
+        (Fault::Reset, true),
     ];
     let only = std::env::var("BGXFER_ONLY_SCENARIO").ok();
     let runs: Vec<_> = scenarios
@@ -644,9 +677,15 @@ fn link_address_and_route_changes_are_acted_on_at_once() {
         .map(|(i, (fault, watch))| {
             std::thread::spawn(move || {
                 let n = 40 + i as u8;
+                let outage = match fault {
+                    Fault::Server => Duration::from_secs(30),
+                    Fault::Reset => Duration::from_secs(1),
+                    _ => outage,
+                };
                 (
                     fault,
                     watch,
+                    outage,
                     connectivity_scenario(TEST, n, fault, watch, outage),
                 )
             })
@@ -659,18 +698,38 @@ fn link_address_and_route_changes_are_acted_on_at_once() {
             Err(p) => std::panic::resume_unwind(p),
         }
     }
-    for (fault, watch, figures) in &results {
+    for (fault, watch, outage, figures) in &results {
         let Some(f) = figures else {
             return;
         };
         eprintln!(
-            "{fault:?} gone for {} s, {}: {} ({}), bytes flowing {:.2} s after it came back, 0 attempts, byte-exact",
+            "{fault:?} gone for {} s, {}: {} ({}), bytes flowing {:.2} s after it came back, {} attempts, byte-exact",
             outage.as_secs(),
             if *watch { "netlink watcher" } else { "polling only" },
             f.noticed.map_or("not noticed within the outage".to_string(), |n| format!("noticed after {n:.2} s")),
             f.status,
-            f.back
+            f.back,
+            f.attempts
         );
+        match fault {
+            // A server that went away mid-body reset the connection (a transient
+            // failure: one retry); then it took no connection (no retry) until the
+            // prober found it back, within the polling ceiling.
+            Fault::Server => {
+                assert!(f.attempts <= 1, "{fault:?}: {} attempts", f.attempts);
+                assert!(
+                    f.back < 65.0,
+                    "{fault:?}: not back within the polling ceiling"
+                );
+                continue;
+            }
+            // A reset is a transient failure: it spends a retry, then the retry works.
+            Fault::Reset => {
+                assert_eq!(f.attempts, 1, "{fault:?}: one retry spent");
+                continue;
+            }
+            _ => assert_eq!(f.attempts, 0, "{fault:?}: no attempt counted"),
+        }
         if *watch {
             assert_eq!(
                 f.status, "paused-no-network",

@@ -229,6 +229,47 @@ impl NetPair {
         }
     }
 
+    /// Resets every connection to the server's `port` once it carried more than
+    /// `bytes` from the client (nftables `reject with tcp reset` in the server
+    /// namespace), or lifts that again.
+    pub fn reset_after(&self, port: u16, bytes: u64, on: bool) {
+        let s = &self.server;
+        if on {
+            must(
+                "ip",
+                &["netns", "exec", s, "nft", "add", "table", "inet", "bgxr"],
+            );
+            must(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    s,
+                    "nft",
+                    "add",
+                    "chain",
+                    "inet",
+                    "bgxr",
+                    "input",
+                    "{ type filter hook input priority 0 ; }",
+                ],
+            );
+            let rule =
+                format!("tcp dport {port} ct original bytes gt {bytes} reject with tcp reset");
+            must(
+                "ip",
+                &[
+                    "netns", "exec", s, "nft", "add", "rule", "inet", "bgxr", "input", &rule,
+                ],
+            );
+        } else {
+            must(
+                "ip",
+                &["netns", "exec", s, "nft", "delete", "table", "inet", "bgxr"],
+            );
+        }
+    }
+
     /// Whether `addr:port` accepts TCP from inside `ns` (bash's /dev/tcp, 1 s).
     pub fn accepts(ns: &str, addr: &str, port: u16) -> bool {
         let probe = format!("exec 3<>/dev/tcp/{addr}/{port}");
