@@ -597,6 +597,40 @@ fn sigusr1_makes_run_probe_at_once() {
     );
 }
 
+/// `--give-up-after`: `send` to a host that never answers exits 1 after the duration,
+/// naming the upload and what it waits for; the upload stays in the store, and a later
+/// run finishes it. Without `--until-idle`, `run` refuses the option (2).
+#[test]
+fn give_up_after_ends_a_wait_for_a_script() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let port = support::closed_port();
+    let f = write_file(tmp.path(), "g.bin", 64 << 10, 8);
+    let url = format!("http://127.0.0.1:{port}/give/g.bin");
+    let started = Instant::now();
+    let out = bg(
+        &store,
+        &["send", "--give-up-after", "3s", &url, f.to_str().unwrap()],
+    );
+    let took = started.elapsed();
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("gave up after 3 s") && out.stderr.contains("paused-no-network"),
+        "{}",
+        out.stderr
+    );
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let items = list_json(&store);
+    assert_eq!(items.len(), 1, "the upload stays in the store");
+    let srv = TestServer::start_on(port, Action::respond(201, "stored"));
+    let out = bg(&store, &["run", "--until-idle", "--give-up-after", "60"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(srv.requests().last().unwrap().sha256, sha256_file(&f));
+    let out = bg(&store, &["run", "--give-up-after", "5m"]);
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("--until-idle"), "{}", out.stderr);
+}
+
 /// `--protocol gcs` against gcp-storage-emulator: an initiation URL (the token from
 /// BGUPLOAD_BEARER_TOKEN at `run`, never in the store) and a session URI started
 /// beforehand both arrive byte-exact; `list --json` shows the protocol, the chunks and

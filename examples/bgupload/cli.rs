@@ -32,12 +32,15 @@ Usage:
                              [--response-timeout SECS] [--retries N]
                              [--max-bandwidth BYTES_PER_SEC]
                              [--client-cert FILE --client-key FILE] [--ca-cert FILE]
+                             [--give-up-after DURATION]
       run the uploads: progress bars on a terminal, plain lines otherwise;
       SIGUSR1 means \"the network changed\": uploads waiting for it probe at once;
       --until-idle exits once every upload is completed, failed, canceled or paused:
-      0 if none failed or was canceled, 1 otherwise; --client-cert/--client-key present a
-      device certificate (PEM chain and key, re-read when they change), --ca-cert trusts
-      only the PEM roots in FILE
+      0 if none failed or was canceled, 1 otherwise; --give-up-after (with --until-idle,
+      and `send`) exits 1 once DURATION (90, 90s, 5m, 2h) has passed with uploads still
+      waiting, naming each and what it waits for (they stay in the store for a later
+      run); --client-cert/--client-key present a device certificate (PEM chain and key,
+      re-read when they change), --ca-cert trusts only the PEM roots in FILE
   bgupload [--store DIR] list [--json]
       one line per upload, or a JSON array; `attempts` counts the failed attempts that
       spent a retry (kept across runs: a SIGKILL, a pause or no network spends none)
@@ -140,6 +143,8 @@ pub struct RunArgs {
     pub client_key: Option<PathBuf>,
     /// `--ca-cert`: the roots to trust instead of the built-in ones.
     pub ca_cert: Option<PathBuf>,
+    /// `--give-up-after`: with `--until-idle`, stop waiting after this long.
+    pub give_up_after: Option<Duration>,
 }
 
 /// The global options and the command.
@@ -271,6 +276,9 @@ fn parse(mut p: lexopt::Parser) -> Result<Cli, String> {
                 run.client_key = Some(path_value(&mut p, "--client-key")?)
             }
             Long("ca-cert") if takes_run => run.ca_cert = Some(path_value(&mut p, "--ca-cert")?),
+            Long("give-up-after") if takes_run => {
+                run.give_up_after = Some(duration(&mut p, "--give-up-after")?)
+            }
             Long("json") if name == "list" => json = true,
             Value(v) => positional.push(string(v)?),
             other => {
@@ -314,6 +322,11 @@ fn parse(mut p: lexopt::Parser) -> Result<Cli, String> {
         }
         "run" => {
             positionals(&[], &positional)?;
+            if run.give_up_after.is_some() && !run.until_idle {
+                return Err(
+                    "--give-up-after needs --until-idle (a plain run waits for good)".into(),
+                );
+            }
             Command::Run(run)
         }
         "list" => {
@@ -390,6 +403,25 @@ fn seconds(p: &mut lexopt::Parser, opt: &str) -> Result<Duration, String> {
     match v.parse::<f64>() {
         Ok(s) if s.is_finite() && s > 0.0 && s <= 1e9 => Ok(Duration::from_secs_f64(s)),
         _ => Err(format!("{opt} {v:?} is not a positive number of seconds")),
+    }
+}
+
+/// A duration: seconds, or a number with `s`, `m` or `h` (`90`, `90s`, `5m`, `2h`).
+fn duration(p: &mut lexopt::Parser, opt: &str) -> Result<Duration, String> {
+    let v = string(p.value().map_err(msg)?)?;
+    let (num, unit) = match v.trim().char_indices().last() {
+        Some((i, 's')) => (&v[..i], 1.0),
+        Some((i, 'm')) => (&v[..i], 60.0),
+        Some((i, 'h')) => (&v[..i], 3600.0),
+        _ => (v.as_str(), 1.0),
+    };
+    match num.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 && n * unit <= 1e9 => {
+            Ok(Duration::from_secs_f64(n * unit))
+        }
+        _ => Err(format!(
+            "{opt} {v:?} is not a positive duration (seconds, or with s, m or h: 90s, 5m, 2h)"
+        )),
     }
 }
 

@@ -127,6 +127,8 @@ pub fn run(store: &Path, args: &RunArgs, add: Option<AddArgs>) -> Result<u8, Fai
             up.store_dir().display()
         ));
     }
+    let started = std::time::Instant::now();
+    let mut gave_up = false;
     let uploads = loop {
         let uploads = up.uploads();
         let rows: Vec<Row> = uploads.iter().map(Row::of).collect();
@@ -150,6 +152,15 @@ pub fn run(store: &Path, args: &RunArgs, add: Option<AddArgs>) -> Result<u8, Fai
             view.finish();
             break uploads;
         }
+        if args
+            .give_up_after
+            .is_some_and(|limit| started.elapsed() >= limit)
+        {
+            view.flush(&rows);
+            view.finish();
+            gave_up = true;
+            break uploads;
+        }
         std::thread::sleep(POLL);
     };
     let mut failed = false;
@@ -169,6 +180,21 @@ pub fn run(store: &Path, args: &RunArgs, add: Option<AddArgs>) -> Result<u8, Fai
             Status::Canceled => {
                 failed = true;
                 eprintln!("bgupload: upload {} ({name}) was canceled", u.id());
+            }
+            s if gave_up && !is_idle(s) => {
+                failed = true;
+                let secs = args.give_up_after.map_or(0.0, |d| d.as_secs_f64());
+                let why = match (s, u.error()) {
+                    (Status::PausedNoNetwork, _) => "its host takes no connection".to_string(),
+                    (_, Some(e)) => format!("last error: {e}"),
+                    _ => "it was still being sent".to_string(),
+                };
+                eprintln!(
+                    "bgupload: gave up after {secs} s on upload {} ({name}): {} ({why}); it \
+                     stays in the store, and a later run continues it",
+                    u.id(),
+                    s.as_str()
+                );
             }
             _ => {}
         }
