@@ -252,6 +252,59 @@ impl UploadRequest {
         self
     }
 
+    /// Adds an entry to the tus upload's `Upload-Metadata` (sent with its creation only):
+    /// `key` and `value` (base64-encoded by the crate). The first entry added also
+    /// carries the `filename` the crate sends by default (unless `key` is `filename`
+    /// itself). An `Upload-Metadata` header set with [`UploadRequest::header`] replaces
+    /// the crate's own; it is never sent twice.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] if the key is empty or holds a space or a comma (tus
+    /// 1.0), or is given twice.
+    pub fn tus_metadata(mut self, key: &str, value: &str) -> Result<Self, Error> {
+        if key.is_empty() || key.contains([' ', ',']) || !key.is_ascii() {
+            return Err(Error::InvalidRequest {
+                reason: format!(
+                    "tus metadata key {key:?} is empty or holds a space, a comma or a \
+                     non-ASCII character"
+                ),
+            });
+        }
+        let entry = format!("{key} {}", crate::base64::encode(value.as_bytes()));
+        let at = self
+            .headers
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case("upload-metadata"));
+        match at {
+            Some(i) => {
+                let taken = self.headers[i]
+                    .1
+                    .split(',')
+                    .any(|e| e.trim().split(' ').next() == Some(key));
+                if taken {
+                    return Err(Error::InvalidRequest {
+                        reason: format!("tus metadata key {key:?} is given twice"),
+                    });
+                }
+                self.headers[i].1.push(',');
+                self.headers[i].1.push_str(&entry);
+            }
+            None => {
+                let file_name = self
+                    .path()
+                    .and_then(Path::file_name)
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .filter(|_| key != "filename");
+                let value = match file_name {
+                    Some(n) => format!("filename {},{entry}", crate::base64::encode(n.as_bytes())),
+                    None => entry,
+                };
+                self.headers.push(("Upload-Metadata".into(), value));
+            }
+        }
+        Ok(self)
+    }
+
     /// The URL.
     pub fn url(&self) -> &str {
         &self.url

@@ -631,6 +631,53 @@ fn give_up_after_ends_a_wait_for_a_script() {
     assert!(out.stderr.contains("--until-idle"), "{}", out.stderr);
 }
 
+/// `--tus --tus-meta key=value` against @tus/server: the entries reach the server's
+/// metadata beside the file name; on another protocol the option is a usage error (2).
+#[test]
+fn tus_meta_reaches_the_tus_server() {
+    use support::tus::TusServer;
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(tus) = TusServer::start("bgupload --tus-meta", &tmp.path().join("tus")) else {
+        return;
+    };
+    let store = tmp.path().join("store");
+    let f = write_file(tmp.path(), "m.mp4", 100 << 10, 12);
+    let fa = f.to_str().unwrap();
+    add(
+        &store,
+        &[
+            "--tus",
+            "--tus-meta",
+            "filetype=video/mp4",
+            "--tus-meta",
+            "k=a=b",
+            &tus.endpoint(),
+            fa,
+        ],
+    );
+    let out = bg(&store, &["run", "--until-idle"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let ids = tus.upload_ids();
+    assert_eq!(ids.len(), 1);
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(tus.meta_file(&ids[0])).unwrap()).unwrap();
+    assert_eq!(meta["metadata"]["filename"], "m.mp4", "{meta}");
+    assert_eq!(meta["metadata"]["filetype"], "video/mp4", "{meta}");
+    assert_eq!(meta["metadata"]["k"], "a=b", "{meta}");
+    let out = bg(&store, &["add", "--tus-meta", "a=b", &tus.endpoint(), fa]);
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    let out = bg(
+        &store,
+        &["add", "--tus", "--tus-meta", "a b=c", &tus.endpoint(), fa],
+    );
+    assert_eq!(
+        out.code(),
+        Some(2),
+        "a bad key is a usage error: {}",
+        out.stderr
+    );
+}
+
 /// `--protocol gcs` against gcp-storage-emulator: an initiation URL (the token from
 /// BGUPLOAD_BEARER_TOKEN at `run`, never in the store) and a session URI started
 /// beforehand both arrive byte-exact; `list --json` shows the protocol, the chunks and

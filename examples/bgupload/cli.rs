@@ -15,9 +15,11 @@ bgupload: persistent, retried, resumable background uploads (background-transfer
 Usage:
   bgupload [--store DIR] add [-X METHOD] [-H 'Name: value']... [--priority high|default|low]
                              [--group NAME] [--protocol plain|tus|s3|gcs|azure] [--tus]
-                             [--region R] [--part-size BYTES] URL FILE
+                             [--region R] [--part-size BYTES] [--tus-meta KEY=VALUE]...
+                             URL FILE
       persist a new upload and print its id (one line, nothing else);
-      --tus is --protocol tus; with --protocol s3 (a build with the `s3` feature), URL is
+      --tus is --protocol tus, and --tus-meta adds an Upload-Metadata entry (beside the
+      file name; a -H 'Upload-Metadata: ...' replaces the crate's own); with --protocol s3 (a build with the `s3` feature), URL is
       http(s)://HOST[:PORT]/BUCKET/KEY (path style), and the keys come from
       AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN when `run` or
       `send` sends it (never written to the store); the region is --region, else
@@ -124,8 +126,10 @@ pub struct AddArgs {
     pub protocol: ProtocolArg,
     /// S3: `--region`.
     pub region: Option<String>,
-    /// S3: `--part-size`.
+    /// S3 parts, GCS chunks, Azure blocks: `--part-size`.
     pub part_size: Option<u64>,
+    /// tus: `--tus-meta key=value`, in order.
+    pub tus_meta: Vec<(String, String)>,
     pub url: String,
     pub file: PathBuf,
 }
@@ -246,6 +250,13 @@ fn parse(mut p: lexopt::Parser) -> Result<Cli, String> {
                 }
             }
             Long("region") if takes_add => add.region = Some(string(p.value().map_err(msg)?)?),
+            Long("tus-meta") if takes_add => {
+                let kv = string(p.value().map_err(msg)?)?;
+                let Some((k, v)) = kv.split_once('=') else {
+                    return Err(format!("--tus-meta {kv:?} is not in the form key=value"));
+                };
+                add.tus_meta.push((k.to_string(), v.to_string()));
+            }
             Long("part-size") if takes_add => add.part_size = Some(number(&mut p, "--part-size")?),
             Long("until-idle") if takes_run => run.until_idle = true,
             Long("max-concurrent") if takes_run => {

@@ -2,7 +2,7 @@
 //! only. See `bgupload --help` and the README's "Command line" section.
 //!
 //! ```text
-//! bgupload [--store DIR] add [-X METHOD] [-H 'Name: value']... [--priority high|default|low] [--group NAME] [--protocol plain|tus|s3|gcs|azure] [--tus] [--region R] [--part-size BYTES] URL FILE
+//! bgupload [--store DIR] add [-X METHOD] [-H 'Name: value']... [--priority high|default|low] [--group NAME] [--protocol plain|tus|s3|gcs|azure] [--tus] [--region R] [--part-size BYTES] [--tus-meta KEY=VALUE]... URL FILE
 //! bgupload [--store DIR] run [--until-idle] [--max-concurrent N] [--connect-timeout SECS] [--response-timeout SECS] [--retries N] [--max-bandwidth BYTES_PER_SEC] [--client-cert FILE --client-key FILE] [--ca-cert FILE] [--give-up-after DURATION]
 //! bgupload [--store DIR] list [--json]
 //! bgupload [--store DIR] pause|resume|cancel|remove ID
@@ -169,6 +169,12 @@ pub fn request(a: AddArgs) -> Result<UploadRequest, Failure> {
         ProtocolArg::Azure => return Err(not_built("azure")),
         ProtocolArg::Plain | ProtocolArg::Tus => {}
     }
+    if !a.tus_meta.is_empty() && a.protocol != ProtocolArg::Tus {
+        return Err(Failure {
+            message: "--tus-meta applies to --protocol tus only".into(),
+            code: EXIT_USAGE,
+        });
+    }
     if a.region.is_some() || a.part_size.is_some() {
         return Err(Failure {
             message: "--region applies to --protocol s3 only, --part-size to s3, gcs and \
@@ -190,6 +196,9 @@ pub fn request(a: AddArgs) -> Result<UploadRequest, Failure> {
     }
     if a.protocol == ProtocolArg::Tus {
         req = req.tus(None);
+        for (k, v) in &a.tus_meta {
+            req = req.tus_metadata(k, v).map_err(refused)?;
+        }
     }
     Ok(req)
 }

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use background_transfer::{Event, ResponseInfo, Status, Upload, UploadRequest};
+use background_transfer::{Error, Event, ResponseInfo, Status, Upload, UploadRequest};
 
 use crate::support;
 use crate::support::child::{self, mark};
@@ -788,4 +788,60 @@ fn remove_right_after_cancel_removes_while_the_delete_is_in_flight() {
     drop(up);
     let up = fast(&tmp.path().join("store")).open().unwrap();
     assert!(up.uploads().is_empty(), "and the removal was journaled");
+}
+
+/// Issue 19: `tus_metadata` entries reach the server's metadata beside the file name,
+/// once (a program's own `Upload-Metadata` replaces the crate's, never doubled), and
+/// never ride on the PATCH or HEAD; bad keys are typed errors.
+#[test]
+fn tus_metadata_reaches_the_server_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tus = tus_server!("tus metadata", &tmp.path().join("tus"));
+    let up = fast(&tmp.path().join("store")).open().unwrap();
+    let src = write_file(tmp.path(), "clip.mp4", 300 * 1024, 61);
+    let req = UploadRequest::put(tus.endpoint(), &src)
+        .tus(Some(128 * 1024))
+        .tus_metadata("filetype", "video/mp4")
+        .unwrap()
+        .tus_metadata("device", "cam 1, north")
+        .unwrap();
+    let h = up.create_upload(req).unwrap();
+    let info = completed(&h, Duration::from_secs(30));
+    let id = assert_stored(&tus, &info, &src);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tus.meta_file(&id)).unwrap()).unwrap();
+    assert_eq!(meta["metadata"]["filename"], "clip.mp4", "{meta}");
+    assert_eq!(meta["metadata"]["filetype"], "video/mp4", "{meta}");
+    assert_eq!(meta["metadata"]["device"], "cam 1, north", "{meta}");
+
+    // A header the program set replaces the crate's entry: no filename then.
+    let src2 = write_file(tmp.path(), "b.bin", 1024, 62);
+    let req = UploadRequest::put(tus.endpoint(), &src2)
+        .tus(None)
+        .header("Upload-Metadata", "owner YWxpY2U=")
+        .unwrap();
+    let h = up.create_upload(req).unwrap();
+    let info = completed(&h, Duration::from_secs(30));
+    let id = assert_stored(&tus, &info, &src2);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tus.meta_file(&id)).unwrap()).unwrap();
+    assert_eq!(meta["metadata"]["owner"], "alice", "{meta}");
+    assert!(meta["metadata"].get("filename").is_none(), "{meta}");
+
+    for (key, what) in [("", "empty"), ("a b", "space"), ("a,b", "comma")] {
+        let err = UploadRequest::put(tus.endpoint(), &src)
+            .tus(None)
+            .tus_metadata(key, "v")
+            .expect_err(what);
+        assert!(
+            matches!(err, Error::InvalidRequest { .. }),
+            "{what}: {err:?}"
+        );
+    }
+    let twice = UploadRequest::put(tus.endpoint(), &src)
+        .tus(None)
+        .tus_metadata("k", "1")
+        .unwrap()
+        .tus_metadata("k", "2");
+    assert!(twice.is_err(), "a key given twice");
 }

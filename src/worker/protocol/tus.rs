@@ -72,6 +72,8 @@ impl TusAttempt<'_> {
                 .headers
                 .iter()
                 .filter(|(n, _)| !(method == "PATCH" && n.eq_ignore_ascii_case("content-type")))
+                // The upload's metadata belongs to its creation only.
+                .filter(|(n, _)| method == "POST" || !n.eq_ignore_ascii_case("upload-metadata"))
                 .filter(|(n, _)| same_origin || !crate::redact::is_sensitive_header(n))
                 .cloned(),
         );
@@ -180,13 +182,21 @@ impl TusAttempt<'_> {
     /// POST to the creation endpoint; journals the new URL before returning.
     fn create(&mut self, size: u64, file_name: &str) -> Result<String, Box<Outcome>> {
         let endpoint = self.job.request.url.clone();
-        let headers = vec![
-            ("Upload-Length".into(), size.to_string()),
-            (
+        let mut headers = vec![("Upload-Length".into(), size.to_string())];
+        // The program's own Upload-Metadata (UploadRequest::tus_metadata, or a header it
+        // set) replaces ours; it is sent once.
+        let own = self
+            .job
+            .request
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("upload-metadata"));
+        if !own {
+            headers.push((
                 "Upload-Metadata".into(),
                 format!("filename {}", crate::base64::encode(file_name.as_bytes())),
-            ),
-        ];
+            ));
+        }
         let (resp, url) = match self.request("POST", &endpoint, headers, Some((&[], 0, 0)))? {
             Sent::Response { resp, url } => (resp, url),
             other => return Err(Box::new(sent_failure(other))),
