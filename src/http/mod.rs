@@ -6,6 +6,7 @@ mod attempt;
 mod body;
 mod connector;
 pub(crate) mod date;
+mod fresh_input;
 mod identity;
 mod resolver;
 mod response;
@@ -143,7 +144,8 @@ pub(crate) fn agent(
             user_timeout: config.tcp_user_timeout,
             stop,
         })
-        .chain(RustlsConnector::default());
+        .chain(RustlsConnector::default())
+        .chain(fresh_input::FreshInputConnector);
     Ok(Agent::with_parts(
         ucfg,
         connector,
