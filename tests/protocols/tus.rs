@@ -845,3 +845,69 @@ fn tus_metadata_reaches_the_server_once() {
         .tus_metadata("k", "2");
     assert!(twice.is_err(), "a key given twice");
 }
+
+/// Issue 19: a tus server answering `423 Locked` to a PATCH (it is still finishing the
+/// previous, killed one) is heard before the body is sent (`Expect: 100-continue`),
+/// and leads to HEAD and a resume at the server's offset, without spending a retry.
+/// The crate's own loopback server plays the server: real ones lock only for a moment.
+#[test]
+fn a_423_locked_patch_re_reads_the_offset_and_spends_no_retry() {
+    use crate::support::{Action, Behavior, TestServer};
+    use std::sync::{Arc, Mutex};
+    let tmp = tempfile::tempdir().unwrap();
+    let size = 3 * MIB;
+    let stored = Arc::new(Mutex::new(0u64));
+    let locked = Arc::new(Mutex::new(1u32));
+    let (st, lk) = (stored.clone(), locked.clone());
+    let srv = TestServer::start(Behavior::handler(move |head, _| {
+        let tus = ("Tus-Resumable", "1.0.0");
+        let mut have = st.lock().unwrap();
+        match head.method.as_str() {
+            "POST" => Action::respond_with_headers(201, &[tus, ("Location", "/files/1")], ""),
+            "HEAD" => Action::respond_with_headers(
+                200,
+                &[
+                    tus,
+                    ("Upload-Offset", &have.to_string()),
+                    ("Upload-Length", &size.to_string()),
+                ],
+                "",
+            ),
+            "PATCH" => {
+                let mut lock = lk.lock().unwrap();
+                if *lock > 0 {
+                    *lock -= 1;
+                    return Action::respond_with_headers(423, &[tus], "locked");
+                }
+                let len: u64 = head
+                    .header("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                *have += len;
+                Action::respond_with_headers(204, &[tus, ("Upload-Offset", &have.to_string())], "")
+            }
+            _ => Action::respond(405, ""),
+        }
+    }));
+    let src = write_file(tmp.path(), "l.bin", size, 71);
+    let up = fast(&tmp.path().join("store")).open().unwrap();
+    let h = up
+        .create_upload(UploadRequest::put(srv.url("/files/"), &src).tus(None))
+        .unwrap();
+    let info = completed(&h, Duration::from_secs(30));
+    assert_eq!(info.status, 204);
+    assert_eq!(h.progress().attempts, 0, "a 423 spends no retry");
+    assert_eq!(*stored.lock().unwrap(), size);
+    let methods: Vec<String> = srv.requests().iter().map(|r| r.method.clone()).collect();
+    assert_eq!(
+        methods,
+        ["POST", "HEAD", "PATCH", "HEAD", "PATCH"],
+        "{methods:?}"
+    );
+    let reqs = srv.requests();
+    assert!(
+        reqs[2].body_len < MIB,
+        "the locked PATCH sent {} bytes of its body",
+        reqs[2].body_len
+    );
+}
