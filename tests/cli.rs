@@ -664,6 +664,10 @@ fn tus_meta_reaches_the_tus_server() {
     assert_eq!(meta["metadata"]["filename"], "m.mp4", "{meta}");
     assert_eq!(meta["metadata"]["filetype"], "video/mp4", "{meta}");
     assert_eq!(meta["metadata"]["k"], "a=b", "{meta}");
+    assert_eq!(
+        list_json(&store)[0]["bytes_acknowledged_as_of"],
+        "completed"
+    );
     let out = bg(&store, &["add", "--tus-meta", "a=b", &tus.endpoint(), fa]);
     assert_eq!(out.code(), Some(2), "{}", out.stderr);
     let out = bg(

@@ -37,6 +37,16 @@ fn file_of(u: &Upload) -> String {
     files.join(",")
 }
 
+/// Where the acknowledged-bytes figure comes from. `list` never runs beside a `run` (the
+/// store is locked), so for an unfinished upload it is what the journal's last
+/// checkpoint says; the server is asked again when a run resumes it.
+fn acknowledged_as_of(u: &Upload) -> &'static str {
+    match u.status() {
+        Status::Completed => "completed",
+        _ => "last checkpoint",
+    }
+}
+
 fn http_status(u: &Upload) -> Option<u16> {
     u.response_info().map(|r| r.status)
 }
@@ -66,10 +76,21 @@ fn line(u: &Upload) -> String {
         sent,
         p.total_bytes_to_send,
         http,
-        u.request().method,
+        // A tus upload's requests are not the method the request names.
+        if u.request().protocol == "plain" {
+            u.request().method.as_str()
+        } else {
+            u.request().protocol
+        },
         shown_url(&u.request().url),
         file_of(u)
     );
+    if u.request().protocol != "plain" && !u.status().is_final() {
+        s.push_str(&format!(
+            "  acknowledged {} (as of the last checkpoint)",
+            p.bytes_acknowledged
+        ));
+    }
     if let Some(e) = u.error() {
         s.push_str(&format!("  error: {e}"));
     }
@@ -116,6 +137,7 @@ fn to_json(u: &Upload) -> Value {
         "bytes_sent": sent,
         "total_bytes": p.total_bytes_to_send,
         "bytes_acknowledged": p.bytes_acknowledged,
+        "bytes_acknowledged_as_of": acknowledged_as_of(u),
         "http_status": http_status(u),
         "error": u.error().map(|e| e.to_string()),
         "priority": priority(r.priority),
