@@ -466,8 +466,8 @@ enum Fault {
     /// The server process stopped, then started again (the network stays up: what
     /// netlink cannot see, polling finds).
     Server,
-    /// The server's side resets the transfer's connection (nftables `reject with tcp
-    /// reset` once it carried more than 64 KiB), for a second.
+    /// The server's side answers with TCP resets (nftables `reject with tcp reset`) for
+    /// a second, in the middle of the body.
     Reset,
 }
 
@@ -487,8 +487,8 @@ impl Fault {
         };
         match (self, on) {
             (Fault::Server, _) => unreachable!("the scenario stops and starts the server"),
-            (Fault::Reset, true) => pair.reset_after(8080, 64 << 10, true),
-            (Fault::Reset, false) => pair.reset_after(8080, 64 << 10, false),
+            (Fault::Reset, true) => pair.reset(8080, true),
+            (Fault::Reset, false) => pair.reset(8080, false),
             (Fault::Link, true) => ip(&["link", "set", dev, "down"]),
             (Fault::Link, false) => ip(&["link", "set", dev, "up"]),
             (Fault::Address, true) => ip(&["addr", "del", &cidr, "dev", dev]),
@@ -577,8 +577,9 @@ fn connectivity_scenario(
         fault.apply(&pair, true);
     }
     let cut = Instant::now();
-    // The fault must take connectivity away (a route left behind would not).
-    if fault != Fault::Reset {
+    // The fault must take connectivity away (a route left behind would not); a reset
+    // refuses new connections too.
+    {
         assert!(
             !NetPair::accepts(&pair.client, &pair.server_addr, 8080),
             "{fault:?}: new connections are still made"
@@ -723,7 +724,8 @@ fn link_address_and_route_changes_are_acted_on_at_once() {
                 );
                 continue;
             }
-            // A reset is a transient failure: it spends a retry, then the retry works.
+            // A reset is a transient failure: it spends a retry, then the retry works
+            // (a retry that meets the reset rule at connect time is refused, offline).
             Fault::Reset => {
                 assert_eq!(f.attempts, 1, "{fault:?}: one retry spent");
                 continue;

@@ -229,10 +229,10 @@ impl NetPair {
         }
     }
 
-    /// Resets every connection to the server's `port` once it carried more than
-    /// `bytes` from the client (nftables `reject with tcp reset` in the server
-    /// namespace), or lifts that again.
-    pub fn reset_after(&self, port: u16, bytes: u64, on: bool) {
+    /// Answers every packet to the server's `port` with a TCP reset (nftables `reject
+    /// with tcp reset` in the server namespace; a connection in the middle of its body
+    /// gets it on its next segment), or lifts that again.
+    pub fn reset(&self, port: u16, on: bool) {
         let s = &self.server;
         if on {
             must(
@@ -254,8 +254,7 @@ impl NetPair {
                     "{ type filter hook input priority 0 ; }",
                 ],
             );
-            let rule =
-                format!("tcp dport {port} ct original bytes gt {bytes} reject with tcp reset");
+            let rule = format!("tcp dport {port} reject with tcp reset");
             must(
                 "ip",
                 &[
