@@ -209,13 +209,17 @@ pub fn child_process() {
     let up = rate_limited(Path::new(&env(STORE_ENV)), rate)
         .open()
         .unwrap();
-    let h = up
-        .create_upload(UploadRequest::put(env(URL_ENV), env(FILE_ENV)).tus(None))
-        .unwrap();
+    // A store that has the upload already (an earlier run was killed) continues it.
+    let h = match up.uploads().into_iter().next() {
+        Some(h) => h,
+        None => up
+            .create_upload(UploadRequest::put(env(URL_ENV), env(FILE_ENV)).tus(None))
+            .unwrap(),
+    };
     mark(format_args!("ID {}", h.id()));
     // The parent kills us long before this.
-    let _ = h.wait_timeout(Duration::from_secs(30));
-    mark("NOT KILLED");
+    let _ = h.wait_timeout(Duration::from_secs(60));
+    mark("DONE");
 }
 
 #[test]
@@ -910,4 +914,69 @@ fn a_423_locked_patch_re_reads_the_offset_and_spends_no_retry() {
         "the locked PATCH sent {} bytes of its body",
         reqs[2].body_len
     );
+}
+
+/// Issue 19: ten SIGKILLs of a throttled 256 MiB tus upload to @tus/server. Each new
+/// run meets the server still finishing the killed PATCH (`423 Locked`, or an offset
+/// that moves under it): it re-reads the offset and goes on, spending no retry, and the
+/// file arrives byte-exact in the one tus upload created at the start.
+#[test]
+fn ten_sigkills_resume_at_the_servers_offset_without_spending_retries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tus = tus_server!("tus SIGKILL x10", &tmp.path().join("tus"));
+    let proxy = Proxy::start(tus.addr());
+    let size = 256 * MIB;
+    let src = write_file(tmp.path(), "k10.bin", size, 91);
+    let store = tmp.path().join("store");
+    let url = proxy.url("/files/");
+    let spawn = || {
+        child::spawn(
+            CHILD_ENV,
+            "upload",
+            &[
+                (STORE_ENV, &store),
+                (FILE_ENV, &src),
+                (URL_ENV, &url),
+                (RATE_ENV, &(32 * MIB).to_string()),
+            ],
+        )
+    };
+    let kills = child::sigkill_loop(
+        &proxy,
+        10,
+        (4 * MIB, 16 * MIB),
+        0x7a5,
+        Duration::from_secs(240),
+        spawn,
+    );
+    assert_eq!(kills, 10, "the upload finished before the tenth kill");
+    let up = fast(&store).open().unwrap();
+    let h = up
+        .uploads()
+        .into_iter()
+        .next()
+        .expect("the upload survived");
+    let info = completed(&h, Duration::from_secs(120));
+    let id = assert_stored(&tus, &info, &src);
+    assert_eq!(
+        tus.upload_ids(),
+        std::slice::from_ref(&id),
+        "one tus upload, never created again"
+    );
+    let p = h.progress();
+    assert!(!p.has_restarted, "never started again from byte 0");
+    let locked = tus
+        .requests()
+        .iter()
+        .filter(|r| r.status == Some(423))
+        .count();
+    let resent = proxy.bytes_from_client().saturating_sub(size);
+    eprintln!(
+        "tus SIGKILL x{kills} of a {} MiB upload: {locked} answers 423 Locked, {} retries \
+         spent, {} KiB sent again in all",
+        size / MIB,
+        p.attempts,
+        resent / KIB
+    );
+    assert_eq!(p.attempts, 0, "no retry spent: {p:?}");
 }
