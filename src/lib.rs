@@ -213,11 +213,12 @@
 //! never logged (nor shown by `Debug`, [`ResponseInfo`]'s and the configured proxy's
 //! included).
 //!
-//! One exception is outside the crate's reach: at `trace` level the HTTP client logs
-//! request paths with their query (target `ureq`) and hex-dumps every byte sent and
-//! received, headers and cookies included (target `ureq_proto`). A library cannot filter
-//! another crate's log lines, so keep those two targets at `debug` or below wherever
-//! credentials matter (with `env_logger`: `RUST_LOG=trace,ureq=debug,ureq_proto=debug`).
+//! One exception is outside the crate's reach: the HTTP client logs each request's whole
+//! URL, query included, at `debug` (target `ureq`: a presigned URL's signature, an Azure
+//! SAS), and at `trace` hex-dumps every byte sent and received, headers and cookies
+//! included (target `ureq_proto`). A library cannot filter another crate's log lines, so
+//! keep those two targets at `info` or below wherever credentials matter (with
+//! `env_logger`: `RUST_LOG=trace,ureq=info,ureq_proto=info`).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

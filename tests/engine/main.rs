@@ -15,6 +15,7 @@ mod control;
 mod credentials;
 mod early_answer;
 mod events;
+mod log_scan;
 mod mtls;
 mod races;
 mod redirects;
