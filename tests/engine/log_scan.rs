@@ -22,10 +22,15 @@ static LINES: Mutex<Vec<(String, log::Level, String)>> = Mutex::new(Vec::new());
 static OURS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl log::Log for Keep {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
+    /// Every level of the crate's own lines; up to DEBUG of the others (ureq-proto's
+    /// TRACE hex dumps of every body would slow this binary's other tests for nothing).
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.target().starts_with("background_transfer") || m.level() <= log::Level::Debug
     }
     fn log(&self, r: &log::Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
         let line = format!("{}", r.args());
         let ours = r.target().starts_with("background_transfer");
         if ours {
