@@ -28,8 +28,9 @@ use crate::command::Command;
 
 /// How long changes are gathered after the first one of a burst.
 const DEBOUNCE: Duration = Duration::from_millis(100);
-/// How often the thread looks at its stop flag while the network is quiet.
-const STOP_CHECK: Duration = Duration::from_millis(500);
+/// How often the thread looks at its stop flag while the network is quiet (a stop
+/// waits at most this long for it).
+const STOP_CHECK: Duration = Duration::from_millis(200);
 /// The multicast groups: links, IPv4 and IPv6 addresses and routes.
 const GROUPS: u32 = (libc::RTMGRP_LINK
     | libc::RTMGRP_IPV4_IFADDR
@@ -134,12 +135,17 @@ impl Watcher {
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // ENOBUFS: the kernel dropped messages; something changed.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    // The kernel dropped messages: something changed.
                     log::debug!("rtnetlink: {e}; probing anyway");
                     pending.gained = true;
                     pending.lost = true;
                     since.get_or_insert_with(Instant::now);
+                }
+                Err(e) => {
+                    // Anything else would repeat: wait before trying again.
+                    log::warn!("rtnetlink: {e}");
+                    std::thread::sleep(STOP_CHECK);
                 }
             }
             if since.is_some_and(|t| t.elapsed() >= DEBOUNCE) {

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+/// The wait between the two probes of a host after the network lost something.
+const RECHECK: Duration = Duration::from_millis(300);
+
 /// What the prober reports (it owns this type; the scheduler receives it).
 #[derive(Debug)]
 pub(crate) enum ProbeEvent {
@@ -98,22 +101,46 @@ impl Prober {
                     }
                 }
                 Ok(ProbeMsg::Check(hosts)) => {
-                    for h in hosts {
-                        if self.stop.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        if !reachable(&h, self.timeout, &self.stop) {
-                            log::info!("probe: {h} takes no connection after a network change");
-                            if self.tx.send(ProbeEvent::Unreachable(h)).is_err() {
-                                return;
-                            }
-                        }
+                    if !self.check(hosts) {
+                        return;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
             }
             self.probe_due(&mut watched);
         }
+    }
+
+    /// After the network lost a link, an address or a route: reports each of `hosts`
+    /// (or, with probe targets, all of them) that takes no connection twice in a row,
+    /// [`RECHECK`] apart, so that a lookup hiccup during a reconfiguration does not stop
+    /// a transfer. `false` once the uploader stops or the scheduler is gone.
+    fn check(&self, hosts: Vec<String>) -> bool {
+        let down = |h: &String| match &self.targets {
+            Some(t) => !t.iter().any(|t| reachable(t, self.timeout, &self.stop)),
+            None => !reachable(h, self.timeout, &self.stop),
+        };
+        let first: Vec<String> = hosts.into_iter().filter(|h| down(h)).collect();
+        if first.is_empty() {
+            return true;
+        }
+        let until = Instant::now() + RECHECK;
+        while Instant::now() < until {
+            if self.stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for h in first.into_iter().filter(|h| down(h)) {
+            if self.stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            log::info!("probe: {h} takes no connection after a network change");
+            if self.tx.send(ProbeEvent::Unreachable(h)).is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     fn probe_due(&self, watched: &mut BTreeMap<String, Watch>) {

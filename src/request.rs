@@ -142,6 +142,11 @@ impl UploadRequest {
     /// `Transfer-Encoding`, `Host`, `Connection`, ...).
     pub fn header(mut self, name: &str, value: &str) -> Result<Self, Error> {
         validate_header(name, value)?;
+        if name.eq_ignore_ascii_case("upload-metadata") {
+            // One Upload-Metadata only: this one replaces any before it.
+            self.headers
+                .retain(|(n, _)| !n.eq_ignore_ascii_case("upload-metadata"));
+        }
         self.headers.push((name.to_string(), value.to_string()));
         Ok(self)
     }

@@ -90,7 +90,8 @@ impl Uploader {
             not(all(target_os = "linux", feature = "netlink")),
             allow(unused_variables)
         )]
-        let watch_network = config.watch_network;
+        // A store opened to look at it (no transfers) has nothing to watch for.
+        let watch_network = config.watch_network && config.start_transfers;
         let config = Arc::new(config);
         let prober = Prober {
             rx: probe_rx,

@@ -419,8 +419,8 @@ fn seconds(p: &mut lexopt::Parser, opt: &str) -> Result<Duration, String> {
 
 /// A duration: seconds, or a number with `s`, `m` or `h` (`90`, `90s`, `5m`, `2h`).
 fn duration(p: &mut lexopt::Parser, opt: &str) -> Result<Duration, String> {
-    let v = string(p.value().map_err(msg)?)?;
-    let (num, unit) = match v.trim().char_indices().last() {
+    let v = string(p.value().map_err(msg)?)?.trim().to_string();
+    let (num, unit) = match v.char_indices().last() {
         Some((i, 's')) => (&v[..i], 1.0),
         Some((i, 'm')) => (&v[..i], 60.0),
         Some((i, 'h')) => (&v[..i], 3600.0),

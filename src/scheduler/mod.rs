@@ -217,6 +217,9 @@ impl Scheduler {
             Command::NetworkChanged => {
                 let _ = self.prober.send(ProbeMsg::Now);
             }
+            // Behind a proxy an upload's host is not reached directly: polling (and TCP)
+            // decide there.
+            Command::NetworkLost if self.config.proxy.is_some() => {}
             Command::NetworkLost => {
                 let mut hosts: Vec<String> = self
                     .running

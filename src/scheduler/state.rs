@@ -378,6 +378,9 @@ pub(super) fn step(s: State, event: Event, f: Facts) -> (State, Vec<Effect>) {
             ),
             _ => stay(vec![]),
         },
+        // A request that must not be sent twice is left to TCP: its connection may well
+        // outlive the change, and stopping it could end it in NotResumable.
+        Event::RouteLost if !f.may_resend => stay(vec![]),
         Event::RouteLost => match s.worker {
             Worker::Running(None) => (
                 s_with(s, stopping(StopReason::Offline)),
@@ -503,6 +506,13 @@ fn ended_transfer(
                 effects,
             )
         }
+        // The server answered before the stop took effect: that answer decides.
+        (
+            Some(StopReason::Offline),
+            Ending::Failed {
+                has_response: true, ..
+            },
+        ) => ended_transfer(status, None, ending, f),
         (Some(StopReason::Offline), _) if unsafe_to_resend => (
             idle(S::Error),
             vec![not_resumable(NotResumable::NetworkLost), E::ReplyLater],
