@@ -21,6 +21,15 @@ use support::{sha256_file, write_file};
 
 const CHILD_ENV: &str = "BGXFER_NETFAULTS_CHILD";
 
+/// Held by the test that runs eight namespace pairs at once and by the one whose
+/// figure is a latency (pause and shutdown within 1 s): on a 2-core CI machine the
+/// first made the second miss its bound (2.1 s) when they overlapped.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Child side: uploads `BGX_FILE` to `BGX_URL` with a PUT through the store named by
 /// the role, printing `STATUS <status> <attempts>` on each change, `SENT <bytes>` every
 /// half second while running, and `END <status> <attempts> <error>` at the end.
@@ -411,6 +420,7 @@ fn hanging_resolver_child() {
 #[test]
 fn a_resolver_that_never_answers_costs_neither_pause_nor_shutdown() {
     const TEST: &str = "a_resolver_that_never_answers_costs_neither_pause_nor_shutdown";
+    let _heavy = heavy();
     let Some(pair) = NetPair::create(TEST, 33, true) else {
         return;
     };
@@ -659,6 +669,7 @@ fn connectivity_scenario(
 #[test]
 fn link_address_and_route_changes_are_acted_on_at_once() {
     const TEST: &str = "link_address_and_route_changes_are_acted_on_at_once";
+    let _heavy = heavy();
     let outage = Duration::from_secs(env_secs("BGXFER_OUTAGE_SECS", 20));
     let scenarios = [
         (Fault::Link, true),
