@@ -148,8 +148,11 @@
 //!
 //! Durability: a record the program can observe (a create, a status change, a response)
 //! is fsynced before the call that wrote it returns. Progress checkpoints are written
-//! every 16 MiB per transfer and fsynced at most once per second, so an upload costs at
-//! most 64 journal fsyncs per GiB. After a failed write or fsync the journal refuses
+//! every 16 MiB per transfer and fsynced within a second of being written (also while
+//! transfers keep the engine busy), so an upload costs at most 64 journal fsyncs per GiB.
+//! Spooled sources, response bodies and the store's directories are fsynced (with the
+//! directory entries that name them) before a journal record refers to them, so a power
+//! cut keeps them on ext4, XFS and btrfs alike (`tests/powercut/`). After a failed write or fsync the journal refuses
 //! every later append ([`Error::JournalPoisoned`]): after a failed fsync Linux may drop
 //! the dirty pages, so the only honest way on is to reopen and rescan. The operation
 //! that hit the failure gets the I/O error, and the record it tried to write is cut off

@@ -304,6 +304,9 @@ impl Uploader {
             return Err(Error::io("spool the reader into", &tmp, e));
         }
         fs::rename(&tmp, &path).map_err(|e| Error::io("rename spool file", &path, e))?;
+        // The rename must be durable before the create record is: on btrfs an fsync of
+        // the journal does not carry a rename in another directory along.
+        store::sync_dir(path.parent().unwrap_or(&path))?;
         source::record(&path, true)
     }
 

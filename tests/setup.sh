@@ -10,7 +10,8 @@
 # - gcp-storage-emulator in a virtualenv (PyPI, tests/gcs/requirements.txt) and Azurite
 #   (npm, tests/azurite/package-lock.json), for the GCS and Azure tests;
 # - nginx (WebDAV PUT target), nftables (blackholes) and dnsmasq (a name server) from
-#   Debian, for the network-namespace tests in tests/netfaults.rs. These need root: as
+#   Debian, for the network-namespace tests in tests/netfaults.rs; xfsprogs and
+#   btrfs-progs, for the power-cut tests on loop devices (tests/powercut/). These need root: as
 #   another user, or on a machine without apt-get, they are left out and those tests
 #   print SKIPPED (under CI=true they fail instead).
 set -euo pipefail
@@ -20,8 +21,13 @@ NGINX_VERSION='1.22.1-9*'
 S3S_FS_VERSION='0.14.1'
 NFTABLES_VERSION='1.0.6-2*'
 DNSMASQ_VERSION='2.90-4*'
+XFSPROGS_VERSION='6.1.0-1*'
+BTRFS_PROGS_VERSION='6.2-1*'
 
-have_all() { command -v nginx >/dev/null && command -v nft >/dev/null && command -v dnsmasq >/dev/null; }
+have_all() {
+  command -v nginx >/dev/null && command -v nft >/dev/null && command -v dnsmasq >/dev/null &&
+    command -v mkfs.xfs >/dev/null && command -v mkfs.btrfs >/dev/null
+}
 
 if ! have_all || ! command -v npm >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -31,11 +37,12 @@ if ! have_all || ! command -v npm >/dev/null; then
       trap 'rm -f /usr/sbin/policy-rc.d' EXIT
     fi
     apt-get update -qq
-    pkgs=("nginx=$NGINX_VERSION" "nftables=$NFTABLES_VERSION" "dnsmasq-base=$DNSMASQ_VERSION")
+    pkgs=("nginx=$NGINX_VERSION" "nftables=$NFTABLES_VERSION" "dnsmasq-base=$DNSMASQ_VERSION"
+      "xfsprogs=$XFSPROGS_VERSION" "btrfs-progs=$BTRFS_PROGS_VERSION")
     command -v npm >/dev/null || pkgs+=(nodejs npm)
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
   else
-    echo "tests/setup.sh: not root or no apt-get: nginx, nftables and dnsmasq not installed" >&2
+    echo "tests/setup.sh: not root or no apt-get: nginx, nftables, dnsmasq, xfsprogs and btrfs-progs not installed" >&2
   fi
 fi
 

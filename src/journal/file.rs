@@ -15,6 +15,11 @@ use super::record::Record;
 pub const JOURNAL_FILE: &str = "journal";
 /// File name compaction writes before renaming it over the journal.
 pub const COMPACT_FILE: &str = "journal.compact";
+/// Written (durably) before a damaged journal is cut back or started afresh, removed once
+/// the files of the uploads it no longer lists are in `lost/`: while it exists, every
+/// open keeps such files instead of deleting them as crash leftovers, so that a power
+/// cut between the cut-back and the moves cannot turn a damaged journal into lost bytes.
+pub const QUARANTINE_FILE: &str = "quarantine";
 
 /// How hard an append is pushed to disk before it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +83,8 @@ pub struct Journal {
     pub(super) records: u64,
     pub(super) poisoned: bool,
     unsynced: bool,
+    /// When the oldest record not yet fsynced was written.
+    unsynced_since: Option<Instant>,
     last_sync: Instant,
     fsyncs: u64,
     /// Fault injection (tests only).
@@ -117,6 +124,7 @@ impl Journal {
         match format::check_header(&bytes) {
             HeaderCheck::Valid => {}
             HeaderCheck::TornHeader => {
+                mark_quarantine(dir, 0)?;
                 log::warn!(
                     "journal {} has a partial header ({} bytes); starting it afresh",
                     path.display(),
@@ -155,6 +163,7 @@ impl Journal {
             }
             Some(Damage::Corrupt(reason)) => {
                 let saved_as = save_aside(dir, &bytes)?;
+                mark_quarantine(dir, format::salvage_next_id(&body[scan.valid_len..]))?;
                 log::error!(
                     "journal {} is damaged at offset {valid}: {reason}; kept the {} records \
                      before it, dropped {dropped} bytes, saved the damaged file as {}",
@@ -180,6 +189,7 @@ impl Journal {
             records: scan.records.len() as u64,
             poisoned: false,
             unsynced: false,
+            unsynced_since: None,
             last_sync: Instant::now(),
             fsyncs: 0,
             fault: None,
@@ -210,6 +220,7 @@ impl Journal {
         self.len += frame.len() as u64;
         self.records += 1;
         self.unsynced = true;
+        self.unsynced_since.get_or_insert_with(Instant::now);
         let synced = match durability {
             Durability::Sync => self.sync(),
             Durability::Batched if self.last_sync.elapsed() >= BATCH_INTERVAL => self.sync(),
@@ -253,10 +264,17 @@ impl Journal {
             return Err(JournalError::io("fsync journal", &self.path, e));
         }
         self.unsynced = false;
+        self.unsynced_since = None;
         self.last_sync = Instant::now();
         self.fsyncs += 1;
         PROCESS_FSYNCS.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// When the batched records waiting for an fsync must be fsynced: [`BATCH_INTERVAL`]
+    /// after the oldest of them was written. `None` when nothing waits.
+    pub fn sync_due(&self) -> Option<Instant> {
+        self.unsynced_since.map(|t| t + BATCH_INTERVAL)
     }
 
     /// Whether batched records are waiting for an fsync.
@@ -315,6 +333,7 @@ impl Journal {
         self.len = len;
         self.records = records;
         self.unsynced = false;
+        self.unsynced_since = None;
         self.last_sync = Instant::now();
     }
 }
@@ -361,10 +380,34 @@ fn create_empty(dir: &Path, path: &Path) -> Result<Journal, JournalError> {
         records: 0,
         poisoned: false,
         unsynced: false,
+        unsynced_since: None,
         last_sync: Instant::now(),
         fsyncs: 2,
         fault: None,
     })
+}
+
+/// Writes [`QUARANTINE_FILE`] durably, holding `next_id`: one past the highest upload
+/// id the damaged part still shows, so that those ids are never handed out again even
+/// if the cut-back journal is all that survives. An existing marker (an earlier
+/// recovery that did not finish) keeps the higher of the two.
+fn mark_quarantine(dir: &Path, next_id: u64) -> Result<(), JournalError> {
+    let path = dir.join(QUARANTINE_FILE);
+    let next_id = next_id.max(quarantine_floor(dir).unwrap_or(0));
+    create_private(&path)
+        .and_then(|mut f| {
+            f.write_all(next_id.to_string().as_bytes())?;
+            f.sync_all()
+        })
+        .map_err(|e| JournalError::io("create quarantine marker", &path, e))?;
+    sync_dir(dir)
+}
+
+/// The id floor a quarantine marker holds; `None` without a marker. A marker that does
+/// not parse (damaged too) still marks the quarantine, with no floor.
+pub(super) fn quarantine_floor(dir: &Path) -> Option<u64> {
+    let text = fs::read_to_string(dir.join(QUARANTINE_FILE)).ok()?;
+    Some(text.trim().parse().unwrap_or(0))
 }
 
 /// A compaction that did not reach its rename leaves its temp file: the journal beside it

@@ -181,6 +181,33 @@ pub fn scan(bytes: &[u8]) -> Scan {
     }
 }
 
+/// Bytes of record payload [`salvage_next_id`] checks at most: a bound on the work a
+/// damaged journal of any size can cost an open.
+const SALVAGE_BUDGET: usize = 64 << 20;
+
+/// One past the highest upload id among the frames that still check out in `bytes` (a
+/// damaged journal past the damage), found by trying every offset: the ids of uploads the
+/// damage took out of the journal, which must not be handed out again. 0 if none.
+pub fn salvage_next_id(bytes: &[u8]) -> u64 {
+    let mut next = 0u64;
+    let mut pos = 0usize;
+    let mut budget = SALVAGE_BUDGET;
+    while let Some(rest) = bytes.get(pos..).filter(|r| r.len() > FRAME_HEADER_LEN) {
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let fits = len <= MAX_RECORD_LEN && len <= rest.len() - FRAME_HEADER_LEN;
+        if fits && len <= budget {
+            budget -= len;
+            if let Ok(Some((record, used))) = decode_frame_inner(rest) {
+                next = next.max(record.id().saturating_add(1));
+                pos += used;
+                continue;
+            }
+        }
+        pos += 1;
+    }
+    next
+}
+
 /// CRC-32 (IEEE 802.3, reflected, the zlib/PNG one), table driven.
 ///
 /// Written here rather than pulled in: it is twenty lines and the journal is its only user.

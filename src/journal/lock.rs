@@ -31,11 +31,7 @@ impl StoreLock {
     /// `Uploader` in this one: flock locks belong to the open file, not the process);
     /// [`JournalError::Io`] if the directory cannot be created or the lock file opened.
     pub fn acquire(dir: &Path) -> Result<StoreLock, JournalError> {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| JournalError::io("create store directory", dir, e))?;
+        create_durably(dir)?;
         let meta =
             fs::metadata(dir).map_err(|e| JournalError::io("inspect store directory", dir, e))?;
         if meta.permissions().mode() & 0o077 != 0 {
@@ -83,6 +79,25 @@ impl StoreLock {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Creates `dir` (mode 0700) and any missing ancestors, and makes each new entry durable:
+/// a directory created but not fsynced in its parent can vanish in a power cut, with
+/// every upload file under it (an fsync of a file does not carry its parent's entry on
+/// every file system).
+fn create_durably(dir: &Path) -> Result<(), JournalError> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|a| !a.exists()).collect();
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| JournalError::io("create store directory", dir, e))?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            super::file::sync_dir(parent)?;
+        }
+    }
+    Ok(())
 }
 
 fn is_contended(e: &io::Error) -> bool {

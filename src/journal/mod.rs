@@ -31,6 +31,7 @@ pub use entry::Entry;
 pub use error::JournalError;
 pub use file::{
     process_fsyncs, Durability, Journal, Recovery, BATCH_INTERVAL, COMPACT_FILE, JOURNAL_FILE,
+    QUARANTINE_FILE,
 };
 pub use lock::{StoreLock, LOCK_FILE};
 pub use record::Record;
@@ -64,19 +65,30 @@ impl Store {
         let lock = StoreLock::acquire(dir)?;
         let (journal, records, recovery) = Journal::open(dir)?;
         let state = replay::fold(&records);
-        log::info!(
-            "opened store {}: {} records, {} uploads, {:?}",
-            dir.display(),
-            records.len(),
-            state.uploads.len(),
-            recovery
-        );
-        Ok(Store {
+        let mut store = Store {
             journal,
             state,
             recovery,
             lock,
-        })
+        };
+        // Ids a damaged journal lost are not handed out again: the marker holds the
+        // floor its recovery salvaged, and a record makes it part of the journal.
+        if let Some(floor) = file::quarantine_floor(dir) {
+            if floor > store.state.next_id {
+                log::warn!(
+                    "upload ids below {floor} were handed out before the journal was damaged"
+                );
+                store.commit(Entry::Removed(floor - 1), Durability::Sync)?;
+            }
+        }
+        log::info!(
+            "opened store {}: {} records, {} uploads, {:?}",
+            dir.display(),
+            records.len(),
+            store.state.uploads.len(),
+            store.recovery
+        );
+        Ok(store)
     }
 
     /// Appends `entry` (or an on-disk record) with the given durability, then applies it to the state.
@@ -131,6 +143,26 @@ impl Store {
     /// What opening found.
     pub fn recovery(&self) -> &Recovery {
         &self.recovery
+    }
+
+    /// Whether files the journal does not list must be kept aside rather than deleted:
+    /// the journal was found damaged at this open or at an earlier one whose recovery did
+    /// not finish ([`QUARANTINE_FILE`]).
+    pub fn quarantine_pending(&self) -> bool {
+        self.path(QUARANTINE_FILE).exists()
+    }
+
+    /// Ends the quarantine once the files it protects are durably in `lost/`.
+    ///
+    /// # Errors
+    /// [`Error::Io`]; the marker then stays, and the next open keeps files aside again.
+    pub fn finish_quarantine(&mut self) -> Result<(), Error> {
+        let path = self.path(QUARANTINE_FILE);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(file::sync_dir(self.dir())?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove quarantine marker", path, e)),
+        }
     }
 
     /// The journal.

@@ -154,9 +154,17 @@ impl Scheduler {
             self.retention();
             self.schedule();
             let now = Instant::now();
+            let sync_due = self.store.journal().sync_due();
+            if sync_due.is_some_and(|t| t <= now) && !self.journal_failed {
+                // A steady stream of worker messages never lets the inbox go idle: batched
+                // checkpoints are fsynced on time all the same.
+                self.sync_journal();
+            }
             let wake = self
                 .retry_at
                 .values()
+                .copied()
+                .chain(sync_due.filter(|t| *t > now))
                 .min()
                 .map_or(TICK, |t| t.saturating_duration_since(now))
                 .min(TICK);
@@ -170,17 +178,20 @@ impl Scheduler {
                 Inbox::Worker(w) => self.worker_event(w),
                 Inbox::Probe(ProbeEvent::Online(host)) => self.online(&host),
                 Inbox::Probe(ProbeEvent::Unreachable(host)) => self.route_lost(&host),
-                Inbox::Idle => {
-                    if let Err(e) = self.store.sync() {
-                        log::error!("journal fsync failed: {e}");
-                        self.journal_failure();
-                    }
-                }
+                Inbox::Idle => self.sync_journal(),
                 Inbox::Closed => {
                     self.shutdown();
                     return;
                 }
             }
+        }
+    }
+
+    /// fsyncs batched journal records.
+    fn sync_journal(&mut self) {
+        if let Err(e) = self.store.sync() {
+            log::error!("journal fsync failed: {e}");
+            self.journal_failure();
         }
     }
 

@@ -100,10 +100,28 @@ impl Scheduler {
             self.shared.recovery,
             crate::Recovery::Clean | crate::Recovery::TornTail { .. }
         );
-        let live: Vec<UploadId> = self.store.state().uploads.keys().copied().collect();
-        crate::store::handle_orphans(&self.shared.store_dir, &live, !whole);
+        let quarantine = !whole || self.store.quarantine_pending();
+        let seen =
+            crate::store::handle_orphans(&self.shared.store_dir, self.store.state(), quarantine);
+        // Ids are never handed out twice: not those of uploads a damaged journal lost
+        // whose files are in `lost/` (the records the damaged part still showed are
+        // accounted for by `Store::open`).
+        let floor = seen;
+        if floor > self.store.state().next_id {
+            log::warn!("upload ids below {floor} were handed out before the journal was damaged");
+            let _ = self.commit(Entry::Removed(floor - 1), Durability::Sync);
+        }
+        self.shared.next_id.fetch_max(
+            self.store.state().next_id,
+            std::sync::atomic::Ordering::SeqCst,
+        );
         if let Err(e) = self.store.sync() {
             log::error!("journal fsync after recovery failed: {e}");
+        }
+        if quarantine && !self.journal_failed {
+            if let Err(e) = self.store.finish_quarantine() {
+                log::error!("{e}");
+            }
         }
     }
 

@@ -67,9 +67,7 @@ pub(crate) fn save(
     guard.0 = None;
     // The rename must be durable before the journal says Completed.
     if let Some(dir) = body_path.parent() {
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| store("fsync response body directory", dir, e))?;
+        super::sync_dir(dir).map_err(SaveError::Store)?;
     }
     if truncated {
         log::warn!("response body over the {cap}-byte cap; kept the first {cap} bytes");

@@ -8,6 +8,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::journal::State;
 use crate::model::UploadId;
 use crate::Error;
 
@@ -15,10 +16,13 @@ const BODIES: &str = "bodies";
 const SPOOL: &str = "spool";
 const LOST: &str = "lost";
 
-/// Creates the sub-directories (mode 0700).
+/// Creates the sub-directories (mode 0700), durably: a sub-directory whose entry did not
+/// reach the disk would take every file in it along in a power cut.
 pub(crate) fn create_dirs(store: &Path) -> Result<(), Error> {
+    let mut created = false;
     for d in [BODIES, SPOOL] {
         let p = store.join(d);
+        created |= !p.exists();
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -35,7 +39,17 @@ pub(crate) fn create_dirs(store: &Path) -> Result<(), Error> {
                 .map_err(|e| Error::io("set mode 0700 on store directory", &p, e))?;
         }
     }
+    if created {
+        sync_dir(store)?;
+    }
     Ok(())
+}
+
+/// fsyncs a directory, so that a create, rename or unlink in it survives a power cut.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync store directory", dir, e))
 }
 
 /// Where the response body of `id` is kept.
@@ -71,40 +85,134 @@ pub(crate) fn remove_upload_files(store: &Path, id: UploadId) {
 /// record and the deletes, or a half-written body) and are deleted. When the journal was
 /// damaged (`quarantine`), they may belong to uploads the journal lost: they are moved to
 /// `lost/` instead, which the crate never touches again.
-pub(crate) fn handle_orphans(store: &Path, live: &[UploadId], quarantine: bool) {
+///
+/// A live upload's spooled source is never deleted: if only its `.part` is there (a
+/// store written before the spool's rename was made durable lost the rename in a power
+/// cut), and it matches the size and time the journal recorded, it is renamed into place.
+///
+/// Returns one past the highest upload id any file in the store is named after (`lost/`
+/// included): ids that were handed out, whatever the journal says.
+pub(crate) fn handle_orphans(store: &Path, live: &State, quarantine: bool) -> u64 {
     let lost = store.join(LOST);
-    for d in [BODIES, SPOOL] {
-        let Ok(entries) = fs::read_dir(store.join(d)) else {
-            continue;
-        };
+    let mut seen = 0u64;
+    if let Ok(entries) = fs::read_dir(&lost) {
         for e in entries.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            let keep = name
-                .parse::<UploadId>()
-                .is_ok_and(|id| live.binary_search(&id).is_ok());
-            if keep {
-                continue;
+            let id = name
+                .split_once('-')
+                .and_then(|(_, rest)| rest.trim_end_matches(".part").parse::<UploadId>().ok());
+            if let Some(id) = id {
+                seen = seen.max(id.saturating_add(1));
             }
-            if quarantine && !name.ends_with(".part") {
+        }
+    }
+    for d in [BODIES, SPOOL] {
+        let dir = store.join(d);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut changed = false;
+        let mut moved = false;
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let (stem, part) = match name.strip_suffix(".part") {
+                Some(stem) => (stem, true),
+                None => (&*name, false),
+            };
+            let id = stem.parse::<UploadId>().ok();
+            if let Some(id) = id {
+                seen = seen.max(id.saturating_add(1));
+            }
+            let owner = id.and_then(|id| live.uploads.get(&id));
+            match owner {
+                Some(_) if !part => continue,
+                Some(u) if d == SPOOL && restore_spool(&e.path(), u) => {
+                    changed = true;
+                    continue;
+                }
+                _ => {}
+            }
+            if quarantine && !part {
                 let to = lost.join(format!("{d}-{name}"));
-                let moved = DirBuilder::new()
+                let created = !lost.exists();
+                let done = DirBuilder::new()
                     .recursive(true)
                     .mode(0o700)
                     .create(&lost)
                     .and_then(|()| fs::rename(e.path(), &to));
-                match moved {
-                    Ok(()) => log::error!(
-                        "kept {} as {}: the journal was damaged and no longer lists it",
-                        e.path().display(),
-                        to.display()
-                    ),
+                match done {
+                    Ok(()) => {
+                        log::error!(
+                            "kept {} as {}: the journal was damaged and no longer lists it",
+                            e.path().display(),
+                            to.display()
+                        );
+                        changed = true;
+                        moved = true;
+                        if created {
+                            durable(store);
+                        }
+                    }
                     Err(err) => log::error!("could not move {} aside: {err}", e.path().display()),
                 }
             } else {
                 log::info!("removing orphaned store file {}", e.path().display());
                 remove_quietly(&e.path());
             }
+        }
+        // The moves (and restores) must be durable before anything relies on them.
+        if changed {
+            durable(&dir);
+        }
+        if moved {
+            durable(&lost);
+        }
+    }
+    seen
+}
+
+/// fsyncs `dir`; a failure is logged (recovery goes on, and the next open repeats it).
+fn durable(dir: &Path) {
+    if let Err(e) = sync_dir(dir) {
+        log::error!("{e}");
+    }
+}
+
+/// Renames the `.part` at `part` to the spooled source of `u` if `u`'s source is spooled,
+/// its final file is missing, and the `.part` is the file the journal recorded.
+fn restore_spool(part: &Path, u: &crate::journal::UploadState) -> bool {
+    let crate::model::Body::File(src) = &u.request.body else {
+        return false;
+    };
+    if !src.spooled || src.path.exists() || src.path != part.with_extension("") {
+        return false;
+    }
+    let matches = fs::File::open(part)
+        .map_err(|e| e.to_string())
+        .and_then(|f| crate::source::check(src, &f).map_err(|e| e.to_string()));
+    if let Err(why) = matches {
+        log::warn!(
+            "upload {}: its spooled source is missing and {} is not it ({why}); kept",
+            u.id,
+            part.display()
+        );
+        // Kept, not deleted: it may be all that is left of the upload's bytes.
+        return true;
+    }
+    match fs::rename(part, &src.path) {
+        Ok(()) => {
+            log::warn!(
+                "upload {}: its spooled source's rename was lost (a power cut); restored it from {}",
+                u.id,
+                part.display()
+            );
+            true
+        }
+        Err(e) => {
+            log::error!("could not restore {}: {e}", src.path.display());
+            true
         }
     }
 }

@@ -176,3 +176,156 @@ fn files_are_kept_when_the_journal_had_to_start_afresh() {
     let _up = fast(&store).open().unwrap();
     assert!(!orphan.exists());
 }
+
+/// A store written before the spool's rename was made durable could lose that rename in
+/// a power cut (btrfs: an fsync of the journal does not carry it), leaving only
+/// `spool/<id>.part` beside a journal that lists the upload. Recovery used to delete the
+/// `.part` as a crash leftover; now it renames it into place when it is the file the
+/// journal recorded, and keeps it when it is not.
+#[test]
+fn a_spooled_source_whose_rename_was_lost_is_restored_not_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let server = TestServer::start(Behavior::always(Action::respond(201, "ok")));
+    let data = support::random_bytes(70_000, 3);
+    let (a, b) = {
+        let up = fast(&store).start_transfers(false).open().unwrap();
+        let new = |seed| {
+            let bytes = support::random_bytes(5000, seed);
+            up.create_upload(UploadRequest::from_reader(
+                server.url("/s"),
+                std::io::Cursor::new(bytes),
+            ))
+            .unwrap()
+            .id()
+        };
+        let a = up
+            .create_upload(UploadRequest::from_reader(
+                server.url("/a"),
+                std::io::Cursor::new(data.clone()),
+            ))
+            .unwrap()
+            .id();
+        let b = new(4);
+        up.shutdown().unwrap();
+        (a, b)
+    };
+    let spool = |id: u64| store.join("spool").join(id.to_string());
+    let part = |id: u64| store.join("spool").join(format!("{id}.part"));
+    std::fs::rename(spool(a), part(a)).unwrap();
+    // b's `.part` is not its source (another length): kept for a person to look at.
+    std::fs::remove_file(spool(b)).unwrap();
+    std::fs::write(part(b), b"not the spooled source").unwrap();
+
+    let up = fast(&store).open().unwrap();
+    assert_eq!(std::fs::read(spool(a)).unwrap(), data, "restored in place");
+    assert!(!part(a).exists());
+    assert!(part(b).exists(), "a .part that is not the source is kept");
+    let h = up.get(a).unwrap();
+    h.wait_timeout(Duration::from_secs(20)).unwrap().unwrap();
+    let sent = server
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/a")
+        .unwrap();
+    assert_eq!(sent.sha256, support::sha256_hex(&data));
+}
+
+/// A power cut between cutting a damaged journal back (durable) and moving the files of
+/// the uploads it no longer lists to `lost/` left a journal that looks whole: the next
+/// open deleted those files as crash leftovers, and handed their ids out again. Emulated
+/// here by opening the damaged journal without the engine (the journal's own recovery
+/// only), then opening the store for real.
+#[test]
+fn files_and_ids_survive_a_cut_between_cutting_back_a_damaged_journal_and_the_moves() {
+    use std::io::{Seek, SeekFrom, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let server = TestServer::start(Behavior::always(Action::respond(201, "ok")));
+    let f = write_file(tmp.path(), "f", 1000, 9);
+    let mut sources = Vec::new();
+    let last = {
+        let up = fast(&store).start_transfers(false).open().unwrap();
+        for seed in 1..=4u64 {
+            let bytes = support::random_bytes(3000, seed);
+            let h = up
+                .create_upload(UploadRequest::from_reader(
+                    server.url("/s"),
+                    std::io::Cursor::new(bytes.clone()),
+                ))
+                .unwrap();
+            sources.push((h.id(), bytes));
+        }
+        // The last upload has no file in the store: only the damaged journal knows its id.
+        let h = up
+            .create_upload(UploadRequest::put(server.url("/f"), &f))
+            .unwrap();
+        up.shutdown().unwrap();
+        h.id()
+    };
+    let journal = store.join("journal");
+    let len = std::fs::metadata(&journal).unwrap().len();
+    let mut j = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&journal)
+        .unwrap();
+    j.seek(SeekFrom::Start(len / 3)).unwrap();
+    let mut byte = [0u8];
+    std::io::Read::read_exact(&mut j, &mut byte).unwrap();
+    j.seek(SeekFrom::Start(len / 3)).unwrap();
+    j.write_all(&[byte[0] ^ 0x5a]).unwrap();
+    drop(j);
+
+    // The journal's recovery alone: cut back, copy saved, marker written; no moves yet.
+    let listed: Vec<u64> = {
+        let st = background_transfer::journal::Store::open(&store).unwrap();
+        assert!(matches!(
+            st.recovery(),
+            background_transfer::Recovery::Corrupt { .. }
+        ));
+        st.state().uploads.keys().copied().collect()
+    };
+    assert!(store.join("quarantine").exists());
+    let lost_ids: Vec<u64> = sources
+        .iter()
+        .map(|s| s.0)
+        .filter(|id| !listed.contains(id))
+        .collect();
+    assert!(!lost_ids.is_empty(), "the damage must take uploads out");
+
+    let up = fast(&store).start_transfers(false).open().unwrap();
+    assert_eq!(up.recovery(), &background_transfer::Recovery::Clean);
+    for (id, bytes) in &sources {
+        let kept = if lost_ids.contains(id) {
+            store.join("lost").join(format!("spool-{id}"))
+        } else {
+            store.join("spool").join(id.to_string())
+        };
+        assert_eq!(
+            &std::fs::read(&kept).unwrap(),
+            bytes,
+            "upload {id}'s source"
+        );
+    }
+    assert!(!store.join("quarantine").exists(), "the moves are done");
+    let next = up
+        .create_upload(UploadRequest::put(server.url("/n"), &f))
+        .unwrap()
+        .id();
+    assert!(
+        next > last,
+        "id {next} was handed out before (up to {last})"
+    );
+    drop(up);
+    // Later opens leave lost/ alone and still do not reuse the ids.
+    let up = fast(&store).start_transfers(false).open().unwrap();
+    for id in &lost_ids {
+        assert!(store.join("lost").join(format!("spool-{id}")).exists());
+    }
+    let again = up
+        .create_upload(UploadRequest::put(server.url("/n"), &f))
+        .unwrap()
+        .id();
+    assert!(again > next);
+}

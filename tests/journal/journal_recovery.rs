@@ -204,14 +204,19 @@ fn checksum_flip_in_the_middle_keeps_the_prefix_and_the_damaged_file() {
     assert_eq!(saved_as, dir.join("journal.corrupt-1"));
     assert_eq!(fs::read(&saved_as).unwrap(), bytes);
     assert_eq!(store.state().uploads, replay::fold(&written[..20]).uploads);
+    // The ids of the records past the damage (which still check out) are not handed
+    // out again: one record after the kept ones says so.
+    let all_ids = replay::fold(&written).next_id;
+    assert_eq!(store.state().next_id, all_ids);
     // Appending after recovery works, and a second damage gets the next name.
     store
         .commit(records::record(1000), Durability::Sync)
         .unwrap();
     drop(store);
     let (_, recs) = reopen_records(&dir);
-    assert_eq!(recs.len(), 21);
-    assert_eq!(recs[20], records::record(1000));
+    assert_eq!(recs.len(), 22);
+    assert_eq!(recs[20], Record::Removed(all_ids - 1));
+    assert_eq!(recs[21], records::record(1000));
 }
 
 #[test]
