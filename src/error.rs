@@ -38,6 +38,16 @@ pub enum Error {
         /// The newest version this build understands.
         supported: u32,
     },
+    /// The journal holds a whole record (its checksum is right) that this build cannot
+    /// read and that is not marked as one older builds may skip: written by a newer
+    /// build (a device rolled back to an older one), or a bug. Nothing was cut off: the
+    /// file is left byte for byte as it was; open it with the build that wrote it.
+    JournalUnreadable {
+        /// The journal file.
+        path: PathBuf,
+        /// Where the record starts.
+        offset: u64,
+    },
     /// A write or fsync of the journal failed earlier, so the journal handle refuses
     /// further appends: after a failed fsync, Linux may have dropped the dirty pages and
     /// nothing written since the last good fsync can be trusted. Reopen the store.
@@ -208,6 +218,13 @@ impl fmt::Display for Error {
                  it was left untouched, open it with a newer build",
                 path.display()
             ),
+            Error::JournalUnreadable { path, offset } => write!(
+                f,
+                "journal {} holds a record at offset {offset} that this build cannot read \
+                 (written by a newer build?); it was left untouched, open it with the build \
+                 that wrote it",
+                path.display()
+            ),
             Error::JournalPoisoned { path } => write!(
                 f,
                 "an earlier write or fsync of journal {} failed; reopen the store",
@@ -304,6 +321,10 @@ impl Error {
                 found: *found,
                 supported: *supported,
             },
+            E::JournalUnreadable { path, offset } => F::JournalUnreadable {
+                path: path.clone(),
+                offset: *offset,
+            },
             E::JournalPoisoned { path } => F::JournalPoisoned { path: path.clone() },
             E::RecordTooLarge { len, max } => F::RecordTooLarge {
                 len: *len as u64,
@@ -379,6 +400,7 @@ impl Error {
         use Failure as F;
         match f.clone() {
             F::StoreLocked { path } => E::StoreLocked { path },
+            F::JournalUnreadable { path, offset } => E::JournalUnreadable { path, offset },
             F::JournalNotRecognized { path } => E::JournalNotRecognized { path },
             F::JournalVersion {
                 path,

@@ -140,11 +140,18 @@
 //! - A partial record at the end, or a zeroed tail, is what a crash during an append
 //!   leaves; it is cut off with a warning.
 //! - Damage a crash does not explain (a bad checksum with data after it, an oversize
-//!   length, a record that does not decode) is never spliced over: the whole file is
-//!   copied to `journal.corrupt-N`, the records before the damage are kept, and the open
-//!   reports it (and logs an error).
+//!   length) is never spliced over: the whole file is copied to `journal.corrupt-N`, the
+//!   records before the damage are kept, and the open reports it (and logs an error).
+//!   Until the files of the uploads the journal no longer lists are in `lost/`, a
+//!   `quarantine` marker keeps every later open from deleting them, and their ids are
+//!   never handed out again.
 //! - A file with foreign magic bytes or a newer version is a typed error
 //!   ([`Error::JournalNotRecognized`], [`Error::JournalVersion`]) and is left untouched.
+//! - A whole record (its checksum is right) that this build cannot decode, as a newer
+//!   build writes before a firmware rollback, is never a reason to cut the journal:
+//!   marked skippable, it is skipped and kept (and the journal is not compacted over it);
+//!   not marked, the open fails with [`Error::JournalUnreadable`] and the file is left
+//!   untouched. The rule for adding a record kind is in `journal::format`.
 //!
 //! Durability: a record the program can observe (a create, a status change, a response)
 //! is fsynced before the call that wrote it returns. Progress checkpoints are written

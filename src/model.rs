@@ -281,6 +281,13 @@ pub enum Failure {
         /// The store directory.
         path: PathBuf,
     },
+    /// [`crate::Error::JournalUnreadable`].
+    JournalUnreadable {
+        /// The journal file.
+        path: PathBuf,
+        /// Where the record starts.
+        offset: u64,
+    },
     /// [`crate::Error::JournalNotRecognized`].
     JournalNotRecognized {
         /// The journal file.

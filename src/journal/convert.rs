@@ -495,6 +495,10 @@ fn failure(f: &FailureV1) -> Failure {
             match variant.as_str() {
                 "StoreLocked" => Failure::StoreLocked { path: path(p) },
                 "JournalNotRecognized" => Failure::JournalNotRecognized { path: path(p) },
+                "JournalUnreadable" => Failure::JournalUnreadable {
+                    path: path(p),
+                    offset: n(0),
+                },
                 "JournalVersion" => Failure::JournalVersion {
                     path: path(p),
                     found: n32(0),
@@ -594,6 +598,9 @@ fn failure_v1(f: &Failure) -> FailureV1 {
         },
         Failure::StoreLocked { path } => other("StoreLocked", Some(path), vec![]),
         Failure::JournalNotRecognized { path } => other("JournalNotRecognized", Some(path), vec![]),
+        Failure::JournalUnreadable { path, offset } => {
+            other("JournalUnreadable", Some(path), vec![*offset])
+        }
         Failure::JournalVersion {
             path,
             found,
@@ -626,6 +633,10 @@ mod tests {
         let all = vec![
             Error::StoreLocked { path: path() },
             Error::JournalNotRecognized { path: path() },
+            Error::JournalUnreadable {
+                path: path(),
+                offset: 4242,
+            },
             Error::JournalVersion {
                 path: path(),
                 found: 9,
@@ -711,7 +722,7 @@ mod tests {
         for e in &all {
             seen.insert(covered(e));
         }
-        assert_eq!(seen.len(), 24, "every variant once at least");
+        assert_eq!(seen.len(), 25, "every variant once at least");
         all
     }
 
@@ -719,6 +730,7 @@ mod tests {
         match e {
             Error::StoreLocked { .. } => 0,
             Error::JournalNotRecognized { .. } => 1,
+            Error::JournalUnreadable { .. } => 24,
             Error::JournalVersion { .. } => 2,
             Error::JournalPoisoned { .. } => 3,
             Error::RecordTooLarge { .. } => 4,

@@ -29,6 +29,13 @@ pub enum JournalError {
         /// The newest version supported.
         supported: u32,
     },
+    /// A whole record this build cannot read, not marked skippable; the file is untouched.
+    RecordUnreadable {
+        /// The journal file.
+        path: PathBuf,
+        /// Where the record starts.
+        offset: u64,
+    },
     /// An earlier write or fsync failed; the handle refuses appends.
     JournalPoisoned {
         /// The journal file.
@@ -77,6 +84,9 @@ impl From<JournalError> for crate::Error {
                 found,
                 supported,
             },
+            JournalError::RecordUnreadable { path, offset } => {
+                E::JournalUnreadable { path, offset }
+            }
             JournalError::JournalPoisoned { path } => E::JournalPoisoned { path },
             JournalError::RecordTooLarge { len, max } => E::RecordTooLarge { len, max },
             JournalError::Io { op, path, source } => E::Io {
@@ -109,6 +119,11 @@ impl fmt::Display for JournalError {
             JournalError::JournalPoisoned { path } => {
                 write!(f, "journal {} failed earlier", path.display())
             }
+            JournalError::RecordUnreadable { path, offset } => write!(
+                f,
+                "journal {} has an unreadable record at offset {offset}",
+                path.display()
+            ),
             JournalError::RecordTooLarge { len, max } => {
                 write!(f, "record of {len} bytes over the {max}-byte cap")
             }

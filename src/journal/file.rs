@@ -87,6 +87,9 @@ pub struct Journal {
     unsynced_since: Option<Instant>,
     last_sync: Instant,
     fsyncs: u64,
+    /// Records of kinds this build does not know, skipped (marked skippable by a newer
+    /// build). While there are any, the journal is never compacted: that would drop them.
+    pub(super) skipped: u64,
     /// Fault injection (tests only).
     pub(super) fault: Option<std::sync::Arc<dyn super::fault::FaultHook>>,
 }
@@ -149,6 +152,19 @@ impl Journal {
         let dropped = bytes.len() as u64 - valid;
         let recovery = match scan.damage {
             None => Recovery::Clean,
+            Some(Damage::Unreadable(reason)) => {
+                // A whole record from a newer build (or a bug): cutting here would drop it
+                // and every record after it. The file stays as it is.
+                log::error!(
+                    "journal {}: the record at offset {valid} cannot be read by this build \
+                     ({reason}) and is not marked skippable; not opening the store",
+                    path.display()
+                );
+                return Err(JournalError::RecordUnreadable {
+                    path,
+                    offset: valid,
+                });
+            }
             Some(Damage::TornTail) => {
                 log::warn!(
                     "journal {}: cut a partial record at offset {valid} ({dropped} bytes), \
@@ -192,6 +208,7 @@ impl Journal {
             unsynced_since: None,
             last_sync: Instant::now(),
             fsyncs: 0,
+            skipped: scan.skipped as u64,
             fault: None,
         };
         Ok((journal, scan.records, recovery))
@@ -383,6 +400,7 @@ fn create_empty(dir: &Path, path: &Path) -> Result<Journal, JournalError> {
         unsynced_since: None,
         last_sync: Instant::now(),
         fsyncs: 2,
+        skipped: 0,
         fault: None,
     })
 }

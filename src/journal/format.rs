@@ -2,8 +2,27 @@
 //!
 //! ```text
 //! header  = MAGIC (8 bytes) | version (u32 LE) | reserved (u32 LE, zero)
-//! record  = len (u32 LE) | crc32 (u32 LE) over len bytes + payload | payload (postcard)
+//! record  = word (u32 LE) | crc32 (u32 LE) over word bytes + payload | payload (postcard)
+//! word    = SKIPPABLE flag (bit 31) | payload length (bits 0-30, at most MAX_RECORD_LEN)
 //! ```
+//!
+//! **Adding a record kind** (a firmware rollback must never cost records). A reader
+//! that meets a whole frame (its checksum is right) whose payload it cannot decode never
+//! cuts the journal there:
+//! - if the frame has the [`SKIPPABLE`] flag, it skips it and keeps it on disk, and does
+//!   not compact the journal while it holds such a frame (compaction rewrites only what
+//!   it understands, so it would drop it);
+//! - otherwise it refuses to open the store ([`super::JournalError::RecordUnreadable`],
+//!   `Error::JournalUnreadable`) and leaves the file byte for byte as it was.
+//!
+//! So a new kind that an older build may ignore without misreading any upload (a hint,
+//! a statistic, a field that only adds) is written with the flag, at the same version.
+//! A kind an older build would misread by ignoring (it changes what an upload is, or
+//! where its bytes are) is written without the flag; older builds then refuse the
+//! store until the newer build runs again. A change to the encoding of an existing kind,
+//! or to the framing, raises [`VERSION`]: older builds refuse the header
+//! (`Error::JournalVersion`), also leaving the file as it was. New kinds are appended
+//! at the end of `Record`, so that the variant numbers of the old ones never change.
 //!
 //! The scanner reads like rustls' codec: every access is checked, lengths are capped
 //! before anything is allocated, and the first frame that does not check out ends the
@@ -22,6 +41,10 @@ pub const FRAME_HEADER_LEN: usize = 8;
 /// Hard cap on a record's payload: no legitimate record comes near it, and replay never
 /// trusts a length beyond it.
 pub const MAX_RECORD_LEN: usize = 1 << 20;
+/// Flag in a frame's length word: a record kind that builds which do not know it may
+/// skip (see the module docs). This build knows every kind it writes and writes none
+/// with the flag.
+pub const SKIPPABLE: u32 = 1 << 31;
 
 /// The file header for this build.
 pub fn header() -> [u8; HEADER_LEN] {
@@ -65,6 +88,22 @@ pub fn check_header(bytes: &[u8]) -> HeaderCheck {
     }
 }
 
+/// Frames `payload` as a newer build would frame a record of a kind this one does not
+/// know, with the [`SKIPPABLE`] flag or without: what the rollback tests write.
+#[doc(hidden)]
+pub fn encode_raw_frame(payload: &[u8], skippable: bool) -> Vec<u8> {
+    let word = payload.len() as u32 | if skippable { SKIPPABLE } else { 0 };
+    let word = word.to_le_bytes();
+    let mut crc = Crc32::new();
+    crc.update(&word);
+    crc.update(payload);
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
+    out.extend_from_slice(&word);
+    out.extend_from_slice(&crc.finish().to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
 /// Encodes one record as a frame, or says it is too large.
 pub fn encode_frame(record: &Record) -> Result<Vec<u8>, usize> {
     let payload = postcard::to_allocvec(record).expect("postcard encodes plain data to a Vec");
@@ -89,8 +128,24 @@ pub enum Damage {
     /// tail. Normal after a crash.
     TornTail,
     /// Something that a crash during an append does not explain: a bad checksum with data
-    /// after it, an oversize length, or a payload that does not decode.
+    /// after it, or an oversize length.
     Corrupt(String),
+    /// A whole frame (its checksum is right) whose payload does not decode and that is not
+    /// marked [`SKIPPABLE`]: from a newer build, or a bug. Never a reason to cut the file.
+    Unreadable(String),
+}
+
+/// One frame as read.
+// Transient: moved into the scan's Vec at once, so boxing the record would only add an
+// allocation per record.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// A record this build knows.
+    Record(Record),
+    /// A record of a kind this build does not know, marked [`SKIPPABLE`]: kept on disk,
+    /// not applied.
+    Skipped,
 }
 
 /// The result of scanning the records after the header.
@@ -98,15 +153,17 @@ pub enum Damage {
 pub struct Scan {
     /// The records that checked out, in order.
     pub records: Vec<Record>,
+    /// Frames of unknown kinds marked [`SKIPPABLE`], skipped (inside `valid_len`).
+    pub skipped: usize,
     /// Offset (from the start of the scanned bytes) just past the last good record.
     pub valid_len: usize,
     /// Why the scan stopped early, if it did.
     pub damage: Option<Damage>,
 }
 
-/// Reads one frame at the start of `bytes`: `Ok(Some((record, frame_len)))`, `Ok(None)` at
+/// Reads one frame at the start of `bytes`: `Ok(Some((frame, frame_len)))`, `Ok(None)` at
 /// the end, or the damage.
-pub fn decode_frame(bytes: &[u8]) -> Result<Option<(Record, usize)>, Damage> {
+pub fn decode_frame(bytes: &[u8]) -> Result<Option<(Frame, usize)>, Damage> {
     if bytes.is_empty() {
         return Ok(None);
     }
@@ -117,12 +174,14 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Option<(Record, usize)>, Damage> {
     }
 }
 
-fn decode_frame_inner(bytes: &[u8]) -> Result<Option<(Record, usize)>, Damage> {
+fn decode_frame_inner(bytes: &[u8]) -> Result<Option<(Frame, usize)>, Damage> {
     let Some((head, rest)) = bytes.split_first_chunk::<FRAME_HEADER_LEN>() else {
         return Err(Damage::TornTail);
     };
     let len_bytes = [head[0], head[1], head[2], head[3]];
-    let len = u32::from_le_bytes(len_bytes) as usize;
+    let word = u32::from_le_bytes(len_bytes);
+    let skippable = word & SKIPPABLE != 0;
+    let len = (word & !SKIPPABLE) as usize;
     let stored_crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
     if len > MAX_RECORD_LEN {
         return Err(Damage::Corrupt(format!(
@@ -147,37 +206,37 @@ fn decode_frame_inner(bytes: &[u8]) -> Result<Option<(Record, usize)>, Damage> {
         });
     }
     match postcard::from_bytes::<Record>(payload) {
-        Ok(record) => Ok(Some((record, FRAME_HEADER_LEN + len))),
-        Err(e) => Err(Damage::Corrupt(format!("record does not decode: {e}"))),
+        Ok(record) => Ok(Some((Frame::Record(record), FRAME_HEADER_LEN + len))),
+        Err(_) if skippable => Ok(Some((Frame::Skipped, FRAME_HEADER_LEN + len))),
+        Err(e) => Err(Damage::Unreadable(format!("record does not decode: {e}"))),
     }
 }
 
 /// Scans the records in `bytes` (the file without its header).
 pub fn scan(bytes: &[u8]) -> Scan {
     let mut records = Vec::new();
+    let mut skipped = 0;
     let mut pos = 0usize;
     loop {
         let rest = bytes.get(pos..).unwrap_or_default();
-        match decode_frame(rest) {
-            Ok(None) => {
-                return Scan {
-                    records,
-                    valid_len: pos,
-                    damage: None,
+        let damage = match decode_frame(rest) {
+            Ok(None) => None,
+            Ok(Some((frame, used))) => {
+                match frame {
+                    Frame::Record(record) => records.push(record),
+                    Frame::Skipped => skipped += 1,
                 }
-            }
-            Ok(Some((record, used))) => {
-                records.push(record);
                 pos += used;
+                continue;
             }
-            Err(damage) => {
-                return Scan {
-                    records,
-                    valid_len: pos,
-                    damage: Some(damage),
-                }
-            }
-        }
+            Err(damage) => Some(damage),
+        };
+        return Scan {
+            records,
+            skipped,
+            valid_len: pos,
+            damage,
+        };
     }
 }
 
@@ -197,8 +256,10 @@ pub fn salvage_next_id(bytes: &[u8]) -> u64 {
         let fits = len <= MAX_RECORD_LEN && len <= rest.len() - FRAME_HEADER_LEN;
         if fits && len <= budget {
             budget -= len;
-            if let Ok(Some((record, used))) = decode_frame_inner(rest) {
-                next = next.max(record.id().saturating_add(1));
+            if let Ok(Some((frame, used))) = decode_frame_inner(rest) {
+                if let Frame::Record(record) = frame {
+                    next = next.max(record.id().saturating_add(1));
+                }
                 pos += used;
                 continue;
             }
@@ -286,11 +347,46 @@ mod tests {
     }
 
     #[test]
+    fn unknown_kinds_are_skipped_when_marked_and_never_cut() {
+        let payload = [200u8, 1, 2, 3];
+        let marked = encode_raw_frame(&payload, true);
+        assert_eq!(
+            decode_frame(&marked),
+            Ok(Some((Frame::Skipped, marked.len())))
+        );
+        let unmarked = encode_raw_frame(&payload, false);
+        assert!(matches!(
+            decode_frame(&unmarked),
+            Err(Damage::Unreadable(_))
+        ));
+        // A known kind marked skippable is still read.
+        let known = postcard::to_allocvec(&Record::Removed(3)).unwrap();
+        assert_eq!(
+            decode_frame(&encode_raw_frame(&known, true))
+                .unwrap()
+                .unwrap()
+                .0,
+            Frame::Record(Record::Removed(3))
+        );
+    }
+
+    #[test]
+    fn salvage_finds_the_ids_past_the_damage() {
+        let mut bytes = encode_frame(&Record::Removed(5)).unwrap();
+        bytes[9] ^= 0xff; // the damaged frame itself
+        bytes.extend(b"garbage");
+        bytes.extend(encode_frame(&Record::Restarted(17)).unwrap());
+        bytes.extend(encode_frame(&Record::Removed(9)).unwrap());
+        assert_eq!(salvage_next_id(&bytes), 18);
+        assert_eq!(salvage_next_id(b"no frames at all"), 0);
+    }
+
+    #[test]
     fn frame_round_trip_and_torn() {
         let rec = Record::Removed(42);
         let frame = encode_frame(&rec).unwrap();
         let (back, used) = decode_frame(&frame).unwrap().unwrap();
-        assert_eq!(back, rec);
+        assert_eq!(back, Frame::Record(rec));
         assert_eq!(used, frame.len());
         for cut in 1..frame.len() {
             assert_eq!(

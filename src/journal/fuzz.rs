@@ -8,13 +8,17 @@ use super::replay;
 /// Decodes one frame from arbitrary bytes. Invariants: no panic; a decoded record
 /// re-encodes to a frame that decodes to the same record (encode→decode round trip).
 pub fn decode_record(data: &[u8]) {
-    if let Ok(Some((record, used))) = format::decode_frame(data) {
+    if let Ok(Some((format::Frame::Record(record), used))) = format::decode_frame(data) {
         assert!(used <= data.len(), "frame claims more bytes than it had");
         let frame = format::encode_frame(&record).expect("a decoded record fits the cap");
         let (again, again_used) = format::decode_frame(&frame)
             .expect("our own frame decodes")
             .expect("our own frame is not empty");
-        assert_eq!(again, record, "encode→decode changed the record");
+        assert_eq!(
+            again,
+            format::Frame::Record(record),
+            "encode→decode changed the record"
+        );
         assert_eq!(again_used, frame.len());
     }
 }

@@ -59,7 +59,8 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::StoreLocked`] if another opener holds the store;
-    /// [`Error::JournalNotRecognized`] or [`Error::JournalVersion`] (file untouched);
+    /// [`Error::JournalNotRecognized`], [`Error::JournalVersion`] or
+    /// [`Error::JournalUnreadable`] (file untouched);
     /// [`Error::Io`] for file system failures.
     pub fn open(dir: &Path) -> Result<Store, Error> {
         let lock = StoreLock::acquire(dir)?;
@@ -117,8 +118,18 @@ impl Store {
         Ok(self.journal.sync()?)
     }
 
-    /// Rewrites the journal as the live state now.
+    /// Rewrites the journal as the live state now. Not while the journal holds records
+    /// of kinds this build skipped (written by a newer build): the snapshot would drop
+    /// them, so the journal is left as it is.
     pub fn compact(&mut self) -> Result<(), Error> {
+        if self.journal.skipped > 0 {
+            log::info!(
+                "journal {} holds {} records of a newer build; not compacting it",
+                self.dir().display(),
+                self.journal.skipped
+            );
+            return Ok(());
+        }
         let live = self.state.snapshot();
         Ok(self.journal.compact(&live)?)
     }

@@ -16,6 +16,7 @@ mod fuzz_corpus;
 mod journal_compaction;
 mod journal_kill;
 mod journal_recovery;
+mod rollback;
 mod storage_faults;
 
 /// The child processes' one entry point (see `support::child`): ignored, so that it is no

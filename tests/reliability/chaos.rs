@@ -891,7 +891,9 @@ fn read_state(store: &Path) -> (State, bool) {
     let torn = match &scan.damage {
         None => false,
         Some(Damage::TornTail) => true,
-        Some(Damage::Corrupt(why)) => panic!("a SIGKILL left a damaged journal: {why}"),
+        Some(Damage::Corrupt(why) | Damage::Unreadable(why)) => {
+            panic!("a SIGKILL left a damaged journal: {why}")
+        }
     };
     (replay::fold(&scan.records), torn)
 }
