@@ -243,6 +243,7 @@ mod config;
 pub mod credentials;
 mod error;
 mod events;
+mod fuzz_open;
 #[cfg(feature = "gcs")]
 pub mod gcs_upload;
 mod http;
@@ -295,5 +296,6 @@ pub use uploader::{GroupBehavior, Uploader};
 /// Fuzz harnesses, shared by `fuzz/` targets and `cargo test`. Not part of the API.
 #[doc(hidden)]
 pub mod fuzzing {
+    pub use crate::fuzz_open::open_store;
     pub use crate::journal::fuzz::{decode_record, replay_file};
 }

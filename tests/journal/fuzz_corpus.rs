@@ -6,6 +6,8 @@
 use std::fs;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
 
 use background_transfer::fuzzing;
 use background_transfer::journal::format::{
@@ -20,9 +22,11 @@ use background_transfer::journal::Record;
 
 use crate::support::{hex, Xorshift};
 
-const TARGETS: [&str; 2] = ["decode_record", "replay_file"];
+const TARGETS: [&str; 3] = ["decode_record", "replay_file", "open_store"];
 /// Mutations per seed file and target (about 20 seeds in all, so a few thousand runs).
 const MUTATIONS_PER_SEED: usize = 250;
+/// Fewer for `open_store`: each run opens a store and starts its threads.
+const OPEN_MUTATIONS_PER_SEED: usize = 40;
 
 type Harness = fn(&[u8]);
 
@@ -30,6 +34,7 @@ fn harness(target: &str) -> Harness {
     match target {
         "decode_record" => fuzzing::decode_record,
         "replay_file" => fuzzing::replay_file,
+        "open_store" => fuzzing::open_store,
         _ => unreachable!("unknown target {target}"),
     }
 }
@@ -56,16 +61,42 @@ fn files(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// Runs one input through a harness; on a panic, names the input (in hex) and re-panics.
+/// Panics in the engine's own threads (named `bgxfer-*`), which `catch_unwind` on the
+/// calling thread does not see (libFuzzer aborts on a panic in any thread).
+static ENGINE_PANICS: AtomicUsize = AtomicUsize::new(0);
+
+fn count_engine_panics() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let name = std::thread::current().name().map(str::to_owned);
+            if name.is_some_and(|n| n.starts_with("bgxfer-")) {
+                ENGINE_PANICS.fetch_add(1, Ordering::SeqCst);
+            }
+            previous(info);
+        }));
+    });
+}
+
+/// Runs one input through a harness; on a panic (in any of the engine's threads too),
+/// names the input (in hex) and panics.
 fn run(target: &str, what: &str, input: &[u8]) {
     let f = harness(target);
-    if let Err(e) = panic::catch_unwind(AssertUnwindSafe(|| f(input))) {
+    count_engine_panics();
+    let before = ENGINE_PANICS.load(Ordering::SeqCst);
+    let result = panic::catch_unwind(AssertUnwindSafe(|| f(input)));
+    let engine = ENGINE_PANICS.load(Ordering::SeqCst) > before;
+    if result.is_err() || engine {
         eprintln!(
             "{target} panicked on {what} ({} bytes): {}",
             input.len(),
             hex(input)
         );
-        panic::resume_unwind(e);
+        match result {
+            Err(e) => panic::resume_unwind(e),
+            Ok(()) => panic!("{target}: a thread of the engine panicked on {what}"),
+        }
     }
 }
 
@@ -480,7 +511,8 @@ fn record_seeds() -> Vec<Seed> {
 fn seeds(target: &str) -> Vec<Seed> {
     match target {
         "decode_record" => record_seeds(),
-        "replay_file" => replay_seeds(),
+        // The same journals, through the whole open.
+        "replay_file" | "open_store" => replay_seeds(),
         _ => unreachable!(),
     }
 }
@@ -692,14 +724,19 @@ fn harnesses_survive_mutations() {
     for target in TARGETS {
         let corpus: Vec<Vec<u8>> = files("seeds", target).into_iter().map(|(_, b)| b).collect();
         assert!(!corpus.is_empty(), "no seeds for {target}");
-        let frames_start = if target == "replay_file" {
-            HEADER_LEN
-        } else {
+        let frames_start = if target == "decode_record" {
             0
+        } else {
+            HEADER_LEN
+        };
+        let mutations = if target == "open_store" {
+            OPEN_MUTATIONS_PER_SEED
+        } else {
+            MUTATIONS_PER_SEED
         };
         for (s, seed) in corpus.iter().enumerate() {
             let seed_records = format::scan(seed.get(frames_start..).unwrap_or_default()).records;
-            for m in 0..MUTATIONS_PER_SEED {
+            for m in 0..mutations {
                 let mut data = seed.clone();
                 let mut what = Vec::new();
                 for _ in 0..1 + rng.below(3) {
