@@ -84,7 +84,8 @@ pub(crate) fn remove_upload_files(store: &Path, id: UploadId) {
 /// crash leftovers (a crash between spooling and the create record, or between a removal
 /// record and the deletes, or a half-written body) and are deleted. When the journal was
 /// damaged (`quarantine`), they may belong to uploads the journal lost: they are moved to
-/// `lost/` instead, which the crate never touches again.
+/// `lost/` instead (`.part` files too: a store written by an older version may hold a
+/// complete source only under that name), which the crate never touches again.
 ///
 /// A live upload's spooled source is never deleted: if only its `.part` is there (a
 /// store written before the spool's rename was made durable lost the rename in a power
@@ -134,7 +135,7 @@ pub(crate) fn handle_orphans(store: &Path, live: &State, quarantine: bool) -> u6
                 }
                 _ => {}
             }
-            if quarantine && !part {
+            if quarantine {
                 let to = lost.join(format!("{d}-{name}"));
                 let created = !lost.exists();
                 let done = DirBuilder::new()
@@ -186,7 +187,13 @@ fn restore_spool(part: &Path, u: &crate::journal::UploadState) -> bool {
     let crate::model::Body::File(src) = &u.request.body else {
         return false;
     };
-    if !src.spooled || src.path.exists() || src.path != part.with_extension("") {
+    // The journal records the canonical path; the store may have been opened by another.
+    let same_dir = |a: &Path, b: &Path| match (a.parent(), b.parent()) {
+        (Some(a), Some(b)) => fs::canonicalize(a).ok() == fs::canonicalize(b).ok(),
+        _ => false,
+    };
+    let named = src.path.file_name() == part.file_stem() && same_dir(&src.path, part);
+    if !src.spooled || !named || src.path.exists() {
         return false;
     }
     let matches = fs::File::open(part)
