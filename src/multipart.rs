@@ -20,6 +20,15 @@ impl Segment {
     }
 }
 
+/// The length of a body of `segments`. Saturating: the sizes come from the journal, and
+/// a sum past `u64::MAX` (no file system holds such files) must not panic; the sources'
+/// check before a send refuses such a body.
+pub(crate) fn total_len(segments: &[Segment]) -> u64 {
+    segments
+        .iter()
+        .fold(0u64, |sum, s| sum.saturating_add(s.len()))
+}
+
 /// `multipart/<subtype>; boundary=<boundary>`.
 pub(crate) fn content_type(mp: &Multipart) -> String {
     format!("multipart/{}; boundary={}", mp.subtype, mp.boundary)

@@ -40,9 +40,9 @@ impl<'a> BodyReader<'a> {
         progress: &'a mut dyn FnMut(u64),
     ) -> Self {
         let mut seg = 0;
-        let mut seg_start = 0;
-        while seg < segments.len() && seg_start + segments[seg].len() <= start {
-            seg_start += segments[seg].len();
+        let mut seg_start = 0u64;
+        while seg < segments.len() && seg_start.saturating_add(segments[seg].len()) <= start {
+            seg_start = seg_start.saturating_add(segments[seg].len());
             seg += 1;
         }
         BodyReader {
@@ -119,9 +119,12 @@ impl<'a> Read for BodyReader<'a> {
                     reason: "body layout shorter than its length".into(),
                 }));
             };
-            let seg_left = self.seg_start + segment.len() - self.pos;
+            let seg_left = self
+                .seg_start
+                .saturating_add(segment.len())
+                .saturating_sub(self.pos);
             if seg_left == 0 {
-                self.seg_start += segment.len();
+                self.seg_start = self.seg_start.saturating_add(segment.len());
                 self.seg += 1;
                 self.file = None;
                 continue;

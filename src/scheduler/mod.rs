@@ -474,7 +474,7 @@ pub(crate) fn total_len(req: &crate::model::Request) -> u64 {
     use crate::model::Body;
     match &req.body {
         Body::File(s) => s.size,
-        Body::Multipart(mp) => crate::multipart::layout(mp).iter().map(|s| s.len()).sum(),
+        Body::Multipart(mp) => crate::multipart::total_len(&crate::multipart::layout(mp)),
     }
 }
 

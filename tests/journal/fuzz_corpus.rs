@@ -379,6 +379,95 @@ fn every_variant() -> Vec<Record> {
     ]
 }
 
+/// Every number a record carries at its limit: sizes and offsets of `u64::MAX` (a
+/// multipart body whose parts sum past it), `u32::MAX` attempts and part numbers, times
+/// at the end of `u64` and before the epoch, the largest id. What a disk can hold, the
+/// open's arithmetic must survive.
+fn extreme_life() -> Vec<Record> {
+    let max_sources = |r: Record| match r {
+        Record::Created(mut c) => {
+            c.created_ms = u64::MAX;
+            match &mut c.request.body {
+                BodyV1::File(s) => {
+                    s.size = u64::MAX;
+                    s.mtime_ns = i64::MIN;
+                }
+                BodyV1::Multipart(m) => {
+                    for p in &mut m.parts {
+                        if let PartContentV1::File(s) = &mut p.content {
+                            s.size = u64::MAX;
+                        }
+                    }
+                    m.parts.extend(m.parts.clone());
+                }
+            }
+            Record::Created(c)
+        }
+        other => other,
+    };
+    let mut s3 = s3_target();
+    if let ProtocolV1::S3(t) = &mut s3 {
+        t.part_size = u64::MAX;
+    }
+    let mut azure = azure_target();
+    if let ProtocolV1::Azure(t) = &mut azure {
+        t.block_size = u64::MAX;
+    }
+    let mut gcs = gcs_target();
+    if let ProtocolV1::Gcs(t) = &mut gcs {
+        t.chunk_size = u64::MAX;
+    }
+    let top = u64::MAX - 1;
+    vec![
+        max_sources(created_file(1)),
+        state(1, StatusV1::WaitingToRetry, u32::MAX, None),
+        progress(1, u64::MAX, u64::MAX),
+        max_sources(created_multipart(2)),
+        progress(2, u64::MAX, u64::MAX - 1),
+        max_sources(created_storage(3, s3)),
+        Record::S3Part(S3PartV1 {
+            id: 3,
+            number: u32::MAX,
+            etag: "\"e\"".into(),
+            size: u64::MAX,
+        }),
+        Record::S3Part(S3PartV1 {
+            id: 3,
+            number: 1,
+            etag: "\"f\"".into(),
+            size: u64::MAX,
+        }),
+        max_sources(created_storage(4, gcs)),
+        progress(4, u64::MAX, u64::MAX),
+        max_sources(created_storage(5, azure)),
+        progress(5, u64::MAX, u64::MAX),
+        Record::State(StateV1 {
+            id: 1,
+            status: StatusV1::Queued,
+            attempts: u32::MAX,
+            error: None,
+            at_ms: u64::MAX,
+        }),
+        changed(2, PriorityV1::High, u64::MAX),
+        match max_sources(created_file(6)) {
+            Record::Created(mut c) => {
+                c.id = top;
+                Record::Created(c)
+            }
+            other => other,
+        },
+        Record::Response(ResponseV1 {
+            id: top,
+            status: u16::MAX,
+            headers: vec![],
+            url: String::new(),
+            body_len: u64::MAX,
+            body_truncated: true,
+        }),
+        state(top, StatusV1::Completed, u32::MAX, None),
+    ]
+}
+
 fn journal(records: &[Record]) -> Vec<u8> {
     let mut out = header().to_vec();
     for r in records {
@@ -417,6 +506,7 @@ fn replay_seeds() -> Vec<Seed> {
         clean("mixed.journal", mixed()),
         clean("every_variant.journal", every_variant()),
         clean("storage_life.journal", storage_life()),
+        clean("extreme_values.journal", extreme_life()),
     ];
 
     // A crash during an append: the last frame (a create) is cut in the middle of its

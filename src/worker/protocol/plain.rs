@@ -4,7 +4,6 @@
 
 use super::UploadProtocol;
 use crate::http::{self, Attempt, Sent};
-use crate::multipart::Segment;
 use crate::worker::credentials::{self, Creds};
 use crate::worker::{body_of, finish, Job, Outcome, Reporter};
 use crate::worker::{classify, Class};
@@ -35,7 +34,7 @@ fn run_plain(job: &Job) -> Outcome {
             }
         }
     };
-    let total: u64 = segments.iter().map(Segment::len).sum();
+    let total = crate::multipart::total_len(&segments);
     let mut reporter = Reporter::new(job.id, job.tx.clone(), job.config.progress_interval);
     let mut creds = match Creds::new(job) {
         Ok(c) => c,
