@@ -92,10 +92,13 @@ fn create_durably(dir: &Path) -> Result<(), JournalError> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| JournalError::io("create store directory", dir, e))?;
-    for created in missing.iter().rev() {
-        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
-            super::file::sync_dir(parent)?;
-        }
+    for created in missing.iter().filter(|c| !c.as_os_str().is_empty()).rev() {
+        // A relative path's first component lives in the working directory.
+        let parent = created
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        super::file::sync_dir(parent)?;
     }
     Ok(())
 }
