@@ -123,6 +123,18 @@ impl Protocol {
         }
     }
 
+    /// How an error names this protocol's requests (`tus PATCH https://...`); empty for a
+    /// plain upload, whose one request is named by its method alone.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Protocol::Plain => "",
+            Protocol::Tus { .. } => "tus",
+            Protocol::S3(_) => "S3",
+            Protocol::Gcs(_) => "GCS",
+            Protocol::Azure(_) => "Azure",
+        }
+    }
+
     /// Whether an interrupted upload continues where the server stands.
     pub fn is_resumable(&self) -> bool {
         !matches!(self, Protocol::Plain)

@@ -889,3 +889,24 @@ fn response_prints_the_kept_answer() {
     let out = bg(&store, &["response", "999"]);
     assert_one_line_error(&out, "no upload 999");
 }
+
+/// An upload whose request got no answer says which request and where, in `list`
+/// (text and JSON) and in `run`'s report (issue 19).
+#[test]
+fn list_names_the_request_that_failed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let f = write_file(tmp.path(), "d.bin", 10_000, 4);
+    let srv = TestServer::start(Action::CloseImmediately);
+    let url = srv.url("/drop/d.bin");
+    let id = add(&store, &[&url, f.to_str().unwrap()]);
+    let out = bg(&store, &["run", "--until-idle", "--retries", "0"]);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    let named = format!(" {url}: ");
+    assert!(out.stderr.contains(&named), "{}", out.stderr);
+    let items = list_json(&store);
+    let err = entry(&items, id)["error"].as_str().unwrap().to_string();
+    assert!(err.contains(&named), "{err}");
+    let out = bg(&store, &["list"]);
+    assert!(out.stdout.contains(&named), "{}", out.stdout);
+}

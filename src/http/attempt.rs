@@ -41,7 +41,12 @@ pub(crate) enum Sent {
     /// A control message stopped it; whether every body byte had been handed over.
     Stopped { body_complete: bool },
     /// It failed.
-    Failed { failed: Failed, body_complete: bool },
+    Failed {
+        failed: Failed,
+        body_complete: bool,
+        /// The request that failed, for the error text: method and redacted URL.
+        step: String,
+    },
 }
 
 /// Why a request failed.
@@ -188,6 +193,11 @@ fn remove_dot_segments(path: &str) -> String {
 /// after ureq's one-second wait.
 const EXPECT_CONTINUE_FROM: u64 = 1 << 20;
 
+/// How a failed request is named in its error: `PATCH https://host/files/x` (redacted).
+fn step(method: &str, url: &str) -> String {
+    format!("{method} {}", redact_url(url))
+}
+
 pub(crate) fn send(a: Attempt<'_>, progress: &mut dyn FnMut(u64)) -> Sent {
     let mut url = a.url.clone();
     let mut headers = a.headers.clone();
@@ -228,6 +238,7 @@ pub(crate) fn send(a: Attempt<'_>, progress: &mut dyn FnMut(u64)) -> Sent {
                     return Sent::Failed {
                         failed: Failed::Source(error),
                         body_complete: complete,
+                        step: step(a.method, &url),
                     };
                 }
                 (result, complete)
@@ -257,6 +268,7 @@ pub(crate) fn send(a: Attempt<'_>, progress: &mut dyn FnMut(u64)) -> Sent {
                 return Sent::Failed {
                     failed: Failed::Wire(WireError::from(e)),
                     body_complete: complete,
+                    step: step(a.method, &url),
                 };
             }
         };
@@ -274,6 +286,7 @@ pub(crate) fn send(a: Attempt<'_>, progress: &mut dyn FnMut(u64)) -> Sent {
         let refuse = |message: String| Sent::Failed {
             failed: Failed::Redirect(message),
             body_complete: complete,
+            step: step(a.method, &url),
         };
         if !matches!(status, 307 | 308) {
             return refuse(format!(

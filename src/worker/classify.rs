@@ -92,12 +92,31 @@ fn lookup(host: &str, kind: LookupKind, message: &str, has_route: bool) -> (Erro
     (error, class)
 }
 
-/// A failed request as the crate's error, and what it means.
-pub(crate) fn failed(f: crate::http::Failed) -> (Error, Class) {
-    match f {
+/// A failed request as the crate's error, and what it means. `step` names the request
+/// (`tus PATCH https://host/files/x`): errors that carry a message say which one failed,
+/// in the error text and in what the journal keeps.
+pub(crate) fn failed(f: crate::http::Failed, step: &str) -> (Error, Class) {
+    let (error, class) = match f {
         crate::http::Failed::Wire(e) => wire(e),
         crate::http::Failed::Source(e) => (e, Class::Final),
         crate::http::Failed::Redirect(message) => (Error::Protocol { message }, Class::Final),
+    };
+    (during(error, step), class)
+}
+
+fn during(e: Error, step: &str) -> Error {
+    let named = |message: String| format!("{step}: {message}");
+    match e {
+        Error::Network { message } => Error::Network {
+            message: named(message),
+        },
+        Error::Tls { message } => Error::Tls {
+            message: named(message),
+        },
+        Error::Protocol { message } => Error::Protocol {
+            message: named(message),
+        },
+        other => other,
     }
 }
 

@@ -188,3 +188,46 @@ fn the_retry_budget_is_configurable() {
     assert!(started.elapsed() < END);
     up.shutdown().unwrap();
 }
+
+/// An error says which request failed and where (issue 19): the method, for tus the
+/// protocol's step, and the URL with its credentials redacted.
+#[test]
+fn a_failed_request_is_named_in_its_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = write_file(tmp.path(), "f", 20_000, 1);
+    let server = TestServer::start(Behavior::handler(|head, _| match head.method.as_str() {
+        "POST" => Action::respond_with_headers(
+            201,
+            &[("Tus-Resumable", "1.0.0"), ("Location", "/files/77")],
+            "",
+        ),
+        _ => Action::CloseImmediately,
+    }));
+    let up = fast(&tmp.path().join("store")).retries(0).open().unwrap();
+    let put = up
+        .create_upload(UploadRequest::put(server.url("/named?token=s3cr3t"), &f))
+        .unwrap();
+    let tus = up
+        .create_upload(UploadRequest::post(server.url("/files/"), &f).tus(None))
+        .unwrap();
+    let port = server.port();
+    for (h, wants) in [
+        (&put, vec![format!("PUT http://127.0.0.1:{port}/named")]),
+        // The PATCH was dropped; the HEAD that asks where the server stands was too.
+        (
+            &tus,
+            vec![
+                format!("tus PATCH http://127.0.0.1:{port}/files/77"),
+                format!("tus HEAD http://127.0.0.1:{port}/files/77"),
+            ],
+        ),
+    ] {
+        let e = ended(h, END).expect_err("the connection was dropped");
+        let text = e.to_string();
+        let want = wants.iter().find(|w| text.contains(w.as_str()));
+        let want = want.unwrap_or_else(|| panic!("{text:?} names none of {wants:?}"));
+        assert!(!text.contains("s3cr3t"), "{text:?} shows the query token");
+        // What the journal keeps says it too (the handle reads it back from there).
+        assert!(h.error().unwrap().to_string().contains(want.as_str()));
+    }
+}

@@ -89,15 +89,22 @@ pub(super) fn fail(error: Error, class: Class) -> Outcome {
     }
 }
 
-/// A request that got no answer, as the attempt's outcome.
-pub(super) fn sent_failure(s: Sent) -> Outcome {
+/// A request that got no answer as the attempt's outcome; `protocol` names the request in
+/// the error (`tus` for `tus PATCH https://...`; empty for a plain upload's own request).
+pub(super) fn sent_failure(s: Sent, protocol: &str) -> Outcome {
     match s {
         Sent::Stopped { body_complete } => Outcome::Stopped { body_complete },
         Sent::Failed {
             failed,
             body_complete,
+            step,
         } => {
-            let (error, class) = classify::failed(failed);
+            let step = if protocol.is_empty() {
+                step
+            } else {
+                format!("{protocol} {step}")
+            };
+            let (error, class) = classify::failed(failed, &step);
             Outcome::Failed {
                 error,
                 class,

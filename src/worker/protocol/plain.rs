@@ -67,8 +67,9 @@ fn run_plain(job: &Job) -> Outcome {
             Sent::Failed {
                 failed,
                 body_complete,
+                step,
             } => {
-                let (error, class) = classify::failed(failed);
+                let (error, class) = classify::failed(failed, &step);
                 return Outcome::Failed {
                     error,
                     class,

@@ -96,7 +96,7 @@ impl<'a> Sender<'a> {
                     refreshed = true;
                 }
                 Sent::Response { resp, url } => return Ok((resp, url)),
-                other => return Err(sent_failure(other)),
+                other => return Err(sent_failure(other, self.job.request.protocol.label())),
             }
         }
     }

@@ -153,7 +153,7 @@ impl TusAttempt<'_> {
     fn head(&mut self, url: &str, size: u64) -> Step {
         let (resp, url) = match self.request("HEAD", url, vec![], None) {
             Ok(Sent::Response { resp, url }) => (resp, url),
-            Ok(other) => return Step::End(sent_failure(other)),
+            Ok(other) => return Step::End(sent_failure(other, "tus")),
             Err(o) => return Step::End(*o),
         };
         match resp.status().as_u16() {
@@ -199,7 +199,7 @@ impl TusAttempt<'_> {
         }
         let (resp, url) = match self.request("POST", &endpoint, headers, Some((&[], 0, 0)))? {
             Sent::Response { resp, url } => (resp, url),
-            other => return Err(Box::new(sent_failure(other))),
+            other => return Err(Box::new(sent_failure(other, "tus"))),
         };
         if resp.status().as_u16() != 201 {
             return Err(Box::new(self.bad_status(resp, &url)));
@@ -255,8 +255,8 @@ fn terminate(job: &Job) {
             Ok(Sent::Response { resp, .. }) => {
                 log::info!("upload {}: tus DELETE answered {}", job.id, resp.status())
             }
-            Ok(Sent::Failed { failed, .. }) => {
-                let error = classify::failed(failed).0;
+            Ok(Sent::Failed { failed, step, .. }) => {
+                let error = classify::failed(failed, &format!("tus {step}")).0;
                 log::warn!("upload {}: tus DELETE failed: {error}", job.id)
             }
             Ok(Sent::Stopped { .. }) => {}
@@ -398,7 +398,7 @@ impl TusAttempt<'_> {
             let (resp, rurl) =
                 match self.request("PATCH", &url, headers, Some((segments, offset, end))) {
                     Ok(Sent::Response { resp, url }) => (resp, url),
-                    Ok(other) => return Flow::Done(sent_failure(other)),
+                    Ok(other) => return Flow::Done(sent_failure(other, "tus")),
                     Err(o) => return Flow::Done(*o),
                 };
             match resp.status().as_u16() {

@@ -217,7 +217,7 @@ impl<'a> Client<'a> {
             );
             let resp = match sent {
                 Sent::Response { resp, .. } => resp,
-                other => return Err(sent_failure(other)),
+                other => return Err(sent_failure(other, "S3")),
             };
             let reply = read(resp)?;
             let stale = matches!(reply.status, 401 | 403)
