@@ -174,7 +174,15 @@ impl Uploader {
         crate::gcs_upload::validate_request(&request)?;
         #[cfg(feature = "azure")]
         crate::azure_blob::validate_request(&request)?;
-        let id = self.shared.next_id.fetch_add(1, Ordering::SeqCst);
+        // Never wraps: a store whose journal says the ids are spent refuses new uploads
+        // rather than handing out id 0 again (its spool would replace a live one's).
+        let id = self
+            .shared
+            .next_id
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_add(1))
+            .map_err(|_| Error::InvalidRequest {
+                reason: "this store has handed out every upload id; use a new store".into(),
+            })?;
         let request = self.persistable(id, request)?;
         let (tx, rx) = bounded(1);
         let sent = self.shared.tx.send(Command::Create {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::error::JournalError;
-use super::format::{self, Damage, HeaderCheck, HEADER_LEN, MAX_RECORD_LEN};
+use super::format::{self, Damage, HeaderCheck, HEADER_LEN, MAX_PLAUSIBLE_ID, MAX_RECORD_LEN};
 use super::record::Record;
 
 /// File name of the journal inside the store.
@@ -113,6 +113,12 @@ impl Journal {
         let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Upload files without a journal: the journal was lost, and they may be
+                // all that is left of its uploads. Kept aside, not deleted, even if this
+                // open is cut before the recovery that moves them.
+                if has_upload_files(dir) {
+                    mark_quarantine(dir, 0)?;
+                }
                 let journal = create_empty(dir, &path)?;
                 return Ok((journal, Vec::new(), Recovery::Created));
             }
@@ -412,20 +418,31 @@ fn create_empty(dir: &Path, path: &Path) -> Result<Journal, JournalError> {
 fn mark_quarantine(dir: &Path, next_id: u64) -> Result<(), JournalError> {
     let path = dir.join(QUARANTINE_FILE);
     let next_id = next_id.max(quarantine_floor(dir).unwrap_or(0));
-    create_private(&path)
+    // Written aside and renamed: a cut mid-write must not cost an earlier marker's floor.
+    let tmp = dir.join(format!("{QUARANTINE_FILE}.tmp"));
+    create_private(&tmp)
         .and_then(|mut f| {
             f.write_all(next_id.to_string().as_bytes())?;
             f.sync_all()
         })
+        .and_then(|()| fs::rename(&tmp, &path))
         .map_err(|e| JournalError::io("create quarantine marker", &path, e))?;
     sync_dir(dir)
+}
+
+/// Whether the store's upload-file directories hold anything.
+fn has_upload_files(dir: &Path) -> bool {
+    ["spool", "bodies"]
+        .iter()
+        .any(|d| fs::read_dir(dir.join(d)).is_ok_and(|mut entries| entries.next().is_some()))
 }
 
 /// The id floor a quarantine marker holds; `None` without a marker. A marker that does
 /// not parse (damaged too) still marks the quarantine, with no floor.
 pub(super) fn quarantine_floor(dir: &Path) -> Option<u64> {
     let text = fs::read_to_string(dir.join(QUARANTINE_FILE)).ok()?;
-    Some(text.trim().parse().unwrap_or(0))
+    let floor: u64 = text.trim().parse().unwrap_or(0);
+    Some(if floor <= MAX_PLAUSIBLE_ID { floor } else { 0 })
 }
 
 /// A compaction that did not reach its rename leaves its temp file: the journal beside it

@@ -240,6 +240,10 @@ pub fn scan(bytes: &[u8]) -> Scan {
     }
 }
 
+/// Ids above this are not taken from what damage left (salvaged frames, a marker, file
+/// names): a stray value must not exhaust the ids. Far above any store's real ids.
+pub const MAX_PLAUSIBLE_ID: u64 = 1 << 48;
+
 /// Bytes of record payload [`salvage_next_id`] checks at most: a bound on the work a
 /// damaged journal of any size can cost an open.
 const SALVAGE_BUDGET: usize = 64 << 20;
@@ -252,13 +256,16 @@ pub fn salvage_next_id(bytes: &[u8]) -> u64 {
     let mut pos = 0usize;
     let mut budget = SALVAGE_BUDGET;
     while let Some(rest) = bytes.get(pos..).filter(|r| r.len() > FRAME_HEADER_LEN) {
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let word = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        let len = (word & !SKIPPABLE) as usize;
         let fits = len <= MAX_RECORD_LEN && len <= rest.len() - FRAME_HEADER_LEN;
         if fits && len <= budget {
             budget -= len;
             if let Ok(Some((frame, used))) = decode_frame_inner(rest) {
                 if let Frame::Record(record) = frame {
-                    next = next.max(record.id().saturating_add(1));
+                    if record.id() < MAX_PLAUSIBLE_ID {
+                        next = next.max(record.id() + 1);
+                    }
                 }
                 pos += used;
                 continue;
@@ -379,6 +386,12 @@ mod tests {
         bytes.extend(encode_frame(&Record::Removed(9)).unwrap());
         assert_eq!(salvage_next_id(&bytes), 18);
         assert_eq!(salvage_next_id(b"no frames at all"), 0);
+        // A known kind written with the flag is salvaged too; an absurd id is not taken.
+        let known = postcard::to_allocvec(&Record::Removed(30)).unwrap();
+        bytes.extend(encode_raw_frame(&known, true));
+        assert_eq!(salvage_next_id(&bytes), 31);
+        bytes.extend(encode_frame(&Record::Removed(u64::MAX - 1)).unwrap());
+        assert_eq!(salvage_next_id(&bytes), 31);
     }
 
     #[test]

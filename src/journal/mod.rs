@@ -66,6 +66,14 @@ impl Store {
         let lock = StoreLock::acquire(dir)?;
         let (journal, records, recovery) = Journal::open(dir)?;
         let state = replay::fold(&records);
+        if journal.skipped > 0 {
+            log::warn!(
+                "journal {} holds {} records of a kind a newer build wrote; they are kept, \
+                 and the journal is not compacted until that build runs again",
+                dir.display(),
+                journal.skipped
+            );
+        }
         let mut store = Store {
             journal,
             state,
@@ -136,7 +144,9 @@ impl Store {
 
     fn maybe_compact(&mut self) -> Result<(), Error> {
         let records = self.journal.records();
-        if records < COMPACT_MIN_RECORDS || records % 256 != 0 {
+        // Records of a newer build are kept: no compaction until that build runs again
+        // (it was said once at open).
+        if records < COMPACT_MIN_RECORDS || records % 256 != 0 || self.journal.skipped > 0 {
             return Ok(());
         }
         let live = self.state.live_records() as u64;

@@ -101,12 +101,12 @@ impl Scheduler {
             crate::Recovery::Clean | crate::Recovery::TornTail { .. }
         );
         let quarantine = !whole || self.store.quarantine_pending();
-        let seen =
+        let orphans =
             crate::store::handle_orphans(&self.shared.store_dir, self.store.state(), quarantine);
         // Ids are never handed out twice: not those of uploads a damaged journal lost
         // whose files are in `lost/` (the records the damaged part still showed are
         // accounted for by `Store::open`).
-        let floor = seen;
+        let floor = orphans.next_id;
         if floor > self.store.state().next_id {
             log::warn!("upload ids below {floor} were handed out before the journal was damaged");
             let _ = self.commit(Entry::Removed(floor - 1), Durability::Sync);
@@ -117,8 +117,11 @@ impl Scheduler {
         );
         if let Err(e) = self.store.sync() {
             log::error!("journal fsync after recovery failed: {e}");
+            self.journal_failure();
         }
-        if quarantine && !self.journal_failed {
+        // Only once every file it protects is durably in `lost/`: otherwise the next open
+        // must keep them too.
+        if quarantine && orphans.all_kept && !self.journal_failed {
             if let Err(e) = self.store.finish_quarantine() {
                 log::error!("{e}");
             }

@@ -8,6 +8,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::journal::format::MAX_PLAUSIBLE_ID;
 use crate::journal::State;
 use crate::model::UploadId;
 use crate::Error;
@@ -19,10 +20,8 @@ const LOST: &str = "lost";
 /// Creates the sub-directories (mode 0700), durably: a sub-directory whose entry did not
 /// reach the disk would take every file in it along in a power cut.
 pub(crate) fn create_dirs(store: &Path) -> Result<(), Error> {
-    let mut created = false;
     for d in [BODIES, SPOOL] {
         let p = store.join(d);
-        created |= !p.exists();
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -39,9 +38,9 @@ pub(crate) fn create_dirs(store: &Path) -> Result<(), Error> {
                 .map_err(|e| Error::io("set mode 0700 on store directory", &p, e))?;
         }
     }
-    if created {
-        sync_dir(store)?;
-    }
+    // Always, not only when this open created them: an open that created them and was
+    // cut before this fsync leaves directories whose entries may not be on disk.
+    sync_dir(store)?;
     Ok(())
 }
 
@@ -91,11 +90,18 @@ pub(crate) fn remove_upload_files(store: &Path, id: UploadId) {
 /// store written before the spool's rename was made durable lost the rename in a power
 /// cut), and it matches the size and time the journal recorded, it is renamed into place.
 ///
-/// Returns one past the highest upload id any file in the store is named after (`lost/`
-/// included): ids that were handed out, whatever the journal says.
-pub(crate) fn handle_orphans(store: &Path, live: &State, quarantine: bool) -> u64 {
+/// Returns what it saw and whether everything it had to keep is durably kept.
+pub(crate) fn handle_orphans(store: &Path, live: &State, quarantine: bool) -> Orphans {
     let lost = store.join(LOST);
-    let mut seen = 0u64;
+    let mut out = Orphans {
+        next_id: 0,
+        all_kept: true,
+    };
+    let mut see = |id: UploadId| {
+        if id < MAX_PLAUSIBLE_ID {
+            out.next_id = out.next_id.max(id + 1);
+        }
+    };
     if let Ok(entries) = fs::read_dir(&lost) {
         for e in entries.flatten() {
             let name = e.file_name();
@@ -104,16 +110,23 @@ pub(crate) fn handle_orphans(store: &Path, live: &State, quarantine: bool) -> u6
                 .split_once('-')
                 .and_then(|(_, rest)| rest.trim_end_matches(".part").parse::<UploadId>().ok());
             if let Some(id) = id {
-                seen = seen.max(id.saturating_add(1));
+                see(id);
             }
         }
     }
+    let mut moved_from = Vec::new();
     for d in [BODIES, SPOOL] {
         let dir = store.join(d);
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                log::error!("could not list {}: {e}", dir.display());
+                out.all_kept = !quarantine;
+                continue;
+            }
         };
-        let mut changed = false;
+        let mut restored = false;
         let mut moved = false;
         for e in entries.flatten() {
             let name = e.file_name();
@@ -124,20 +137,19 @@ pub(crate) fn handle_orphans(store: &Path, live: &State, quarantine: bool) -> u6
             };
             let id = stem.parse::<UploadId>().ok();
             if let Some(id) = id {
-                seen = seen.max(id.saturating_add(1));
+                see(id);
             }
             let owner = id.and_then(|id| live.uploads.get(&id));
             match owner {
                 Some(_) if !part => continue,
                 Some(u) if d == SPOOL && restore_spool(&e.path(), u) => {
-                    changed = true;
+                    restored = true;
                     continue;
                 }
                 _ => {}
             }
             if quarantine {
                 let to = lost.join(format!("{d}-{name}"));
-                let created = !lost.exists();
                 let done = DirBuilder::new()
                     .recursive(true)
                     .mode(0o700)
@@ -150,35 +162,47 @@ pub(crate) fn handle_orphans(store: &Path, live: &State, quarantine: bool) -> u6
                             e.path().display(),
                             to.display()
                         );
-                        changed = true;
                         moved = true;
-                        if created {
-                            durable(store);
-                        }
                     }
-                    Err(err) => log::error!("could not move {} aside: {err}", e.path().display()),
+                    Err(err) => {
+                        log::error!("could not move {} aside: {err}", e.path().display());
+                        out.all_kept = false;
+                    }
                 }
             } else {
                 log::info!("removing orphaned store file {}", e.path().display());
                 remove_quietly(&e.path());
             }
         }
-        // The moves (and restores) must be durable before anything relies on them.
-        if changed {
-            durable(&dir);
+        if restored && sync_dir(&dir).is_err() {
+            out.all_kept = false;
         }
         if moved {
-            durable(&lost);
+            moved_from.push(dir);
         }
     }
-    seen
+    // A move is durable once its destination is: `lost/`, then its entry in the store,
+    // then the source directories.
+    if !moved_from.is_empty() {
+        let dirs = [lost.clone(), store.to_path_buf()];
+        for dir in dirs.iter().chain(&moved_from) {
+            if let Err(e) = sync_dir(dir) {
+                log::error!("{e}");
+                out.all_kept = false;
+            }
+        }
+    }
+    out
 }
 
-/// fsyncs `dir`; a failure is logged (recovery goes on, and the next open repeats it).
-fn durable(dir: &Path) {
-    if let Err(e) = sync_dir(dir) {
-        log::error!("{e}");
-    }
+/// What [`handle_orphans`] saw and did.
+pub(crate) struct Orphans {
+    /// One past the highest upload id any file in the store is named after (`lost/`
+    /// included): ids that were handed out, whatever the journal says.
+    pub next_id: u64,
+    /// Everything that had to be kept (moved to `lost/`, restored) is, durably. When
+    /// not, a quarantine must stay in force for the next open.
+    pub all_kept: bool,
 }
 
 /// Renames the `.part` at `part` to the spooled source of `u` if `u`'s source is spooled,

@@ -329,3 +329,84 @@ fn files_and_ids_survive_a_cut_between_cutting_back_a_damaged_journal_and_the_mo
         .id();
     assert!(again > next);
 }
+
+/// A quarantine ends only once every file it protects is in `lost/`: a move that fails
+/// (here `lost` is a regular file, so it cannot be made) leaves the marker, and the files
+/// where they were, for the next open.
+#[test]
+fn a_quarantine_stays_until_its_files_are_moved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let server = TestServer::start(Behavior::always(Action::respond(201, "ok")));
+    let data = support::random_bytes(4000, 8);
+    let id = {
+        let up = fast(&store).start_transfers(false).open().unwrap();
+        let id = up
+            .create_upload(UploadRequest::from_reader(
+                server.url("/q"),
+                std::io::Cursor::new(data.clone()),
+            ))
+            .unwrap()
+            .id();
+        up.shutdown().unwrap();
+        id
+    };
+    // The journal is lost; only the spooled source is left.
+    std::fs::remove_file(store.join("journal")).unwrap();
+    std::fs::write(store.join("lost"), b"in the way").unwrap();
+    drop(fast(&store).start_transfers(false).open().unwrap());
+    let spool = store.join("spool").join(id.to_string());
+    assert_eq!(
+        std::fs::read(&spool).unwrap(),
+        data,
+        "not moved, not deleted"
+    );
+    assert!(store.join("quarantine").exists(), "the quarantine goes on");
+    // With the way clear, the next open (whose journal now looks whole) moves it.
+    std::fs::remove_file(store.join("lost")).unwrap();
+    let up = fast(&store).start_transfers(false).open().unwrap();
+    assert_eq!(up.recovery(), &background_transfer::Recovery::Clean);
+    let kept = store.join("lost").join(format!("spool-{id}"));
+    assert_eq!(std::fs::read(&kept).unwrap(), data);
+    assert!(!store.join("quarantine").exists());
+    // Its id is not handed out again.
+    let f = write_file(tmp.path(), "n", 10, 1);
+    let next = up
+        .create_upload(UploadRequest::put(server.url("/n"), &f))
+        .unwrap();
+    assert!(next.id() > id);
+}
+
+/// A journal that is missing while upload files are there: the open that starts a new
+/// journal writes the marker first, so a cut before its recovery moved the files does
+/// not let the next open delete them.
+#[test]
+fn a_lost_journal_with_files_left_is_quarantined_before_it_is_recreated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let server = TestServer::start(Behavior::always(Action::respond(201, "ok")));
+    let data = support::random_bytes(3000, 9);
+    let id = {
+        let up = fast(&store).start_transfers(false).open().unwrap();
+        let id = up
+            .create_upload(UploadRequest::from_reader(
+                server.url("/q"),
+                std::io::Cursor::new(data.clone()),
+            ))
+            .unwrap()
+            .id();
+        up.shutdown().unwrap();
+        id
+    };
+    std::fs::remove_file(store.join("journal")).unwrap();
+    // The journal's own open only (the program's open cut before its recovery).
+    drop(background_transfer::journal::Store::open(&store).unwrap());
+    assert!(store.join("quarantine").exists());
+    drop(fast(&store).start_transfers(false).open().unwrap());
+    let kept = store.join("lost").join(format!("spool-{id}"));
+    assert_eq!(
+        std::fs::read(&kept).unwrap(),
+        data,
+        "kept aside, not deleted"
+    );
+}

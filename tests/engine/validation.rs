@@ -263,3 +263,34 @@ fn a_sparse_source_over_4_gib_is_accepted() {
     assert_eq!(h.progress().total_bytes_to_send, len);
     up.shutdown().unwrap();
 }
+
+/// A store whose journal says every id has been handed out refuses new uploads with a
+/// typed error instead of wrapping around to id 0 (whose spool would replace a live
+/// upload's).
+#[test]
+fn a_store_out_of_ids_refuses_new_uploads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    {
+        let mut st = background_transfer::journal::Store::open(&store).unwrap();
+        st.commit(
+            background_transfer::journal::Record::Removed(u64::MAX - 1),
+            background_transfer::journal::Durability::Sync,
+        )
+        .unwrap();
+    }
+    let up = crate::support::fast(&store)
+        .start_transfers(false)
+        .open()
+        .unwrap();
+    let reader = std::io::Cursor::new(vec![1u8; 10]);
+    let err = up
+        .create_upload(UploadRequest::from_reader("http://127.0.0.1:9/x", reader))
+        .expect_err("no id left");
+    assert!(
+        matches!(&err, background_transfer::Error::InvalidRequest { reason } if reason.contains("every upload id")),
+        "{err}"
+    );
+    assert!(up.uploads().is_empty());
+    assert_eq!(std::fs::read_dir(store.join("spool")).unwrap().count(), 0);
+}
