@@ -910,3 +910,115 @@ fn list_names_the_request_that_failed() {
     let out = bg(&store, &["list"]);
     assert!(out.stdout.contains(&named), "{}", out.stdout);
 }
+
+/// `add --bearer-from-file FILE`: the token is read from FILE at each request, never
+/// stored; a 401 reads it once more (a device agent rewrote it) and sends again without
+/// spending a retry (issue 14).
+#[test]
+fn bearer_from_file_is_read_at_each_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "tok-one-4711\n").unwrap();
+    let f = write_file(tmp.path(), "t.bin", 30_000, 5);
+    let rotate = token.clone();
+    let srv = TestServer::start(Behavior::handler(move |head, _| {
+        match head.header("authorization") {
+            Some("Bearer tok-two-4712") => Action::respond(201, "stored"),
+            Some("Bearer tok-one-4711") => {
+                // The agent hands out a new token; this one is refused.
+                std::fs::write(&rotate, "tok-two-4712").unwrap();
+                Action::respond(401, "expired")
+            }
+            _ => Action::respond(400, "no token"),
+        }
+    }));
+    let id = add(
+        &store,
+        &[
+            "--bearer-from-file",
+            token.to_str().unwrap(),
+            &srv.url("/t.bin"),
+            f.to_str().unwrap(),
+        ],
+    );
+    let out = bg(&store, &["run", "--until-idle", "--retries", "0"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let got = srv.requests();
+    assert_eq!(
+        got.len(),
+        2,
+        "the refused one and the one with the new token"
+    );
+    assert_eq!(got[1].sha256, sha256_file(&f));
+    let items = list_json(&store);
+    assert_eq!(entry(&items, id)["status"], "completed");
+    assert_eq!(entry(&items, id)["attempts"], 0);
+    support::assert_no_bytes(&store, b"tok-one-4711");
+    support::assert_no_bytes(&store, b"tok-two-4712");
+    // It applies to plain and tus only: elsewhere a usage error (2), nothing added.
+    let out = bg(
+        &store,
+        &[
+            "add",
+            "--protocol",
+            "azure",
+            "--bearer-from-file",
+            token.to_str().unwrap(),
+            &srv.url("/c/b?sig=x"),
+            f.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert_eq!(list_json(&store).len(), 1);
+}
+
+/// `add --url-from-command 'CMD'`: each request goes to the URL CMD prints (a fresh
+/// presigned URL), never stored; a command that fails is a transient error naming it.
+#[test]
+fn url_from_command_sends_each_request_to_the_printed_url() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let f = write_file(tmp.path(), "u.bin", 40_000, 6);
+    let srv = TestServer::start(Action::respond(201, "stored"));
+    // The command is recorded (it is no secret); the URL it prints is: here it comes
+    // from a file a signing agent would write.
+    let url_file = tmp.path().join("signed-url");
+    std::fs::write(&url_file, srv.url("/signed/u.bin?X-Sig=sig-5150")).unwrap();
+    let cmd = format!("cat '{}'", url_file.display());
+    let id = add(
+        &store,
+        &[
+            "--url-from-command",
+            &cmd,
+            &srv.url("/own/u.bin"),
+            f.to_str().unwrap(),
+        ],
+    );
+    let out = bg(&store, &["run", "--until-idle"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let got = srv.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, "/signed/u.bin?X-Sig=sig-5150");
+    assert_eq!(got[0].sha256, sha256_file(&f));
+    assert_eq!(entry(&list_json(&store), id)["status"], "completed");
+    support::assert_no_bytes(&store, b"sig-5150");
+
+    let bad = add(
+        &store,
+        &[
+            "--url-from-command",
+            "exit 3",
+            &srv.url("/own/v.bin"),
+            f.to_str().unwrap(),
+        ],
+    );
+    let out = bg(&store, &["run", "--until-idle", "--retries", "0"]);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    let err = entry(&list_json(&store), bad)["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("URL command failed"), "{err}");
+    assert_eq!(srv.requests().len(), 1, "nothing sent without a URL");
+}

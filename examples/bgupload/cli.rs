@@ -16,6 +16,7 @@ Usage:
   bgupload [--store DIR] add [-X METHOD] [-H 'Name: value']... [--priority high|default|low]
                              [--group NAME] [--protocol plain|tus|s3|gcs|azure] [--tus]
                              [--region R] [--part-size BYTES] [--tus-meta KEY=VALUE]...
+                             [--bearer-from-file FILE | --url-from-command 'CMD']
                              URL FILE
       persist a new upload and print its id (one line, nothing else);
       --tus is --protocol tus, and --tus-meta adds an Upload-Metadata entry (beside the
@@ -29,7 +30,13 @@ Usage:
       the token comes from BGUPLOAD_BEARER_TOKEN when `run` or `send` sends it, and
       --part-size is the chunk (a multiple of 256 KiB; 8 MiB); with --protocol azure
       (feature `azure`), URL is the blob's SAS URL and --part-size the block (8 MiB);
-      `list` shows URLs without their query (a SAS or session id is a credential)
+      `list` shows URLs without their query (a SAS or session id is a credential);
+      for plain and tus uploads, --bearer-from-file sends `Authorization: Bearer` with
+      FILE's contents, read at each request (a device agent may rewrite it; a 401 or 403
+      reads it once more and sends again without spending a retry), and
+      --url-from-command runs `sh -c CMD` before each request and sends it to the URL
+      printed on its first line (a fresh presigned URL; 20 s at most); neither value is
+      written to the store, only FILE's path or CMD
   bgupload [--store DIR] run [--until-idle] [--max-concurrent N] [--connect-timeout SECS]
                              [--response-timeout SECS] [--retries N]
                              [--max-bandwidth BYTES_PER_SEC]
@@ -130,6 +137,10 @@ pub struct AddArgs {
     pub part_size: Option<u64>,
     /// tus: `--tus-meta key=value`, in order.
     pub tus_meta: Vec<(String, String)>,
+    /// `--bearer-from-file FILE`: the bearer token is read from FILE at each request.
+    pub bearer_file: Option<PathBuf>,
+    /// `--url-from-command CMD`: each request goes to the URL CMD prints.
+    pub url_command: Option<String>,
     pub url: String,
     pub file: PathBuf,
 }
@@ -258,6 +269,16 @@ fn parse(mut p: lexopt::Parser) -> Result<Cli, String> {
                 add.tus_meta.push((k.to_string(), v.to_string()));
             }
             Long("part-size") if takes_add => add.part_size = Some(number(&mut p, "--part-size")?),
+            Long("bearer-from-file") if takes_add => {
+                add.bearer_file = Some(path_value(&mut p, "--bearer-from-file")?)
+            }
+            Long("url-from-command") if takes_add => {
+                let cmd = string(p.value().map_err(msg)?)?;
+                if cmd.trim().is_empty() {
+                    return Err("--url-from-command needs a command".into());
+                }
+                add.url_command = Some(cmd)
+            }
             Long("until-idle") if takes_run => run.until_idle = true,
             Long("max-concurrent") if takes_run => {
                 let n: usize = number(&mut p, "--max-concurrent")?;

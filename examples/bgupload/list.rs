@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::Failure;
 
 pub fn list(store: &Path, json: bool) -> Result<u8, Failure> {
-    let up = crate::open_for_management(store)?;
+    let up = crate::open_for_management(store, None)?;
     let uploads = up.uploads();
     let text = if json {
         let items: Vec<Value> = uploads.iter().map(to_json).collect();

@@ -2,7 +2,7 @@
 //! only. See `bgupload --help` and the README's "Command line" section.
 //!
 //! ```text
-//! bgupload [--store DIR] add [-X METHOD] [-H 'Name: value']... [--priority high|default|low] [--group NAME] [--protocol plain|tus|s3|gcs|azure] [--tus] [--region R] [--part-size BYTES] [--tus-meta KEY=VALUE]... URL FILE
+//! bgupload [--store DIR] add [-X METHOD] [-H 'Name: value']... [--priority high|default|low] [--group NAME] [--protocol plain|tus|s3|gcs|azure] [--tus] [--region R] [--part-size BYTES] [--tus-meta KEY=VALUE]... [--bearer-from-file FILE | --url-from-command 'CMD'] URL FILE
 //! bgupload [--store DIR] run [--until-idle] [--max-concurrent N] [--connect-timeout SECS] [--response-timeout SECS] [--retries N] [--max-bandwidth BYTES_PER_SEC] [--client-cert FILE --client-key FILE] [--ca-cert FILE] [--give-up-after DURATION]
 //! bgupload [--store DIR] list [--json]
 //! bgupload [--store DIR] pause|resume|cancel|remove ID
@@ -21,6 +21,7 @@ mod cloud;
 mod demo;
 mod list;
 mod progress_view;
+mod providers;
 mod run;
 #[cfg(feature = "s3")]
 mod s3;
@@ -127,17 +128,29 @@ fn main() -> ExitCode {
 
 /// Opens the store to look at it and manage it: nothing goes on the wire, and every
 /// upload keeps its status for the next `run`.
-pub fn open_for_management(store: &Path) -> Result<Uploader, Failure> {
-    Ok(with_providers(Uploader::builder().store_dir(store).start_transfers(false)).open()?)
+pub fn open_for_management(store: &Path, extra: Option<String>) -> Result<Uploader, Failure> {
+    let b = Uploader::builder().store_dir(store).start_transfers(false);
+    Ok(with_providers(b, store, extra).open()?)
 }
 
-/// The credentials providers the CLI's uploads name (S3: the AWS environment).
-pub fn with_providers(b: UploaderBuilder) -> UploaderBuilder {
+/// The credentials providers the CLI's uploads name (S3: the AWS environment; GCS: the
+/// bearer token in the environment; `--bearer-from-file` and `--url-from-command`: one
+/// per name the store's uploads record, and `extra`, the name of one being added).
+pub fn with_providers(b: UploaderBuilder, store: &Path, extra: Option<String>) -> UploaderBuilder {
     #[cfg(feature = "s3")]
     let b = s3::register(b);
     #[cfg(feature = "gcs")]
     let b = cloud::register(b);
-    b
+    providers::register(b, &providers::names(store, extra))
+}
+
+/// The provider name `add` records for `--bearer-from-file` or `--url-from-command`.
+pub fn provider_name(a: &AddArgs) -> Option<String> {
+    match (&a.bearer_file, &a.url_command) {
+        (Some(f), _) => Some(providers::bearer_file_name(f)),
+        (None, Some(c)) => Some(providers::url_command_name(c)),
+        (None, None) => None,
+    }
 }
 
 /// The usage failure of a protocol this build leaves out.
@@ -154,6 +167,15 @@ fn not_built(feature: &str) -> Failure {
 
 /// Builds the request `add` and `send` persist.
 pub fn request(a: AddArgs) -> Result<UploadRequest, Failure> {
+    let custom = a.bearer_file.is_some() || a.url_command.is_some();
+    if custom && !matches!(a.protocol, ProtocolArg::Plain | ProtocolArg::Tus) {
+        return Err(Failure {
+            message: "--bearer-from-file and --url-from-command apply to --protocol plain \
+                      and tus (s3, gcs and azure take their credentials as their help says)"
+                .into(),
+            code: EXIT_USAGE,
+        });
+    }
     match a.protocol {
         #[cfg(feature = "s3")]
         ProtocolArg::S3 => return s3::request(&a),
@@ -168,6 +190,13 @@ pub fn request(a: AddArgs) -> Result<UploadRequest, Failure> {
         #[cfg(not(feature = "azure"))]
         ProtocolArg::Azure => return Err(not_built("azure")),
         ProtocolArg::Plain | ProtocolArg::Tus => {}
+    }
+    let provider = provider_name(&a);
+    if a.bearer_file.is_some() && a.url_command.is_some() {
+        return Err(Failure {
+            message: "--bearer-from-file and --url-from-command go one at a time".into(),
+            code: EXIT_USAGE,
+        });
     }
     if !a.tus_meta.is_empty() && a.protocol != ProtocolArg::Tus {
         return Err(Failure {
@@ -194,6 +223,9 @@ pub fn request(a: AddArgs) -> Result<UploadRequest, Failure> {
     if let Some(g) = a.group {
         req = req.group(g);
     }
+    if let Some(name) = provider {
+        req = req.credentials(name);
+    }
     if a.protocol == ProtocolArg::Tus {
         req = req.tus(None);
         for (k, v) in &a.tus_meta {
@@ -205,8 +237,9 @@ pub fn request(a: AddArgs) -> Result<UploadRequest, Failure> {
 
 /// `add`: persist the upload and print its id, nothing else.
 fn add(store: &Path, a: AddArgs) -> Result<u8, Failure> {
+    let provider = provider_name(&a);
     let req = request(a)?;
-    let up = open_for_management(store)?;
+    let up = open_for_management(store, provider)?;
     let op = up.create_upload(req).map_err(refused)?;
     let id = op.id();
     up.shutdown()?;
@@ -217,7 +250,7 @@ fn add(store: &Path, a: AddArgs) -> Result<u8, Failure> {
 
 /// `response ID`: status line and headers on stderr, the kept body on stdout.
 fn response(store: &Path, id: u64) -> Result<u8, Failure> {
-    let up = open_for_management(store)?;
+    let up = open_for_management(store, None)?;
     let handle = up.get(id).ok_or(Error::NotFound { id })?;
     let info = handle.response_info().ok_or(Error::NoResponse { id })?;
     let mut body = handle.response_body()?;
@@ -246,7 +279,7 @@ fn response(store: &Path, id: u64) -> Result<u8, Failure> {
 
 /// `pause|resume|cancel|remove ID`.
 fn upload_op(store: &Path, op: Op, id: u64) -> Result<u8, Failure> {
-    let up = open_for_management(store)?;
+    let up = open_for_management(store, None)?;
     let handle = up.get(id).ok_or(Error::NotFound { id })?;
     match op {
         Op::Pause => handle.pause()?,

@@ -73,8 +73,12 @@ impl Signals {
     }
 }
 
-fn builder(store: &Path, a: &RunArgs) -> Result<background_transfer::UploaderBuilder, Failure> {
-    let mut b = crate::with_providers(Uploader::builder())
+fn builder(
+    store: &Path,
+    a: &RunArgs,
+    extra: Option<String>,
+) -> Result<background_transfer::UploaderBuilder, Failure> {
+    let mut b = crate::with_providers(Uploader::builder(), store, extra)
         .store_dir(store)
         .max_bandwidth(a.max_bandwidth);
     if let Some(n) = a.max_concurrent {
@@ -112,9 +116,12 @@ fn builder(store: &Path, a: &RunArgs) -> Result<background_transfer::UploaderBui
 /// `run`, or `send` when `add` is given: that upload is created first, and the exit
 /// status is its outcome.
 pub fn run(store: &Path, args: &RunArgs, add: Option<AddArgs>) -> Result<u8, Failure> {
+    let provider = add.as_ref().and_then(crate::provider_name);
     let request = add.map(crate::request).transpose()?;
     let signals = Signals::install()?;
-    let up = builder(store, args)?.open().map_err(crate::refused)?;
+    let up = builder(store, args, provider)?
+        .open()
+        .map_err(crate::refused)?;
     let own: Option<Upload> = match request {
         Some(r) => Some(up.create_upload(r).map_err(crate::refused)?),
         None => None,
