@@ -339,18 +339,7 @@ fn a_quarantine_stays_until_its_files_are_moved() {
     let store = tmp.path().join("store");
     let server = TestServer::start(Behavior::always(Action::respond(201, "ok")));
     let data = support::random_bytes(4000, 8);
-    let id = {
-        let up = fast(&store).start_transfers(false).open().unwrap();
-        let id = up
-            .create_upload(UploadRequest::from_reader(
-                server.url("/q"),
-                std::io::Cursor::new(data.clone()),
-            ))
-            .unwrap()
-            .id();
-        up.shutdown().unwrap();
-        id
-    };
+    let id = spooled_store(&store, server.url("/q"), &data);
     // The journal is lost; only the spooled source is left.
     std::fs::remove_file(store.join("journal")).unwrap();
     std::fs::write(store.join("lost"), b"in the way").unwrap();
@@ -386,18 +375,7 @@ fn a_lost_journal_with_files_left_is_quarantined_before_it_is_recreated() {
     let store = tmp.path().join("store");
     let server = TestServer::start(Behavior::always(Action::respond(201, "ok")));
     let data = support::random_bytes(3000, 9);
-    let id = {
-        let up = fast(&store).start_transfers(false).open().unwrap();
-        let id = up
-            .create_upload(UploadRequest::from_reader(
-                server.url("/q"),
-                std::io::Cursor::new(data.clone()),
-            ))
-            .unwrap()
-            .id();
-        up.shutdown().unwrap();
-        id
-    };
+    let id = spooled_store(&store, server.url("/q"), &data);
     std::fs::remove_file(store.join("journal")).unwrap();
     // The journal's own open only (the program's open cut before its recovery).
     drop(background_transfer::journal::Store::open(&store).unwrap());
@@ -409,4 +387,19 @@ fn a_lost_journal_with_files_left_is_quarantined_before_it_is_recreated() {
         data,
         "kept aside, not deleted"
     );
+}
+
+/// Makes a store at `store` holding one reader upload of `data` (spooled, not sent),
+/// closed again; returns its id.
+fn spooled_store(store: &std::path::Path, url: String, data: &[u8]) -> u64 {
+    let up = fast(store).start_transfers(false).open().unwrap();
+    let id = up
+        .create_upload(UploadRequest::from_reader(
+            url,
+            std::io::Cursor::new(data.to_vec()),
+        ))
+        .unwrap()
+        .id();
+    up.shutdown().unwrap();
+    id
 }
