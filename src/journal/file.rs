@@ -373,7 +373,7 @@ pub(super) fn create_private(path: &Path) -> io::Result<File> {
 }
 
 /// fsyncs a directory so that a create or rename in it is durable.
-pub(super) fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), JournalError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| JournalError::io("fsync store directory", dir, e))

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 pub use compact::CompactStep;
 pub use entry::Entry;
 pub use error::JournalError;
+pub(crate) use file::sync_dir;
 pub use file::{
     process_fsyncs, Durability, Journal, Recovery, BATCH_INTERVAL, COMPACT_FILE, JOURNAL_FILE,
     QUARANTINE_FILE,

@@ -44,11 +44,10 @@ pub(crate) fn create_dirs(store: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// fsyncs a directory, so that a create, rename or unlink in it survives a power cut.
+/// fsyncs a directory, so that a create, rename or unlink in it survives a power cut
+/// (the journal's own, as the crate's error).
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("fsync store directory", dir, e))
+    Ok(crate::journal::sync_dir(dir)?)
 }
 
 /// Where the response body of `id` is kept.
