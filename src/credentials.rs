@@ -8,6 +8,11 @@
 //! keys it was given have expired or the server refused them as expired or wrong. What
 //! a provider returns lives in memory only: it is never written to the store, never
 //! logged, and its `Debug` text hides it.
+//!
+//! An upload whose provider is not registered (a restart that did not register it)
+//! waits as [`crate::Status::PausedNoCredentials`]: nothing is sent without its
+//! credentials, no retry is spent, and it is queued again when the provider is
+//! registered.
 
 use std::collections::HashMap;
 use std::fmt;

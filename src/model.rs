@@ -37,6 +37,18 @@ pub struct Request {
     pub credentials: Option<String>,
 }
 
+impl Request {
+    /// The names of the credentials providers its requests need: the upload's own, and
+    /// an S3 target's signer.
+    pub fn providers(&self) -> impl Iterator<Item = &str> {
+        let signer = match &self.protocol {
+            Protocol::S3(t) => Some(t.credentials.as_str()),
+            _ => None,
+        };
+        self.credentials.as_deref().into_iter().chain(signer)
+    }
+}
+
 /// The body of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {

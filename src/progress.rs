@@ -14,6 +14,12 @@ pub enum Status {
     PausedNoNetwork,
     /// Waiting for an unmetered network (its [`CostPolicy`] forbids the costed one).
     PausedCostedNetwork,
+    /// Waiting for the program to register the credentials provider the upload names
+    /// (after a restart that did not register it): nothing is sent without its
+    /// credentials, no retry is spent, and it goes on as soon as the provider is
+    /// registered. [`crate::Upload::error`] names the provider. Not persisted: each open
+    /// decides it again from the providers registered then.
+    PausedNoCredentials,
     /// An attempt failed transiently; the next starts after a backoff.
     WaitingToRetry,
     /// Done: the server answered 2xx and its response is kept.
@@ -31,8 +37,8 @@ impl Status {
     }
 
     /// The word the command-line example and logs use: `queued`, `running`, `paused`,
-    /// `paused-no-network`, `paused-costed-network`, `waiting-to-retry`, `completed`,
-    /// `canceled` or `error`.
+    /// `paused-no-network`, `paused-costed-network`, `paused-no-credentials`,
+    /// `waiting-to-retry`, `completed`, `canceled` or `error`.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Queued => "queued",
@@ -40,6 +46,7 @@ impl Status {
             Status::PausedByApplication => "paused",
             Status::PausedNoNetwork => "paused-no-network",
             Status::PausedCostedNetwork => "paused-costed-network",
+            Status::PausedNoCredentials => "paused-no-credentials",
             Status::WaitingToRetry => "waiting-to-retry",
             Status::Completed => "completed",
             Status::Canceled => "canceled",

@@ -204,13 +204,15 @@ impl Uploader {
 
     /// Registers a credentials provider under `name` while the uploader runs (see
     /// [`crate::UploaderBuilder::credentials`]); it replaces one of the same name.
-    /// Uploads that name it use it from their next attempt on.
+    /// Uploads that name it use it from their next attempt on, and uploads waiting for
+    /// it ([`crate::Status::PausedNoCredentials`]) go back to the queue.
     pub fn register_credentials(
         &self,
         name: impl Into<String>,
         provider: impl crate::CredentialProvider,
     ) {
         self.providers.register(name.into(), Arc::new(provider));
+        let _ = self.shared.tx.send(Command::ProviderRegistered);
     }
 
     /// Turns a validated request into its journal form: sources recorded, a reader

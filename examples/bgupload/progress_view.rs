@@ -198,8 +198,13 @@ pub fn plain_line(r: &Row) -> String {
         bytes(r.total),
         percent(r.sent, r.total)
     );
-    if let (Status::Error | Status::WaitingToRetry | Status::PausedNoNetwork, Some(e)) =
-        (r.status, &r.error)
+    if let (
+        Status::Error
+        | Status::WaitingToRetry
+        | Status::PausedNoNetwork
+        | Status::PausedNoCredentials,
+        Some(e),
+    ) = (r.status, &r.error)
     {
         line.push_str(&format!(" ({e})"));
     }

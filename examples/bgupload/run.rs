@@ -24,7 +24,12 @@ const POLL: Duration = Duration::from_millis(50);
 pub fn is_idle(s: Status) -> bool {
     matches!(
         s,
-        Status::Completed | Status::Error | Status::Canceled | Status::PausedByApplication
+        Status::Completed
+            | Status::Error
+            | Status::Canceled
+            | Status::PausedByApplication
+            // Its provider is one only the program that named it can register.
+            | Status::PausedNoCredentials
     )
 }
 
@@ -187,6 +192,16 @@ pub fn run(store: &Path, args: &RunArgs, add: Option<AddArgs>) -> Result<u8, Fai
             Status::Canceled => {
                 failed = true;
                 eprintln!("bgupload: upload {} ({name}) was canceled", u.id());
+            }
+            Status::PausedNoCredentials => {
+                failed = true;
+                let why = u
+                    .error()
+                    .map_or_else(|| "no provider".to_string(), |e| e.to_string());
+                eprintln!(
+                    "bgupload: upload {} ({name}) waits for its credentials: {why}; bgupload                      cannot make that provider, so the program that created the upload must                      run it",
+                    u.id()
+                );
             }
             s if gave_up && !is_idle(s) => {
                 failed = true;

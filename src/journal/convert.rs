@@ -385,6 +385,8 @@ fn status_v1(s: Status) -> StatusV1 {
         Status::PausedByApplication => StatusV1::PausedByApplication,
         Status::PausedNoNetwork => StatusV1::PausedNoNetwork,
         Status::PausedCostedNetwork => StatusV1::PausedCostedNetwork,
+        // Decided again at each open from the providers registered then.
+        Status::PausedNoCredentials => StatusV1::Queued,
         Status::WaitingToRetry => StatusV1::WaitingToRetry,
         Status::Completed => StatusV1::Completed,
         Status::Canceled => StatusV1::Canceled,

@@ -117,6 +117,10 @@ pub(super) enum Event {
     /// The program said the network is (not) costed; only for uploads whose cost
     /// policy forbids a costed network.
     Costed(bool),
+    /// A credentials provider it names is not registered (after a restart).
+    NoProvider,
+    /// Every provider it names is registered now.
+    ProviderRegistered,
     /// The uploader shuts down.
     Shutdown,
 }
@@ -408,6 +412,28 @@ pub(super) fn step(s: State, event: Event, f: Facts) -> (State, Vec<Effect>) {
             }
             _ => stay(vec![]),
         },
+        // Nothing is sent without its credentials; waiting for them spends no retry. The
+        // reason (which provider) is the event's error.
+        Event::NoProvider => match (s.status, s.worker) {
+            (S::Queued | S::WaitingToRetry, Worker::Idle) => (
+                at(S::PausedNoCredentials, Worker::Idle),
+                vec![
+                    E::CancelRetry,
+                    E::Persist {
+                        status: S::PausedNoCredentials,
+                        attempts: Attempts::Keep,
+                        why: Some(Why::Failure),
+                    },
+                ],
+            ),
+            _ => stay(vec![]),
+        },
+        Event::ProviderRegistered => match (s.status, s.worker) {
+            (S::PausedNoCredentials, Worker::Idle) => {
+                (at(S::Queued, Worker::Idle), vec![persist(S::Queued)])
+            }
+            _ => stay(vec![]),
+        },
         Event::Shutdown => match s.worker {
             Worker::Running(_) => (
                 s_with(s, stopping(StopReason::Shutdown)),
@@ -632,6 +658,7 @@ mod tests {
             st(Status::Queued, W::Running(Some(R::Requeue))),
             st(Status::PausedNoNetwork, W::Idle),
             st(Status::PausedCostedNetwork, W::Idle),
+            st(Status::PausedNoCredentials, W::Idle),
             st(Status::Running, W::Running(Some(R::Costed))),
             st(Status::WaitingToRetry, W::Idle),
             st(Status::Canceled, W::Running(Some(R::Cancel))),
@@ -680,6 +707,8 @@ mod tests {
             Event::RetryDue,
             Event::Costed(true),
             Event::Costed(false),
+            Event::NoProvider,
+            Event::ProviderRegistered,
             Event::Shutdown,
         ]
     }
@@ -833,6 +862,27 @@ mod tests {
                 });
                 assert!(!spent, "{s:?} {f:?}: {fx:?}");
                 let _ = n;
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_leaves_the_wait_for_credentials_toward_the_wire_but_their_provider() {
+        for (s, e, _, n, fx) in all_pairs() {
+            if s.status == Status::PausedNoCredentials
+                && matches!(n.status, Status::Queued | Status::Running)
+            {
+                assert_eq!(e, Event::ProviderRegistered, "{s:?}: {fx:?}");
+            }
+            if e == Event::NoProvider {
+                assert!(!fx.contains(&Effect::StartWorker));
+                assert!(!fx.iter().any(|x| matches!(
+                    x,
+                    Effect::Persist {
+                        attempts: Attempts::Spend,
+                        ..
+                    }
+                )));
             }
         }
     }

@@ -69,7 +69,55 @@ impl Scheduler {
             let Some(id) = policy::next(&self.queued, self.store.state(), &ctx) else {
                 return;
             };
-            self.step(id, On::Start, Context::default());
+            match self.missing_provider(id) {
+                // Never sent without its credentials: it waits, out of the queue.
+                Some(error) => {
+                    log::warn!("upload {id}: {error}");
+                    let ctx = Context {
+                        error: Some(error),
+                        ..Context::default()
+                    };
+                    self.step(id, On::NoProvider, ctx);
+                }
+                None => self.step(id, On::Start, Context::default()),
+            }
+        }
+    }
+
+    /// Why `id` cannot start: a provider it names is not registered.
+    fn missing_provider(&self, id: UploadId) -> Option<crate::Error> {
+        let u = self.store.state().uploads.get(&id)?;
+        let name = u
+            .request
+            .providers()
+            .find(|n| !self.config.providers.contains(n))?;
+        Some(crate::Error::Credentials {
+            provider: name.to_string(),
+            message: "no provider is registered under this name; the upload waits, sending                       nothing, until the program registers it (UploaderBuilder::credentials                       or Uploader::register_credentials)"
+                .into(),
+            permanent: false,
+        })
+    }
+
+    /// Uploads waiting for credentials whose providers are all registered now go back to
+    /// the queue.
+    pub(super) fn provider_registered(&mut self) {
+        let ready: Vec<UploadId> = self
+            .store
+            .state()
+            .uploads
+            .values()
+            .filter(|u| u.status == Status::PausedNoCredentials)
+            .filter(|u| {
+                u.request
+                    .providers()
+                    .all(|n| self.config.providers.contains(n))
+            })
+            .map(|u| u.id)
+            .collect();
+        for id in ready {
+            log::info!("upload {id}: its credentials provider is registered; queued");
+            self.step(id, On::ProviderRegistered, Context::default());
         }
     }
 

@@ -7,10 +7,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use background_transfer::{CredentialRequest, Credentials, Error, ProviderError, UploadRequest};
+use background_transfer::{
+    CredentialRequest, Credentials, Error, ProviderError, Status, UploadRequest,
+};
 
 use crate::support::{
-    assert_no_bytes, completed, ended, fast, sha256_file, write_file, Action, Behavior, TestServer,
+    assert_no_bytes, completed, ended, fast, sha256_file, wait_for, write_file, Action, Behavior,
+    TestServer,
 };
 
 /// A token names the moment it was minted; the server takes it for 2 s.
@@ -265,16 +268,19 @@ fn a_provider_missing_after_a_restart_sends_nothing_until_it_is_registered() {
             .unwrap();
         h.id()
     };
-    // Reopened without the provider: the upload ends in a clear, typed error and sends
-    // nothing; the record (and its provider's name) stays.
+    // Reopened without the provider: the upload waits with a clear, typed reason and
+    // sends nothing; the record (and its provider's name) stays.
     let up = fast(&store).open().unwrap();
     let h = up.get(id).unwrap();
-    let err = ended(&h, Duration::from_secs(20)).unwrap_err();
+    assert!(wait_for(&h, Duration::from_secs(20), |s| {
+        s == Status::PausedNoCredentials
+    }));
+    let err = h.error().expect("the reason it waits");
     assert!(
         matches!(
             err,
             Error::Credentials {
-                permanent: true,
+                permanent: false,
                 ..
             }
         ),
@@ -285,9 +291,8 @@ fn a_provider_missing_after_a_restart_sends_nothing_until_it_is_registered() {
         server.requests().is_empty(),
         "nothing sent without credentials"
     );
-    // Registered: resuming it completes.
+    // Registered: it goes on by itself.
     up.register_credentials("agent", provider);
-    h.resume().unwrap();
     completed(&h, Duration::from_secs(20));
     assert_eq!(
         server.requests()[0].header("authorization"),

@@ -8,7 +8,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use background_transfer::{Error, Status, UploadRequest, Uploader};
+use background_transfer::{
+    CredentialProvider, CredentialRequest, Credentials, Error, Status, UploadRequest, Uploader,
+};
 
 use crate::support::child::{self, mark, ChildProcess};
 use crate::support::{
@@ -21,18 +23,24 @@ const BIG: u64 = 64 << 20;
 
 /// The child processes' body (`CHILD_ENV` names the store).
 ///
-/// Environment: the store, the URL, the file, the method and an optional
-/// `Idempotency-Key`. Prints `CREATED <id>`, then waits to be killed.
+/// Environment: the store, the URL, the file, the method, an optional
+/// `Idempotency-Key` and an optional bearer token, handed out by a provider named
+/// `agent`. Prints `CREATED <id>`, then waits to be killed.
 pub fn child_process() {
     let Ok(store) = std::env::var(CHILD_ENV) else {
         return;
     };
     let var = |n: &str| std::env::var(n).unwrap();
-    let up = fast(Path::new(&store)).open().unwrap();
+    let mut b = fast(Path::new(&store));
     let mut req = UploadRequest::new(&var("BGXFER_METHOD"), var("BGXFER_URL"), var("BGXFER_FILE"));
     if let Ok(key) = std::env::var("BGXFER_IDEMPOTENCY_KEY") {
         req = req.header("Idempotency-Key", &key).unwrap();
     }
+    if let Ok(token) = std::env::var("BGXFER_TOKEN") {
+        b = b.credentials("agent", bearer(token));
+        req = req.credentials("agent");
+    }
+    let up = b.open().unwrap();
     let h = up.create_upload(req).unwrap();
     mark(format_args!("CREATED {}", h.id()));
     // Bounded: the parent kills us long before this.
@@ -47,15 +55,13 @@ fn spawn(
     url: &str,
     file: &Path,
     method: &str,
-    key: Option<&str>,
+    env: &[(&str, &str)],
 ) -> (ChildProcess, u64) {
     let mut cmd = child::command(CHILD_ENV, store);
     cmd.env("BGXFER_URL", url)
         .env("BGXFER_FILE", file)
-        .env("BGXFER_METHOD", method);
-    if let Some(k) = key {
-        cmd.env("BGXFER_IDEMPOTENCY_KEY", k);
-    }
+        .env("BGXFER_METHOD", method)
+        .envs(env.iter().copied());
     let mut child = ChildProcess::spawn(&mut cmd);
     let line = child
         .wait_for_line("CREATED ", T)
@@ -92,7 +98,7 @@ fn a_put_killed_mid_body_continues_after_reopen() {
     let store = tmp.path().join("store");
     let f = write_file(tmp.path(), "big", BIG, 1);
     let server = slow_first();
-    let (child, id) = spawn(&store, &server.url("/put"), &f, "PUT", None);
+    let (child, id) = spawn(&store, &server.url("/put"), &f, "PUT", &[]);
     kill_mid_body(&server, child, 1 << 20);
 
     let up = fast(&store).open().unwrap();
@@ -118,7 +124,7 @@ fn a_post_killed_mid_body_is_not_resent() {
     let store = tmp.path().join("store");
     let f = write_file(tmp.path(), "big", BIG, 2);
     let server = slow_first();
-    let (child, id) = spawn(&store, &server.url("/post"), &f, "POST", None);
+    let (child, id) = spawn(&store, &server.url("/post"), &f, "POST", &[]);
     kill_mid_body(&server, child, 1 << 20);
 
     let up = fast(&store).open().unwrap();
@@ -143,7 +149,13 @@ fn a_post_with_an_idempotency_key_is_resent_after_a_kill() {
     let store = tmp.path().join("store");
     let f = write_file(tmp.path(), "big", BIG, 3);
     let server = slow_first();
-    let (child, id) = spawn(&store, &server.url("/post"), &f, "POST", Some("k-123"));
+    let (child, id) = spawn(
+        &store,
+        &server.url("/post"),
+        &f,
+        "POST",
+        &[("BGXFER_IDEMPOTENCY_KEY", "k-123")],
+    );
     kill_mid_body(&server, child, 1 << 20);
 
     let up = fast(&store).open().unwrap();
@@ -166,7 +178,7 @@ fn start_paused_leaves_a_killed_upload_paused() {
     let store = tmp.path().join("store");
     let f = write_file(tmp.path(), "big", BIG, 4);
     let server = slow_first();
-    let (child, id) = spawn(&store, &server.url("/put"), &f, "PUT", None);
+    let (child, id) = spawn(&store, &server.url("/put"), &f, "PUT", &[]);
     kill_mid_body(&server, child, 1 << 20);
 
     let up = fast(&store).start_paused(true).open().unwrap();
@@ -182,6 +194,87 @@ fn start_paused_leaves_a_killed_upload_paused() {
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[1].sha256, sha256_file(&f));
     up.shutdown().unwrap();
+}
+
+/// A provider that hands out `Authorization: Bearer <token>`.
+fn bearer(token: String) -> impl CredentialProvider {
+    move |_: &CredentialRequest| {
+        Ok(Credentials::Headers(vec![(
+            "Authorization".into(),
+            format!("Bearer {token}"),
+        )]))
+    }
+}
+
+#[test]
+fn a_killed_upload_whose_provider_is_not_registered_waits_sending_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let f = write_file(tmp.path(), "big", BIG, 5);
+    let server = slow_first();
+    let token = "device-t0ken-8c1f";
+    let (child, id) = spawn(
+        &store,
+        &server.url("/put"),
+        &f,
+        "PUT",
+        &[("BGXFER_TOKEN", token)],
+    );
+    kill_mid_body(&server, child, 1 << 20);
+    assert_eq!(
+        server.requests()[0].header("authorization"),
+        Some(format!("Bearer {token}").as_str())
+    );
+
+    // Reopened without the provider: the upload waits, visibly, with its reason, and
+    // sends nothing; no retry is spent.
+    let up = fast(&store).open().unwrap();
+    let h = up.get(id).expect("the upload survived the kill");
+    assert!(
+        wait_for(&h, T, |s| s == Status::PausedNoCredentials),
+        "{:?}",
+        h.progress()
+    );
+    match h.error() {
+        Some(Error::Credentials {
+            provider,
+            permanent: false,
+            ..
+        }) => assert_eq!(provider, "agent"),
+        other => panic!("the reason it waits: {other:?}"),
+    }
+    h.resume().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        h.status(),
+        Status::PausedNoCredentials,
+        "resume alone sends nothing"
+    );
+    assert_eq!(
+        server.request_count(),
+        1,
+        "nothing sent without its credentials"
+    );
+    assert_eq!(h.progress().attempts, 0);
+
+    // Registered: it goes on by itself and completes byte-exact, with its credentials.
+    up.register_credentials("agent", bearer(token.to_string()));
+    completed(&h, T);
+    assert!(h.progress().has_restarted);
+    assert_eq!(h.progress().attempts, 0);
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[1].sha256, sha256_file(&f));
+    assert_eq!(
+        reqs[1].header("authorization"),
+        Some(format!("Bearer {token}").as_str())
+    );
+    up.shutdown().unwrap();
+    // Reopened without the provider once more: a completed upload needs none.
+    let up = fast(&store).open().unwrap();
+    assert_eq!(up.get(id).unwrap().status(), Status::Completed);
+    up.shutdown().unwrap();
+    crate::support::assert_no_bytes(&store, token.as_bytes());
 }
 
 #[test]
