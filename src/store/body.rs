@@ -85,3 +85,13 @@ impl Drop for RemoveOnDrop<'_> {
         }
     }
 }
+
+/// The first `n` bytes of the body kept at `body_path` (fewer if it is shorter; none if
+/// there is no body or it cannot be read: the caller only looks for words in it).
+pub(crate) fn head(body_path: &Path, n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Ok(f) = fs::File::open(body_path) {
+        let _ = f.take(n).read_to_end(&mut out);
+    }
+    out
+}

@@ -125,6 +125,27 @@ pub(crate) fn is_transient_status(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
 
+/// The reason a server gave in an HTTP answer for refusing the client certificate, if
+/// the answer is one. nginx (`ssl_verify_client on`) does not refuse with a TLS alert:
+/// it finishes the handshake, then answers 400 with a page titled by its internal
+/// status, 496 (no certificate) or 495 (a certificate it could not verify: another CA,
+/// expired, revoked). `head` is the start of the page.
+pub(crate) fn client_cert_refusal(status: u16, https: bool, head: &[u8]) -> Option<String> {
+    const REASONS: [&str; 2] = [
+        "No required SSL certificate was sent",
+        "The SSL certificate error",
+    ];
+    if status != 400 || !https {
+        return None;
+    }
+    let text = String::from_utf8_lossy(head);
+    let reason = REASONS.iter().find(|r| text.contains(*r))?;
+    Some(format!(
+        "the server refused the client certificate (HTTP 400: {reason}); check the \
+         certificate given to UploaderBuilder::client_certificate, or that one is given"
+    ))
+}
+
 /// Parses `Retry-After`: delta seconds or an HTTP date.
 pub(crate) fn retry_after(headers: &[(String, String)]) -> Option<Duration> {
     let v = headers
@@ -169,6 +190,23 @@ mod tests {
             assert_eq!(c, class, "{kind:?} route={route}");
             assert!(e.to_string().contains("uploads.example"), "{e}");
         }
+    }
+
+    #[test]
+    fn nginx_pages_that_refuse_the_client_certificate_are_recognized() {
+        use super::client_cert_refusal as refusal;
+        let page = |title: &str| {
+            format!("<html>\r\n<head><title>400 {title}</title></head>\r\n<body>\r\n")
+        };
+        let none = page("No required SSL certificate was sent");
+        let bad = page("The SSL certificate error");
+        for p in [&none, &bad] {
+            let m = refusal(400, true, p.as_bytes()).expect(p);
+            assert!(m.contains("refused the client certificate"), "{m}");
+        }
+        assert!(refusal(400, false, none.as_bytes()).is_none(), "plain HTTP");
+        assert!(refusal(403, true, none.as_bytes()).is_none());
+        assert!(refusal(400, true, page("Bad Request").as_bytes()).is_none());
     }
 
     #[test]

@@ -286,8 +286,20 @@ pub(crate) fn finish(
         429 | 503 => classify::retry_after(&stored.headers),
         _ => None,
     };
+    let https = url
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+    let head = if status == 400 && https {
+        store::body::head(&job.body_path, 4096)
+    } else {
+        Vec::new()
+    };
+    let error = match classify::client_cert_refusal(status, https, &head) {
+        Some(message) => Error::Tls { message },
+        None => Error::HttpStatus { status },
+    };
     Outcome::Failed {
-        error: Error::HttpStatus { status },
+        error,
         class,
         response: Some(stored),
         retry_after,

@@ -145,11 +145,12 @@ fn a_certificate_rotated_on_disk_is_used_from_the_next_connection() {
 }
 
 /// mTLS against nginx (Debian's, `ssl_verify_client on`): the device certificate
-/// stores the file byte-exact. (nginx refuses a missing, foreign or expired certificate
-/// differently from a TLS alert: it finishes the handshake, answers HTTP 400 and closes
-/// without close_notify; how the crate reads that is still open in issue 14.)
+/// stores the file byte-exact. nginx refuses a missing, foreign or expired certificate
+/// differently from a TLS alert: it finishes the handshake, answers HTTP 400 with a page
+/// that says why, and closes. Each of those ends in the same final `Error::Tls` as an
+/// alert, no retry spent, with nginx's answer kept, and nothing stored.
 #[test]
-fn nginx_takes_the_device_certificate() {
+fn nginx_takes_the_device_certificate_and_refuses_the_others_for_good() {
     use crate::support::nginx::Nginx;
     use crate::support::TlsFlavor;
     let tmp = tempfile::tempdir().unwrap();
@@ -205,4 +206,30 @@ fn nginx_takes_the_device_certificate() {
         sha256_file(&f),
         "stored byte-exact"
     );
+    std::fs::remove_file(nginx.root().join("dev/a.bin")).unwrap();
+
+    let other = ClientCa::generate("some other CA");
+    let cases = [
+        ("no certificate", None),
+        (
+            "another CA",
+            Some(write_pem(dir, "foreign", &other.issue("device-1", false))),
+        ),
+        (
+            "expired",
+            Some(write_pem(dir, "expired", &ca.issue("device-1", true))),
+        ),
+    ];
+    for (i, (case, identity)) in cases.into_iter().enumerate() {
+        let (r, attempts, body) = run(identity, &format!("refused-{i}"));
+        assert_refused(r.map(|_| ()), attempts, case);
+        assert!(
+            body.contains("400"),
+            "{case}: nginx's answer is kept: {body:?}"
+        );
+        assert!(
+            !nginx.root().join("dev/a.bin").exists(),
+            "{case}: nothing stored"
+        );
+    }
 }
