@@ -980,3 +980,100 @@ fn ten_sigkills_resume_at_the_servers_offset_without_spending_retries() {
     );
     assert_eq!(p.attempts, 0, "no retry spent: {p:?}");
 }
+
+/// Per-chunk refresh: the server takes a bearer token for 1.5 s, and the upload's 16
+/// PATCHes of 1 MiB take about 8 s. Each PATCH after the token expired is answered 401
+/// before its body (no 100 Continue); the provider is asked again with `refresh`, mints
+/// a new token, and the same PATCH goes again: no retry spent, the file stored
+/// byte-exact, no token in the store.
+#[test]
+fn a_token_that_expires_mid_upload_is_refreshed_before_the_next_chunk() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let tus = tus_server!(
+        "expiring tokens",
+        &tmp.path().join("tus"),
+        TusOptions {
+            token_ttl: Some(Duration::from_millis(1500)),
+            ..TusOptions::default()
+        }
+    );
+    let (asked, refreshed) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let (a, r) = (asked.clone(), refreshed.clone());
+    let provider = move |req: &background_transfer::CredentialRequest| {
+        a.fetch_add(1, Ordering::SeqCst);
+        if req.refresh() {
+            r.fetch_add(1, Ordering::SeqCst);
+        }
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        Ok(background_transfer::Credentials::Headers(vec![(
+            "Authorization".into(),
+            format!("Bearer minted-{ms}"),
+        )]))
+    };
+    let size = 16 * MIB;
+    let src = write_file(tmp.path(), "tokens.bin", size, 41);
+    let store = tmp.path().join("store");
+    let up = rate_limited(&store, 2 * MIB)
+        .retries(0)
+        .credentials("agent", provider)
+        .open()
+        .unwrap();
+    let h = up
+        .create_upload(
+            UploadRequest::put(tus.endpoint(), &src)
+                .tus(Some(MIB))
+                .credentials("agent"),
+        )
+        .unwrap();
+    let info = completed(&h, Duration::from_secs(60));
+    let id = assert_stored(&tus, &info, &src);
+    let reqs = tus.requests();
+    let refused: Vec<&TusRequest> = reqs.iter().filter(|r| r.status == Some(401)).collect();
+    let (asked, refreshed) = (
+        asked.load(Ordering::SeqCst),
+        refreshed.load(Ordering::SeqCst),
+    );
+    eprintln!(
+        "tus expiring tokens: {} requests, {} refused 401, provider asked {asked} times \
+         ({refreshed} refreshes), {} retries spent",
+        reqs.len(),
+        refused.len(),
+        h.progress().attempts
+    );
+    assert_eq!(h.progress().attempts, 0, "no retry spent");
+    assert!(
+        refreshed >= 3,
+        "the token expired several times: {refreshed}"
+    );
+    assert_eq!(refreshed as usize, refused.len(), "one refresh per refusal");
+    assert_eq!(asked, refreshed + 1, "asked once, then only to refresh");
+    // Each refused PATCH is sent again at once, from the same offset, and taken.
+    for (i, r) in reqs.iter().enumerate() {
+        if r.status != Some(401) {
+            continue;
+        }
+        let next = &reqs[i + 1];
+        assert_eq!(
+            (next.method.as_str(), next.offset, next.status),
+            (
+                r.method.as_str(),
+                r.offset,
+                Some(if r.method == "PATCH" { 204 } else { 201 })
+            ),
+            "after the refusal of request {i}: {reqs:#?}"
+        );
+    }
+    let patches = tus
+        .requests_for(&id)
+        .into_iter()
+        .filter(|r| r.method == "PATCH" && r.status == Some(204))
+        .count();
+    assert_eq!(patches, 16, "one accepted PATCH per chunk");
+    up.shutdown().unwrap();
+    support::assert_no_bytes(&store, b"minted-");
+}

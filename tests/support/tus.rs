@@ -26,6 +26,9 @@ pub struct TusOptions {
     /// Unfinished uploads expire this long after their creation (the expiration
     /// extension); `None`: never.
     pub expiration: Option<Duration>,
+    /// Every request needs `Authorization: Bearer minted-<ms since the epoch>` minted
+    /// less than this long ago, and is answered 401 otherwise; `None`: no check.
+    pub token_ttl: Option<Duration>,
 }
 
 /// One request the server saw, in arrival order.
@@ -172,6 +175,9 @@ impl TusServer {
         }
         if let Some(e) = self.opts.expiration {
             cmd.arg("--expiration-ms").arg(e.as_millis().to_string());
+        }
+        if let Some(t) = self.opts.token_ttl {
+            cmd.arg("--token-ttl-ms").arg(t.as_millis().to_string());
         }
         let mut child = cmd.spawn().map_err(|e| format!("spawn node: {e}"))?;
         let stdin = child.stdin.take().expect("piped stdin");

@@ -2,9 +2,12 @@
 // on loopback only.
 //
 //   node server.mjs --port 0 --dir /tmp/store [--relative] [--expiration-ms N]
+//                   [--token-ttl-ms N]
 //
 // Options may also come from the environment: TUS_PORT, TUS_DIR, TUS_RELATIVE=1,
-// TUS_EXPIRATION_MS. Port 0 picks a free port. Once listening it prints exactly one
+// TUS_EXPIRATION_MS, TUS_TOKEN_TTL_MS. With a token TTL, every request needs
+// `Authorization: Bearer minted-<ms since the epoch>` minted less than N ms ago, and is
+// answered 401 otherwise (before the body: `Expect: 100-continue` gets no 100). Port 0 picks a free port. Once listening it prints exactly one
 // line `READY <port>` on stdout. Uploads live under the path /files/; the file store
 // keeps an upload's bytes in `<dir>/<id>` and its metadata in `<dir>/<id>.json`, where
 // <id> is the last path segment of the upload's URL.
@@ -24,6 +27,7 @@ function parseArgs(argv) {
     dir: process.env.TUS_DIR,
     relative: process.env.TUS_RELATIVE === '1',
     expirationMs: process.env.TUS_EXPIRATION_MS ?? '0',
+    tokenTtlMs: process.env.TUS_TOKEN_TTL_MS ?? '0',
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -46,6 +50,9 @@ function parseArgs(argv) {
       case '--expiration-ms':
         opts.expirationMs = value();
         break;
+      case '--token-ttl-ms':
+        opts.tokenTtlMs = value();
+        break;
       default:
         fail(`unknown argument ${a}`);
     }
@@ -61,7 +68,11 @@ function parseArgs(argv) {
   if (!Number.isInteger(expirationMs) || expirationMs < 0) {
     fail(`bad expiration ${opts.expirationMs}`);
   }
-  return { port, dir: opts.dir, relative: opts.relative, expirationMs };
+  const tokenTtlMs = Number.parseInt(opts.tokenTtlMs, 10);
+  if (!Number.isInteger(tokenTtlMs) || tokenTtlMs < 0) {
+    fail(`bad token TTL ${opts.tokenTtlMs}`);
+  }
+  return { port, dir: opts.dir, relative: opts.relative, expirationMs, tokenTtlMs };
 }
 
 function fail(message) {
@@ -89,7 +100,16 @@ function say(line) {
   process.stdout.write(`${line}\n`);
 }
 
-const server = http.createServer((req, res) => {
+// Whether the request carries a token minted less than the TTL ago (always, without one).
+function authorized(req) {
+  if (opts.tokenTtlMs === 0) {
+    return true;
+  }
+  const m = /^Bearer minted-(\d+)$/.exec(req.headers.authorization ?? '');
+  return m !== null && Date.now() - Number(m[1]) < opts.tokenTtlMs;
+}
+
+function handle(req, res, expectsContinue) {
   const n = ++seq;
   const h = (name) => req.headers[name] ?? '-';
   say(`REQ ${n} ${req.method} ${req.url} ${h('upload-offset')} ${h('content-length')}`);
@@ -110,6 +130,15 @@ const server = http.createServer((req, res) => {
   res.on('close', () => {
     say(`END ${n} ${res.statusCode} ${respOffset} ${res.writableFinished ? 1 : 0}`);
   });
+  if (!authorized(req)) {
+    // The body (if any) is not wanted: the connection ends with this answer.
+    res.writeHead(401, { 'Content-Type': 'text/plain', Connection: 'close' });
+    res.end('token expired');
+    return;
+  }
+  if (expectsContinue) {
+    res.writeContinue();
+  }
   tus.handle(req, res).catch((e) => {
     process.stderr.write(`tus-server: handler failed: ${e?.stack ?? e}\n`);
     if (!res.headersSent) {
@@ -117,7 +146,10 @@ const server = http.createServer((req, res) => {
     }
     res.end();
   });
-});
+}
+
+const server = http.createServer((req, res) => handle(req, res, false));
+server.on('checkContinue', (req, res) => handle(req, res, true));
 // Tests cut connections on purpose; a reset socket is not worth a crash.
 server.on('clientError', (_err, socket) => socket.destroy());
 
