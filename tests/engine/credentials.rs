@@ -341,3 +341,85 @@ fn a_provider_that_panics_is_its_own_failure_not_the_crates() {
         .unwrap();
     completed(&h, Duration::from_secs(20));
 }
+
+/// A presigned URL valid for 2 s goes stale while the server is away for 5 s: the next
+/// attempt's URL is refused (403), the provider is asked with `refresh`, and its fresh
+/// URL takes the upload to the end. The signature never reaches the store.
+#[test]
+fn a_presigned_url_that_expired_during_an_outage_is_replaced_by_a_fresh_one() {
+    fn expires_ms(path: &str) -> Option<u128> {
+        path.split_once("X-Expires=")?
+            .1
+            .split('&')
+            .next()?
+            .parse()
+            .ok()
+    }
+    let handler = || {
+        Behavior::handler(|head, _| match expires_ms(&head.path) {
+            Some(t) if t > now_ms() => Action::respond(201, "stored"),
+            _ => Action::respond(403, "Request has expired"),
+        })
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start(handler());
+    let port = server.port();
+    let base = server.url("/obj");
+    let minted = Arc::new(Mutex::new(Vec::<String>::new()));
+    let m = minted.clone();
+    let provider = move |req: &CredentialRequest| {
+        let mut m = m.lock().unwrap();
+        if req.refresh() || m.is_empty() {
+            let n = m.len();
+            m.push(format!(
+                "{base}?X-Expires={}&X-Signature=sig-{n}",
+                now_ms() + 2_000
+            ));
+        }
+        Ok(Credentials::Url(m.last().unwrap().clone()))
+    };
+    let up = fast(&tmp.path().join("store"))
+        .max_bandwidth(Some(2 << 20))
+        .credentials("presign", provider)
+        .open()
+        .unwrap();
+    let f = write_file(tmp.path(), "o.bin", 8 << 20, 6);
+    let h = up
+        .create_upload(UploadRequest::put(server.url("/obj"), &f).credentials("presign"))
+        .unwrap();
+    assert!(
+        server.wait_until(Duration::from_secs(20), |r| r
+            .first()
+            .is_some_and(|r| r.body_len >= 1 << 20)),
+        "the first attempt never got going"
+    );
+    // The server goes away for 5 s; the URL expires meanwhile.
+    drop(server);
+    std::thread::sleep(Duration::from_secs(5));
+    let server = TestServer::start_on(port, handler());
+    let info = completed(&h, Duration::from_secs(60));
+    assert_eq!(info.status, 201);
+    assert_eq!(
+        info.url,
+        format!("http://127.0.0.1:{port}/obj"),
+        "its own URL"
+    );
+    let reqs = server.requests();
+    let minted = minted.lock().unwrap().clone();
+    eprintln!(
+        "presigned URL through a 5 s outage: {} URLs minted, {} requests after it, \
+         {} retries spent",
+        minted.len(),
+        reqs.len(),
+        h.progress().attempts
+    );
+    assert_eq!(minted.len(), 2, "one URL, then one fresh one after the 403");
+    assert_eq!(reqs.len(), 2, "the stale URL, refused; then the fresh one");
+    assert!(reqs[0].path.contains("sig-0"), "{}", reqs[0].path);
+    assert!(reqs[1].path.contains("sig-1"), "{}", reqs[1].path);
+    assert_eq!(reqs[1].sha256, sha256_file(&f), "byte-exact");
+    assert!(h.progress().attempts <= 1, "{:?}", h.progress());
+    up.shutdown().unwrap();
+    assert_no_bytes(tmp.path().join("store"), b"X-Signature");
+    assert_no_bytes(tmp.path().join("store"), b"X-Expires");
+}

@@ -981,8 +981,8 @@ fn ten_sigkills_resume_at_the_servers_offset_without_spending_retries() {
     assert_eq!(p.attempts, 0, "no retry spent: {p:?}");
 }
 
-/// Per-chunk refresh: the server takes a bearer token for 1.5 s, and the upload's 16
-/// PATCHes of 1 MiB take about 8 s. Each PATCH after the token expired is answered 401
+/// Per-chunk refresh: the server takes a bearer token for 2 s, and the upload's 16
+/// PATCHes of 4 MiB (64 MiB) are throttled to take 10 s. Each PATCH after the token expired is answered 401
 /// before its body (no 100 Continue); the provider is asked again with `refresh`, mints
 /// a new token, and the same PATCH goes again: no retry spent, the file stored
 /// byte-exact, no token in the store.
@@ -995,7 +995,7 @@ fn a_token_that_expires_mid_upload_is_refreshed_before_the_next_chunk() {
         "expiring tokens",
         &tmp.path().join("tus"),
         TusOptions {
-            token_ttl: Some(Duration::from_millis(1500)),
+            token_ttl: Some(Duration::from_secs(2)),
             ..TusOptions::default()
         }
     );
@@ -1015,10 +1015,10 @@ fn a_token_that_expires_mid_upload_is_refreshed_before_the_next_chunk() {
             format!("Bearer minted-{ms}"),
         )]))
     };
-    let size = 16 * MIB;
+    let size = 64 * MIB;
     let src = write_file(tmp.path(), "tokens.bin", size, 41);
     let store = tmp.path().join("store");
-    let up = rate_limited(&store, 2 * MIB)
+    let up = rate_limited(&store, size / 10)
         .retries(0)
         .credentials("agent", provider)
         .open()
@@ -1026,7 +1026,7 @@ fn a_token_that_expires_mid_upload_is_refreshed_before_the_next_chunk() {
     let h = up
         .create_upload(
             UploadRequest::put(tus.endpoint(), &src)
-                .tus(Some(MIB))
+                .tus(Some(4 * MIB))
                 .credentials("agent"),
         )
         .unwrap();
