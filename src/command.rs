@@ -31,8 +31,9 @@ pub(crate) enum Command {
     /// running transfers now.
     #[cfg_attr(not(all(target_os = "linux", feature = "netlink")), allow(dead_code))]
     NetworkLost,
-    /// A credentials provider was registered: uploads waiting for it go on.
-    ProviderRegistered,
+    /// A credentials provider or client identity was registered: uploads waiting for
+    /// it go on.
+    CredentialsRegistered,
     /// Stop every transfer, persist, and end the thread.
     Shutdown(Sender<()>),
 }

@@ -27,6 +27,8 @@ pub struct Config {
     pub(crate) root_certs_pem: Vec<Vec<u8>>,
     /// The client certificate chain and key files (mutual TLS).
     pub(crate) client_cert: Option<(PathBuf, PathBuf)>,
+    /// Client identities uploads may name: (name, certificate, key).
+    pub(crate) client_identities: Vec<(String, PathBuf, PathBuf)>,
     pub(crate) webpki_roots: bool,
     pub(crate) proxy: Option<crate::redact::SecretUrl>,
     pub(crate) start_paused: bool,
@@ -93,6 +95,7 @@ impl Config {
             watch_network: true,
             fault_hook: None,
             client_cert: None,
+            client_identities: Vec::new(),
             providers: Default::default(),
         }
     }
@@ -292,6 +295,27 @@ impl UploaderBuilder {
     /// ([`UploaderBuilder::add_root_certificate_pem`]) work alongside it.
     pub fn client_certificate(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.config.client_cert = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Registers a client certificate under `name`, for the uploads that name it
+    /// ([`crate::UploadRequest::client_identity`]) instead of presenting the uploader's
+    /// own ([`UploaderBuilder::client_certificate`]): one program that uploads for
+    /// several device identities, or to servers of different PKIs. Read and re-read as
+    /// for `client_certificate` (a missing or unreadable file fails `open()` with
+    /// [`Error::InvalidCertificate`]). Only the name is persisted with an upload; an
+    /// upload whose identity is not registered after a restart waits as
+    /// [`crate::Status::PausedNoCredentials`] until it is
+    /// ([`crate::Uploader::register_client_identity`]).
+    pub fn client_identity(
+        mut self,
+        name: impl Into<String>,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        self.config
+            .client_identities
+            .push((name.into(), cert.into(), key.into()));
         self
     }
 

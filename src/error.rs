@@ -85,9 +85,11 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// A configured root certificate does not parse as PEM.
+    /// A configured root certificate does not parse as PEM, a client certificate or key
+    /// is missing, unreadable or does not parse, or an upload names a client identity
+    /// that is not registered (it then waits as [`crate::Status::PausedNoCredentials`]).
     InvalidCertificate {
-        /// The parser's complaint.
+        /// What is wrong, naming the file or the identity.
         reason: String,
     },
     /// A source file does not exist, is not a regular file, or cannot be read.
@@ -240,7 +242,7 @@ impl fmt::Display for Error {
             }
             Error::InvalidRequest { reason } => write!(f, "invalid request: {reason}"),
             Error::InvalidCertificate { reason } => {
-                write!(f, "root certificate does not parse: {reason}")
+                write!(f, "certificate not usable: {reason}")
             }
             Error::SourceMissing { path } => write!(
                 f,

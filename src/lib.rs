@@ -60,7 +60,12 @@
 //!   gives headers (a bearer token) or a presigned URL before each attempt, and again
 //!   after a 401/403 without spending a retry; nothing it gives is persisted.
 //! - **Device certificates** ([`UploaderBuilder::client_certificate`]): mutual TLS
-//!   with a PEM chain and key, re-read when the files change.
+//!   with a PEM chain and key, re-read when the files change; or per upload, by the
+//!   name of a registered identity ([`UploaderBuilder::client_identity`],
+//!   [`UploadRequest::client_identity`]).
+//! - **Credentials missing after a restart** wait: an upload whose provider or client
+//!   identity is not registered is [`Status::PausedNoCredentials`], sends nothing, and
+//!   goes on once it is registered.
 //! - **Handles** ([`Upload`]): progress, status, pause, resume, cancel, remove, wait,
 //!   events, the response's status, headers and final URL, and its body.
 //! - **Scheduling**: a concurrency limit, priorities, [`Upload::make_current`], groups

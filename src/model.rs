@@ -35,6 +35,9 @@ pub struct Request {
     pub idempotent: bool,
     /// The credentials provider asked before each request (its name: no secret).
     pub credentials: Option<String>,
+    /// The registered client identity (certificate and key) its connections present,
+    /// by name; `None`: the uploader's own, if it has one.
+    pub client_identity: Option<String>,
 }
 
 impl Request {

@@ -51,6 +51,8 @@ pub struct UploadRequest {
     pub(crate) idempotent: Option<bool>,
     /// The credentials provider asked before each request.
     pub(crate) credentials: Option<String>,
+    /// The registered client identity its connections present.
+    pub(crate) client_identity: Option<String>,
     pub(crate) protocol: Protocol,
 }
 
@@ -124,6 +126,7 @@ impl UploadRequest {
             cost: CostPolicy::Always,
             idempotent: None,
             credentials: None,
+            client_identity: None,
             protocol: Protocol::Plain,
         }
     }
@@ -190,6 +193,14 @@ impl UploadRequest {
     /// persisted.
     pub fn credentials(mut self, name: impl Into<String>) -> Self {
         self.credentials = Some(name.into());
+        self
+    }
+
+    /// Presents the client certificate registered under `name`
+    /// ([`crate::UploaderBuilder::client_identity`]) on this upload's connections,
+    /// instead of the uploader's own. Only the name is persisted.
+    pub fn client_identity(mut self, name: impl Into<String>) -> Self {
+        self.client_identity = Some(name.into());
         self
     }
 
@@ -387,6 +398,11 @@ impl UploadRequest {
                         .into(),
                 });
             }
+        }
+        if self.client_identity.as_deref() == Some("") {
+            return Err(Error::InvalidRequest {
+                reason: "the client identity name is empty".into(),
+            });
         }
         if let Some(g) = &self.group {
             if g.is_empty() || g.len() > 256 {

@@ -44,6 +44,8 @@ pub struct Uploader {
     probe_stop: Arc<AtomicBool>,
     /// The credentials providers (the workers see the same map).
     providers: crate::credentials::Providers,
+    /// The roots and client identities (the scheduler sees the same).
+    tls: crate::http::Roots,
 }
 
 impl std::fmt::Debug for Uploader {
@@ -114,7 +116,7 @@ impl Uploader {
             rx,
             (event_tx, event_rx),
             probe_tx.clone(),
-            roots,
+            roots.clone(),
         );
         let (ready_tx, ready_rx) = bounded::<()>(1);
         let scheduler = std::thread::Builder::new()
@@ -152,6 +154,7 @@ impl Uploader {
             threads,
             probe_stop,
             providers,
+            tls: roots,
         })
     }
 
@@ -212,7 +215,27 @@ impl Uploader {
         provider: impl crate::CredentialProvider,
     ) {
         self.providers.register(name.into(), Arc::new(provider));
-        let _ = self.shared.tx.send(Command::ProviderRegistered);
+        let _ = self.shared.tx.send(Command::CredentialsRegistered);
+    }
+
+    /// Registers a client certificate under `name` while the uploader runs (see
+    /// [`crate::UploaderBuilder::client_identity`]); it replaces one of the same name.
+    /// Uploads that name it present it from their next connection on, and uploads
+    /// waiting for it ([`crate::Status::PausedNoCredentials`]) go back to the queue.
+    ///
+    /// # Errors
+    /// [`Error::InvalidCertificate`] if either file is missing, unreadable or does not
+    /// parse; nothing is registered then.
+    pub fn register_client_identity(
+        &self,
+        name: impl Into<String>,
+        cert: impl AsRef<std::path::Path>,
+        key: impl AsRef<std::path::Path>,
+    ) -> Result<(), Error> {
+        self.tls
+            .register(name.into(), cert.as_ref(), key.as_ref())?;
+        let _ = self.shared.tx.send(Command::CredentialsRegistered);
+        Ok(())
     }
 
     /// Turns a validated request into its journal form: sources recorded, a reader
@@ -261,6 +284,16 @@ impl Uploader {
                 });
             }
         }
+        if let Some(name) = &r.client_identity {
+            if !self.tls.has_identity(name) {
+                return Err(Error::InvalidCertificate {
+                    reason: format!(
+                        "no client identity is registered under the name {name:?} (see \
+                         UploaderBuilder::client_identity)"
+                    ),
+                });
+            }
+        }
         #[cfg_attr(not(feature = "s3"), allow(unused_mut))]
         let mut protocol = r.protocol;
         #[cfg(feature = "s3")]
@@ -291,6 +324,7 @@ impl Uploader {
             protocol,
             idempotent,
             credentials: r.credentials,
+            client_identity: r.client_identity,
         })
     }
 

@@ -12,7 +12,9 @@ mod resolver;
 mod response;
 mod wire;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ureq::config::Config as UreqConfig;
@@ -40,15 +42,17 @@ pub(crate) enum Control {
     Stop,
 }
 
-/// What every agent's TLS needs: the roots, and the client certificate if one is set.
+/// What every agent's TLS needs: the roots, the uploader's client certificate if one is
+/// set, and the client identities uploads may name.
 #[derive(Debug)]
 pub(crate) struct Tls {
     roots: Option<RootCerts>,
     identity: Option<identity::Identity>,
+    named: RwLock<HashMap<String, Arc<identity::Identity>>>,
 }
 
 impl Tls {
-    /// Parses the roots and reads the client certificate, once, at open.
+    /// Parses the roots and reads the client certificates, once, at open.
     ///
     /// # Errors
     /// [`Error::InvalidCertificate`] for a root that does not parse, or a client
@@ -58,10 +62,53 @@ impl Tls {
             Some((cert, key)) => Some(identity::Identity::load(cert, key)?),
             None => None,
         };
-        Ok(Tls {
+        let tls = Tls {
             roots: root_certs(config)?,
             identity,
-        })
+            named: RwLock::default(),
+        };
+        for (name, cert, key) in &config.client_identities {
+            tls.register(name.clone(), cert, key)?;
+        }
+        Ok(tls)
+    }
+
+    /// Reads a client identity and registers it under `name` (replacing one of the same
+    /// name).
+    ///
+    /// # Errors
+    /// [`Error::InvalidCertificate`] as for [`Tls::load`]; nothing is registered then.
+    pub fn register(&self, name: String, cert: &Path, key: &Path) -> Result<(), Error> {
+        let id = Arc::new(identity::Identity::load(cert, key)?);
+        self.named
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, id);
+        Ok(())
+    }
+
+    /// Whether a client identity is registered under `name`.
+    pub fn has_identity(&self, name: &str) -> bool {
+        self.named_identity(name).is_some()
+    }
+
+    fn named_identity(&self, name: &str) -> Option<Arc<identity::Identity>> {
+        self.named
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+}
+
+/// Why an upload that names client identity `name` cannot go: it is not registered.
+pub(crate) fn identity_missing(name: &str) -> Error {
+    Error::InvalidCertificate {
+        reason: format!(
+            "no client identity is registered under the name {name:?}; the upload waits, \
+             sending nothing, until the program registers it \
+             (UploaderBuilder::client_identity or Uploader::register_client_identity)"
+        ),
     }
 }
 
@@ -94,14 +141,26 @@ fn root_certs(config: &Config) -> Result<Option<RootCerts>, Error> {
 
 /// A new agent. Each worker gets its own, so the scheduler can interrupt its sockets
 /// with `Agent::shutdown` without touching other transfers.
+/// `identity` names the registered client identity its connections present (`None`:
+/// the uploader's own, if any).
 pub(crate) fn agent(
     config: &Config,
     setup: &Tls,
+    identity: Option<&str>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<Agent, Error> {
+    let cert = match identity {
+        Some(name) => Some(
+            setup
+                .named_identity(name)
+                .ok_or_else(|| identity_missing(name))?
+                .current(),
+        ),
+        None => setup.identity.as_ref().map(|i| i.current()),
+    };
     let mut tls = TlsConfig::builder()
         .provider(TlsProvider::Rustls)
-        .client_cert(setup.identity.as_ref().map(|i| i.current()));
+        .client_cert(cert);
     if let Some(r) = &setup.roots {
         tls = tls.root_certs(r.clone());
     } else if !config.webpki_roots {

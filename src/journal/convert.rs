@@ -37,6 +37,15 @@ impl From<&Record> for Entry {
                     ..request(&c.created.request)
                 },
             },
+            Record::CreatedV3(c) => Entry::Created {
+                id: c.created.created.id,
+                created_ms: c.created.created.created_ms,
+                request: Request {
+                    credentials: c.created.credentials.clone(),
+                    client_identity: c.client_identity.clone(),
+                    ..request(&c.created.created.request)
+                },
+            },
             Record::State(s) => Entry::State {
                 id: s.id,
                 status: status(s.status),
@@ -112,11 +121,18 @@ impl From<&Entry> for Record {
                     created_ms: *created_ms,
                     request: request_v1(request),
                 };
-                match &request.credentials {
-                    None => Record::Created(created),
-                    Some(name) => Record::CreatedV2(CreatedV2 {
+                match (&request.credentials, &request.client_identity) {
+                    (None, None) => Record::Created(created),
+                    (credentials, None) => Record::CreatedV2(CreatedV2 {
                         created,
-                        credentials: Some(name.clone()),
+                        credentials: credentials.clone(),
+                    }),
+                    (credentials, Some(identity)) => Record::CreatedV3(CreatedV3 {
+                        created: CreatedV2 {
+                            created,
+                            credentials: credentials.clone(),
+                        },
+                        client_identity: Some(identity.clone()),
                     }),
                 }
             }
@@ -264,6 +280,7 @@ fn request(r: &RequestV1) -> Request {
         },
         idempotent: r.idempotent,
         credentials: None,
+        client_identity: None,
     }
 }
 
@@ -775,6 +792,7 @@ mod tests {
             protocol: Protocol::Plain,
             idempotent: true,
             credentials: None,
+            client_identity: None,
         }
     }
 
@@ -833,12 +851,13 @@ mod credentials_tests {
     use crate::model::{Body, Protocol, Request, Source};
     use crate::{CostPolicy, Priority};
 
-    /// The provider's name survives a reopen (as `CreatedV2`); a request without one
-    /// is still written as `Created`, which older builds read.
+    /// The provider's name survives a reopen (as `CreatedV2`), and so does a client
+    /// identity's (as `CreatedV3`); a request with neither is still written as
+    /// `Created`, which older builds read.
     #[test]
-    fn the_credentials_provider_name_reads_back() {
+    fn the_credentials_provider_and_client_identity_names_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let request = |credentials: Option<&str>| Request {
+        let request = |credentials: Option<&str>, identity: Option<&str>| Request {
             url: "http://127.0.0.1:9/x".into(),
             method: "PUT".into(),
             headers: vec![],
@@ -854,28 +873,38 @@ mod credentials_tests {
             protocol: Protocol::Plain,
             idempotent: true,
             credentials: credentials.map(String::from),
+            client_identity: identity.map(String::from),
         };
+        let cases = [
+            (Some("agent"), None, "CreatedV2"),
+            (None, None, "Created"),
+            (None, Some("device-7"), "CreatedV3"),
+            (Some("agent"), Some("device-7"), "CreatedV3"),
+        ];
         {
             let mut store = Store::open(dir.path()).unwrap();
-            for (id, c) in [(0, Some("agent")), (1, None)] {
+            for (id, (c, i, kind)) in cases.iter().enumerate() {
                 let entry = Entry::Created {
-                    id,
+                    id: id as u64,
                     created_ms: 1,
-                    request: request(c),
+                    request: request(*c, *i),
                 };
-                assert_eq!(
-                    matches!(super::Record::from(&entry), super::Record::CreatedV2(_)),
-                    c.is_some()
-                );
+                let written = match super::Record::from(&entry) {
+                    super::Record::Created(_) => "Created",
+                    super::Record::CreatedV2(_) => "CreatedV2",
+                    super::Record::CreatedV3(_) => "CreatedV3",
+                    other => panic!("{other:?}"),
+                };
+                assert_eq!(written, *kind);
                 store.commit(entry, Durability::Sync).unwrap();
             }
         }
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(
-            store.state().uploads[&0].request.credentials.as_deref(),
-            Some("agent")
-        );
-        assert_eq!(store.state().uploads[&1].request.credentials, None);
+        for (id, (c, i, _)) in cases.iter().enumerate() {
+            let r = &store.state().uploads[&(id as u64)].request;
+            assert_eq!(r.credentials.as_deref(), *c);
+            assert_eq!(r.client_identity.as_deref(), *i);
+        }
     }
 }
 
@@ -902,6 +931,7 @@ mod storage_protocol_tests {
             protocol,
             idempotent: true,
             credentials: Some("p".into()),
+            client_identity: None,
         }
     }
 

@@ -41,6 +41,19 @@ pub enum Record {
     CreatedV2(CreatedV2),
     /// A Google Cloud Storage resumable session, journaled before its first chunk.
     GcsSession(GcsSessionV1),
+    /// A new upload that presents a registered client identity by name: `CreatedV2`
+    /// plus that name (never the certificate or key). Uploads without one are written as
+    /// before.
+    CreatedV3(CreatedV3),
+}
+
+/// An upload accepted by the store, with the client identity it presents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedV3 {
+    /// Everything `CreatedV2` records.
+    pub created: CreatedV2,
+    /// The name of the registered client identity its connections present.
+    pub client_identity: Option<String>,
 }
 
 /// An upload accepted by the store, with the credentials provider it names.
@@ -67,6 +80,7 @@ impl Record {
             Record::S3Part(p) => p.id,
             Record::CreatedV2(c) => c.created.id,
             Record::GcsSession(g) => g.id,
+            Record::CreatedV3(c) => c.created.created.id,
         }
     }
 }

@@ -228,7 +228,7 @@ impl Scheduler {
             Command::NetworkChanged => {
                 let _ = self.prober.send(ProbeMsg::Now);
             }
-            Command::ProviderRegistered => self.provider_registered(),
+            Command::CredentialsRegistered => self.credentials_registered(),
             // Behind a proxy an upload's host is not reached directly: polling (and TCP)
             // decide there.
             Command::NetworkLost if self.config.proxy.is_some() => {}

@@ -84,9 +84,15 @@ impl Scheduler {
         }
     }
 
-    /// Why `id` cannot start: a provider it names is not registered.
+    /// Why `id` cannot start: a credentials provider or client identity it names is not
+    /// registered.
     fn missing_provider(&self, id: UploadId) -> Option<crate::Error> {
         let u = self.store.state().uploads.get(&id)?;
+        if let Some(name) = &u.request.client_identity {
+            if !self.roots.has_identity(name) {
+                return Some(crate::http::identity_missing(name));
+            }
+        }
         let name = u
             .request
             .providers()
@@ -99,9 +105,9 @@ impl Scheduler {
         })
     }
 
-    /// Uploads waiting for credentials whose providers are all registered now go back to
-    /// the queue.
-    pub(super) fn provider_registered(&mut self) {
+    /// Uploads waiting for credentials whose providers and client identity are all
+    /// registered now go back to the queue.
+    pub(super) fn credentials_registered(&mut self) {
         let ready: Vec<UploadId> = self
             .store
             .state()
@@ -113,10 +119,16 @@ impl Scheduler {
                     .providers()
                     .all(|n| self.config.providers.contains(n))
             })
+            .filter(|u| {
+                u.request
+                    .client_identity
+                    .as_deref()
+                    .is_none_or(|n| self.roots.has_identity(n))
+            })
             .map(|u| u.id)
             .collect();
         for id in ready {
-            log::info!("upload {id}: its credentials provider is registered; queued");
+            log::info!("upload {id}: its credentials are registered; queued");
             self.step(id, On::ProviderRegistered, Context::default());
         }
     }
@@ -162,15 +174,17 @@ impl Scheduler {
         let session = u.session.clone();
         let attempts = u.attempts;
         let connect_stop = Arc::new(AtomicBool::new(false));
-        let agent = match crate::http::agent(&self.config, &self.roots, connect_stop.clone()) {
-            Ok(a) => a,
-            Err(e) => {
-                if !terminating {
-                    self.set_status(id, Status::Error, attempts, Some(e.to_failure()));
+        let identity = request.client_identity.as_deref();
+        let agent =
+            match crate::http::agent(&self.config, &self.roots, identity, connect_stop.clone()) {
+                Ok(a) => a,
+                Err(e) => {
+                    if !terminating {
+                        self.set_status(id, Status::Error, attempts, Some(e.to_failure()));
+                    }
+                    return;
                 }
-                return;
-            }
-        };
+            };
         if !terminating {
             let sent_before = self
                 .cell(id)

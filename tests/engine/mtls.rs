@@ -10,7 +10,7 @@ use std::time::Duration;
 use background_transfer::{Error, Status, UploadRequest};
 
 use crate::support::tls::{ClientCa, ClientPem, TlsMaterial};
-use crate::support::{ended, fast, sha256_file, write_file, Action, TestServer};
+use crate::support::{ended, fast, sha256_file, wait_for, write_file, Action, TestServer};
 
 fn write_pem(dir: &Path, name: &str, pem: &ClientPem) -> (PathBuf, PathBuf) {
     let cert = dir.join(format!("{name}.crt"));
@@ -142,6 +142,119 @@ fn a_certificate_rotated_on_disk_is_used_from_the_next_connection() {
     let info = ended(&h, Duration::from_secs(20)).expect("the new certificate is used");
     assert_eq!(info.status, 201);
     up.shutdown().unwrap();
+}
+
+/// Client identities by name, per upload: each upload presents the certificate it
+/// names (one good, one expired, none), an unknown name is refused at creation and a
+/// key that cannot be read at registration, both typed; after a restart that does not
+/// register an upload's identity it waits, sending nothing, until it is registered.
+#[test]
+fn each_upload_presents_the_client_identity_it_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = ClientCa::generate("fleet device CA");
+    let server = mtls_server(&ca);
+    let (a_cert, a_key) = write_pem(tmp.path(), "a", &ca.issue("device-a", false));
+    let (b_cert, b_key) = write_pem(tmp.path(), "b", &ca.issue("device-b", true));
+    let store = tmp.path().join("store");
+    let f = write_file(tmp.path(), "f.bin", 1 << 20, 8);
+    let up = fast(&store)
+        .add_root_certificate_pem(server.ca_pem())
+        .client_identity("device-a", &a_cert, &a_key)
+        .client_identity("device-b", &b_cert, &b_key)
+        .open()
+        .unwrap();
+    let put = |path: &str| UploadRequest::put(server.url(path), &f);
+    let a = up
+        .create_upload(put("/a").client_identity("device-a"))
+        .unwrap();
+    let b = up
+        .create_upload(put("/b").client_identity("device-b"))
+        .unwrap();
+    let none = up.create_upload(put("/none")).unwrap();
+    let info = ended(&a, Duration::from_secs(20)).expect("device-a's certificate is good");
+    assert_eq!(info.status, 201);
+    assert_refused(
+        ended(&b, Duration::from_secs(20)).map(|_| ()),
+        b.progress().attempts,
+        "device-b (expired)",
+    );
+    assert_refused(
+        ended(&none, Duration::from_secs(20)).map(|_| ()),
+        none.progress().attempts,
+        "no identity named, none for the uploader",
+    );
+    let stored: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.complete)
+        .collect();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        (stored[0].path.as_str(), &stored[0].sha256),
+        ("/a", &sha256_file(&f))
+    );
+
+    // Typed refusals: an unknown name at creation, an unreadable key at registration.
+    match up.create_upload(put("/z").client_identity("device-z")) {
+        Err(Error::InvalidCertificate { reason }) => {
+            assert!(reason.contains("device-z"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    match up.register_client_identity("device-c", &a_cert, tmp.path().join("gone.key")) {
+        Err(Error::InvalidCertificate { reason }) => {
+            assert!(reason.contains("gone.key"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Registered while running, and used by a new upload.
+    up.register_client_identity("device-c", &a_cert, &a_key)
+        .unwrap();
+    let c = up
+        .create_upload(put("/c").client_identity("device-c"))
+        .unwrap();
+    assert_eq!(ended(&c, Duration::from_secs(20)).unwrap().status, 201);
+    up.shutdown().unwrap();
+    // An upload made by a run that registers device-c but sends nothing...
+    let up = fast(&store)
+        .start_transfers(false)
+        .client_identity("device-c", &a_cert, &a_key)
+        .open()
+        .unwrap();
+    let c_id = up
+        .create_upload(put("/c2").client_identity("device-c"))
+        .unwrap()
+        .id();
+    up.shutdown().unwrap();
+
+    // ...reopened without device-c: it waits, with its reason, and sends nothing.
+    let before = server.request_count();
+    let up = fast(&store)
+        .add_root_certificate_pem(server.ca_pem())
+        .open()
+        .unwrap();
+    let c = up.get(c_id).unwrap();
+    assert!(wait_for(&c, Duration::from_secs(20), |s| s
+        == Status::PausedNoCredentials));
+    match c.error() {
+        Some(Error::InvalidCertificate { reason }) => {
+            assert!(reason.contains("device-c"), "{reason}")
+        }
+        other => panic!("the reason it waits: {other:?}"),
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        server.request_count(),
+        before,
+        "nothing sent without its identity"
+    );
+    up.register_client_identity("device-c", &a_cert, &a_key)
+        .unwrap();
+    let info = ended(&c, Duration::from_secs(20)).expect("goes on once registered");
+    assert_eq!(info.status, 201);
+    assert_eq!(c.progress().attempts, 0);
+    up.shutdown().unwrap();
+    crate::support::assert_no_bytes(&store, b"PRIVATE KEY");
 }
 
 /// mTLS against nginx (Debian's, `ssl_verify_client on`): the device certificate
