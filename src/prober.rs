@@ -65,7 +65,7 @@ pub(crate) fn reachable(target: &str, timeout: Duration, stop: &AtomicBool) -> b
     };
     addrs.into_iter().any(|a| {
         !stop.load(Ordering::SeqCst)
-            && crate::http::connect(a, timeout, timeout, Some(stop))
+            && crate::http::connect(a, timeout, timeout, Some(stop), None)
                 .map(|s| drop(s.shutdown(std::net::Shutdown::Both)))
                 .is_ok()
     })

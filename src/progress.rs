@@ -8,6 +8,11 @@ pub enum Status {
     Queued,
     /// On the wire.
     Running,
+    /// Running, but its connect has gone unanswered for over a second (a dead zone, a
+    /// modem still attaching, a host that drops SYNs): nothing is moving yet. Shown by
+    /// the handles, never persisted; it turns back into [`Status::Running`] when the
+    /// connect is answered, or ends as any failed connect does.
+    Connecting,
     /// Paused by [`crate::Upload::pause`]; [`crate::Upload::resume`] continues it.
     PausedByApplication,
     /// Waiting for the server's host to become reachable. No retry is spent meanwhile.
@@ -36,13 +41,15 @@ impl Status {
         matches!(self, Status::Completed | Status::Canceled | Status::Error)
     }
 
-    /// The word the command-line example and logs use: `queued`, `running`, `paused`,
+    /// The word the command-line example and logs use: `queued`, `running`,
+    /// `connecting`, `paused`,
     /// `paused-no-network`, `paused-costed-network`, `paused-no-credentials`,
     /// `waiting-to-retry`, `completed`, `canceled` or `error`.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Queued => "queued",
             Status::Running => "running",
+            Status::Connecting => "connecting",
             Status::PausedByApplication => "paused",
             Status::PausedNoNetwork => "paused-no-network",
             Status::PausedCostedNetwork => "paused-costed-network",

@@ -98,6 +98,12 @@ fn child_process() {
     ]);
 }
 
+/// A status of an upload still on its way to the server (`connecting` is `running`
+/// whose connect waits for an answer).
+fn on_the_way(status: &str) -> bool {
+    matches!(status, "running" | "queued" | "connecting")
+}
+
 /// Starts the uploading child inside the client namespace.
 fn spawn_upload(
     pair: &NetPair,
@@ -305,7 +311,7 @@ fn four_dead_zones_spend_no_retry() {
         pair.blackhole(8080, true);
         let cut = Instant::now();
         let parked = child.wait_until(zone + Duration::from_secs(10), |l| {
-            status_of(l).is_some_and(|(s, _)| s != "running" && s != "queued")
+            status_of(l).is_some_and(|(s, _)| !on_the_way(&s))
         });
         let noticed = cut.elapsed();
         let line = match parked {
@@ -596,7 +602,7 @@ fn connectivity_scenario(
         );
     }
     let parked = child.wait_until(outage, |l| {
-        status_of(l).is_some_and(|(s, _)| s != "running" && s != "queued")
+        status_of(l).is_some_and(|(s, _)| !on_the_way(&s))
     });
     let (noticed, status) = match parked {
         child::Waited::Matched(l) => (

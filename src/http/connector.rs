@@ -15,6 +15,38 @@ use ureq::unversioned::transport::{
 };
 use ureq::Timeout;
 
+/// How long a connect goes unanswered before it is reported as waiting (a dead zone, a
+/// modem attaching): a connect that is answered sooner is never reported.
+pub(crate) const UNANSWERED: Duration = Duration::from_secs(1);
+
+/// Told `true` when a connect has gone unanswered for [`UNANSWERED`], and `false` when
+/// that connect ends, either way (never `false` without a `true` before it).
+#[derive(Clone)]
+pub(crate) struct ConnectWatch(Arc<dyn Fn(bool) + Send + Sync>);
+
+impl ConnectWatch {
+    pub fn new(f: impl Fn(bool) + Send + Sync + 'static) -> Self {
+        ConnectWatch(Arc::new(f))
+    }
+}
+
+impl fmt::Debug for ConnectWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConnectWatch")
+    }
+}
+
+/// Says `false` to the watch when a connect it was told about ends.
+struct Reported<'a>(Option<&'a ConnectWatch>);
+
+impl Drop for Reported<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.0 {
+            (w.0)(false);
+        }
+    }
+}
+
 /// Opens TCP connections for ureq. Stands where ureq's own `TcpConnector` would.
 #[derive(Debug, Clone)]
 pub(crate) struct SocketConnector {
@@ -22,6 +54,8 @@ pub(crate) struct SocketConnector {
     pub user_timeout: Duration,
     /// Set when the scheduler stops the transfer: a connect in progress gives up.
     pub stop: Arc<AtomicBool>,
+    /// Told about connects that go unanswered.
+    pub watch: Option<ConnectWatch>,
 }
 
 impl<In: Transport> Connector<In> for SocketConnector {
@@ -43,6 +77,7 @@ impl<In: Transport> Connector<In> for SocketConnector {
                 self.connect_timeout,
                 self.user_timeout,
                 Some(&self.stop),
+                self.watch.as_ref(),
             ) {
                 Ok(stream) => {
                     let stream = Arc::new(Sock(stream));
@@ -97,12 +132,14 @@ const EINPROGRESS: i32 = libc::EINPROGRESS;
 /// One connect with a timeout, keepalive and `TCP_USER_TIMEOUT`. It is made without
 /// blocking and watched, so that `stop` (a pause, cancel or shutdown) ends it at once
 /// instead of after the connect timeout, which `Agent::shutdown` cannot do: the socket
-/// is only registered with the agent once connected.
+/// is only registered with the agent once connected. `watch` hears of a connect that
+/// goes unanswered for [`UNANSWERED`], and of its end.
 pub(crate) fn connect(
     addr: SocketAddr,
     timeout: Duration,
     user_timeout: Duration,
     stop: Option<&AtomicBool>,
+    watch: Option<&ConnectWatch>,
 ) -> io::Result<TcpStream> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_tcp_nodelay(true)?;
@@ -123,7 +160,7 @@ pub(crate) fn connect(
         Err(e)
             if e.raw_os_error() == Some(EINPROGRESS) || e.kind() == io::ErrorKind::WouldBlock =>
         {
-            wait_connected(&socket, timeout, stop)?
+            wait_connected(&socket, timeout, stop, watch)?
         }
         Err(e) => return Err(e),
     }
@@ -138,10 +175,23 @@ pub(crate) fn connect(
 /// Waits for a non-blocking connect: done once the socket has a peer, failed once it
 /// has an error. Polled (1 ms doubling to 20 ms) rather than `poll(2)`, which would
 /// need `unsafe` or another dependency; a loopback connect is seen within a millisecond.
-fn wait_connected(socket: &Socket, timeout: Duration, stop: Option<&AtomicBool>) -> io::Result<()> {
-    let deadline = Instant::now().checked_add(timeout);
+fn wait_connected(
+    socket: &Socket,
+    timeout: Duration,
+    stop: Option<&AtomicBool>,
+    watch: Option<&ConnectWatch>,
+) -> io::Result<()> {
+    let start = Instant::now();
+    let deadline = start.checked_add(timeout);
     let mut nap = Duration::from_millis(1);
+    let mut reported = Reported(None);
     loop {
+        if let (Some(w), None) = (watch, reported.0) {
+            if start.elapsed() >= UNANSWERED {
+                (w.0)(true);
+                reported.0 = Some(w);
+            }
+        }
         if let Some(e) = socket.take_error()? {
             return Err(e);
         }

@@ -26,7 +26,7 @@ pub(crate) use attempt::{
     is_downgrade, resolve as resolve_location, same_origin, send, Attempt, Failed, Sent,
 };
 pub(crate) use body::BodyReader;
-pub(crate) use connector::connect;
+pub(crate) use connector::{connect, ConnectWatch};
 pub(crate) use resolver::{lookup, LookupKind};
 #[cfg(any(feature = "s3", feature = "azure"))]
 pub(crate) use response::headers_of;
@@ -142,12 +142,13 @@ fn root_certs(config: &Config) -> Result<Option<RootCerts>, Error> {
 /// A new agent. Each worker gets its own, so the scheduler can interrupt its sockets
 /// with `Agent::shutdown` without touching other transfers.
 /// `identity` names the registered client identity its connections present (`None`:
-/// the uploader's own, if any).
+/// the uploader's own, if any); `watch` hears of connects that go unanswered.
 pub(crate) fn agent(
     config: &Config,
     setup: &Tls,
     identity: Option<&str>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    watch: Option<ConnectWatch>,
 ) -> Result<Agent, Error> {
     let cert = match identity {
         Some(name) => Some(
@@ -202,6 +203,7 @@ pub(crate) fn agent(
             connect_timeout: config.connect_timeout,
             user_timeout: config.tcp_user_timeout,
             stop,
+            watch,
         })
         .chain(RustlsConnector::default())
         .chain(fresh_input::FreshInputConnector);

@@ -402,6 +402,8 @@ fn status_v1(s: Status) -> StatusV1 {
         Status::PausedByApplication => StatusV1::PausedByApplication,
         Status::PausedNoNetwork => StatusV1::PausedNoNetwork,
         Status::PausedCostedNetwork => StatusV1::PausedCostedNetwork,
+        // Only shown by the handles while a running transfer's connect is unanswered.
+        Status::Connecting => StatusV1::Running,
         // Decided again at each open from the providers registered then.
         Status::PausedNoCredentials => StatusV1::Queued,
         Status::WaitingToRetry => StatusV1::WaitingToRetry,

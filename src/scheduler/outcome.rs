@@ -43,6 +43,7 @@ impl Scheduler {
                     );
                 }
             }
+            WorkerEvent::Connecting { id, waiting } => self.connecting(id, waiting),
             WorkerEvent::Done { id, outcome } => self.done(id, outcome),
         }
     }

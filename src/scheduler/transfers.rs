@@ -175,16 +175,25 @@ impl Scheduler {
         let attempts = u.attempts;
         let connect_stop = Arc::new(AtomicBool::new(false));
         let identity = request.client_identity.as_deref();
-        let agent =
-            match crate::http::agent(&self.config, &self.roots, identity, connect_stop.clone()) {
-                Ok(a) => a,
-                Err(e) => {
-                    if !terminating {
-                        self.set_status(id, Status::Error, attempts, Some(e.to_failure()));
-                    }
-                    return;
+        let tx = self.worker_tx.clone();
+        let watch = crate::http::ConnectWatch::new(move |waiting| {
+            let _ = tx.send(worker::WorkerEvent::Connecting { id, waiting });
+        });
+        let agent = match crate::http::agent(
+            &self.config,
+            &self.roots,
+            identity,
+            connect_stop.clone(),
+            Some(watch),
+        ) {
+            Ok(a) => a,
+            Err(e) => {
+                if !terminating {
+                    self.set_status(id, Status::Error, attempts, Some(e.to_failure()));
                 }
-            };
+                return;
+            }
+        };
         if !terminating {
             let sent_before = self
                 .cell(id)
@@ -242,6 +251,36 @@ impl Scheduler {
                         .insert(id, Instant::now() + Duration::from_secs(5));
                 }
             }
+        }
+    }
+
+    /// A running transfer's connect went unanswered (or ended): its handles show
+    /// `Connecting` meanwhile. Only for a transfer the scheduler has not asked to stop,
+    /// and never persisted.
+    pub(super) fn connecting(&mut self, id: UploadId, waiting: bool) {
+        let live = self
+            .running
+            .get(&id)
+            .is_some_and(|r| !r.terminating && r.stop.is_none());
+        let running = self
+            .store
+            .state()
+            .uploads
+            .get(&id)
+            .is_some_and(|u| u.status == Status::Running);
+        if !(live && running) {
+            return;
+        }
+        if let Some(c) = self.cell(id) {
+            let status = if waiting {
+                Status::Connecting
+            } else {
+                Status::Running
+            };
+            if waiting {
+                log::info!("upload {id}: its connect is unanswered; connecting");
+            }
+            c.update(|s| s.progress.status = status, Event::StatusChanged);
         }
     }
 

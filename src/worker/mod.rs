@@ -77,6 +77,9 @@ pub(crate) enum WorkerEvent {
     Part { id: UploadId, part: StoredPart },
     /// This attempt starts again from byte 0.
     Restarted { id: UploadId },
+    /// A connect of this upload has gone unanswered for a while (`true`), or that
+    /// connect ended (`false`).
+    Connecting { id: UploadId, waiting: bool },
     /// The attempt is over.
     Done { id: UploadId, outcome: Outcome },
 }

@@ -268,3 +268,52 @@ fn a_connect_in_progress_does_not_hold_up_pause_or_shutdown() {
         t.elapsed()
     );
 }
+
+/// A connect that goes unanswered shows as `connecting`, not `running`: after about a
+/// second, until the connect timeout ends it (then `paused-no-network`, no retry).
+#[test]
+fn an_unanswered_connect_shows_connecting_not_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hang = HangingListener::new();
+    let file = write_file(tmp.path(), "a", 1000, 2);
+    let up = fast(&tmp.path().join("store"))
+        .connect_timeout(Duration::from_secs(3))
+        .probe_timeout(Duration::from_millis(300))
+        .open()
+        .unwrap();
+    let h = up
+        .create_upload(UploadRequest::put(hang.url("/a"), &file))
+        .unwrap();
+    let events = h.events();
+    let start = Instant::now();
+    assert!(
+        wait_for(&h, LONG, |s| s == Status::Connecting),
+        "{:?}",
+        h.progress()
+    );
+    let shown = start.elapsed();
+    assert!(wait_for(&h, LONG, |s| s == Status::PausedNoNetwork));
+    eprintln!(
+        "unanswered connect: connecting after {shown:?}, paused-no-network after {:?}",
+        start.elapsed()
+    );
+    assert!(
+        shown < Duration::from_secs(3),
+        "shown while the connect waits"
+    );
+    assert_eq!(h.progress().attempts, 0);
+    let statuses: Vec<Status> = events
+        .try_iter()
+        .filter_map(|e| match e {
+            Event::StatusChanged(p) => Some(p.status),
+            _ => None,
+        })
+        .collect();
+    let connecting = statuses.iter().position(|s| *s == Status::Connecting);
+    let paused = statuses.iter().position(|s| *s == Status::PausedNoNetwork);
+    assert!(
+        connecting.is_some() && paused > connecting,
+        "events say it: {statuses:?}"
+    );
+    up.shutdown().unwrap();
+}
