@@ -269,6 +269,64 @@ impl NetPair {
         }
     }
 
+    /// Counts the SYNs the client sends to the server's `port` from now on (its own
+    /// nftables table in the client namespace, output hook): what probing costs on the
+    /// air. Read with [`NetPair::syns`].
+    pub fn count_syns(&self, port: u16) {
+        let c = &self.client;
+        must(
+            "ip",
+            &["netns", "exec", c, "nft", "add", "table", "inet", "bgxsyn"],
+        );
+        must(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                c,
+                "nft",
+                "add",
+                "chain",
+                "inet",
+                "bgxsyn",
+                "output",
+                "{ type filter hook output priority 0 ; }",
+            ],
+        );
+        let rule = format!("tcp dport {port} tcp flags & (syn | ack) == syn counter");
+        must(
+            "ip",
+            &[
+                "netns", "exec", c, "nft", "add", "rule", "inet", "bgxsyn", "output", &rule,
+            ],
+        );
+    }
+
+    /// The SYNs counted since [`NetPair::count_syns`].
+    pub fn syns(&self) -> u64 {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.client,
+                "nft",
+                "list",
+                "table",
+                "inet",
+                "bgxsyn",
+            ])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .expect("run nft");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let n = text
+            .split_once("counter packets ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok());
+        n.unwrap_or_else(|| panic!("no SYN counter in: {text}"))
+    }
+
     /// Whether `addr:port` accepts TCP from inside `ns` (bash's /dev/tcp, 1 s).
     pub fn accepts(ns: &str, addr: &str, port: u16) -> bool {
         let probe = format!("exec 3<>/dev/tcp/{addr}/{port}");
