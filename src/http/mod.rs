@@ -101,6 +101,12 @@ impl Tls {
     }
 }
 
+/// The buffer responses are read through: the body buffer's size, within 16..=64 KiB
+/// (answers are small; the body buffer is for the upload's bytes).
+fn input_buffer(config: &Config) -> usize {
+    config.buffer_size.clamp(16 * 1024, 64 * 1024)
+}
+
 /// Why an upload that names client identity `name` cannot go: it is not registered.
 pub(crate) fn identity_missing(name: &str) -> Error {
     Error::InvalidCertificate {
@@ -183,11 +189,11 @@ pub(crate) fn agent(
         .allow_non_standard_methods(true)
         .save_redirect_history(false)
         .no_delay(true)
-        .input_buffer_size(config.buffer_size.max(16 * 1024))
+        .input_buffer_size(input_buffer(config))
         // The response head must fit the input buffer: ureq only reports a head that is
         // too large when it exceeds this cap, and one that merely fills the buffer looks
         // like a peer that stopped talking ("Peer disconnected").
-        .max_response_header_size((64 * 1024).min(config.buffer_size.max(16 * 1024) - 1))
+        .max_response_header_size(input_buffer(config) - 1)
         .output_buffer_size(config.buffer_size)
         .timeout_connect(config.connect_timeout.checked_add(Duration::from_secs(30)))
         .timeout_send_request(Some(config.stall_timeout))

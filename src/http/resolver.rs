@@ -66,12 +66,16 @@ impl std::error::Error for LookupFailed {}
 /// most `timeout` and giving up at once when `stop` is set: `getaddrinfo` has no
 /// timeout and cannot be interrupted, and a name server that never answers holds it
 /// for the system's full wait (30 s a try). A lookup given up on finishes on its own
-/// thread, which then ends.
+/// thread, which then ends. An address literal (`127.0.0.1:80`, `[::1]:443`) needs no
+/// lookup and no thread.
 pub(crate) fn lookup(
     host_port: &str,
     timeout: Duration,
     stop: Option<&AtomicBool>,
 ) -> Result<Vec<SocketAddr>, Lookup> {
+    if let Ok(addr) = host_port.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
     let (tx, rx) = mpsc::channel();
     let name = host_port.to_string();
     let spawned = std::thread::Builder::new()
