@@ -83,6 +83,9 @@ pub struct Journal {
     pub(super) records: u64,
     pub(super) poisoned: bool,
     unsynced: bool,
+    /// `len` and `records` as of the last fsync (or open): what a failed fsync cuts the
+    /// file back to, as a crash would.
+    durable: (u64, u64),
     /// When the oldest record not yet fsynced was written.
     unsynced_since: Option<Instant>,
     last_sync: Instant,
@@ -211,6 +214,7 @@ impl Journal {
             records: scan.records.len() as u64,
             poisoned: false,
             unsynced: false,
+            durable: (valid, scan.records.len() as u64),
             unsynced_since: None,
             last_sync: Instant::now(),
             fsyncs: 0,
@@ -244,19 +248,11 @@ impl Journal {
         self.records += 1;
         self.unsynced = true;
         self.unsynced_since.get_or_insert_with(Instant::now);
-        let synced = match durability {
+        match durability {
             Durability::Sync => self.sync(),
             Durability::Batched if self.last_sync.elapsed() >= BATCH_INTERVAL => self.sync(),
             Durability::Batched => Ok(()),
-        };
-        if synced.is_err() {
-            // The caller is told this record failed (a create returns an error): it must
-            // not turn up after a reopen. The written bytes are in the page cache, so
-            // without this cut they would.
-            self.cut_failed_append(before);
-            self.records -= 1;
         }
-        synced
     }
 
     /// Best effort after a failed append: cuts the file back to `len` (before the
@@ -284,9 +280,16 @@ impl Journal {
             .and_then(|()| self.file.sync_data());
         if let Err(e) = synced {
             self.poisoned = true;
+            // Every record since the last fsync failed with it (a create among them
+            // returns an error): none may turn up after a reopen. Their bytes are in the
+            // page cache, so without this cut they would; a crash would lose them too.
+            let (len, records) = self.durable;
+            self.cut_failed_append(len);
+            self.records = records;
             return Err(JournalError::io("fsync journal", &self.path, e));
         }
         self.unsynced = false;
+        self.durable = (self.len, self.records);
         self.unsynced_since = None;
         self.last_sync = Instant::now();
         self.fsyncs += 1;
@@ -356,6 +359,7 @@ impl Journal {
         self.len = len;
         self.records = records;
         self.unsynced = false;
+        self.durable = (len, records);
         self.unsynced_since = None;
         self.last_sync = Instant::now();
     }
@@ -403,6 +407,7 @@ fn create_empty(dir: &Path, path: &Path) -> Result<Journal, JournalError> {
         records: 0,
         poisoned: false,
         unsynced: false,
+        durable: (HEADER_LEN as u64, 0),
         unsynced_since: None,
         last_sync: Instant::now(),
         fsyncs: 2,

@@ -32,7 +32,9 @@ impl Scheduler {
             created_ms,
             request,
         };
-        self.commit(created, Durability::Sync)?;
+        // Batched: the caller fsyncs it before answering (with the Running record, if
+        // the upload starts at once).
+        self.commit(created, Durability::Batched)?;
         let Some(u) = self.store.state().uploads.get(&id) else {
             // Only a crafted journal can push ids this far (the fold refuses u64::MAX).
             return Err(Error::InvalidRequest {

@@ -88,6 +88,8 @@ pub(crate) struct Scheduler {
     rebounded: HashSet<UploadId>,
     /// A journal write failed: nothing can be recorded until the store is reopened.
     journal_failed: bool,
+    /// The write or fsync that failed it (what a create caught in it is told).
+    journal_error: Option<crate::model::Failure>,
     /// The uploads whose status is `Queued`: what scheduling looks at, so that the work
     /// per message does not grow with the uploads the store retains. Kept by `commit`.
     queued: policy::Queue,
@@ -139,6 +141,7 @@ impl Scheduler {
             shutting_down: false,
             rebounded: HashSet::new(),
             journal_failed: false,
+            journal_error: None,
             queued: policy::Queue::default(),
             hosts: HashMap::new(),
         }
@@ -189,10 +192,18 @@ impl Scheduler {
 
     /// fsyncs batched journal records.
     fn sync_journal(&mut self) {
-        if let Err(e) = self.store.sync() {
+        let _ = self.sync_now();
+    }
+
+    /// fsyncs batched journal records now; a failure is also returned.
+    fn sync_now(&mut self) -> Result<(), Error> {
+        let synced = self.store.sync();
+        if let Err(e) = &synced {
             log::error!("journal fsync failed: {e}");
+            self.journal_error.get_or_insert_with(|| e.to_failure());
             self.journal_failure();
         }
+        synced
     }
 
     /// The next message, commands first: a pause or cancel never waits behind a
@@ -217,7 +228,24 @@ impl Scheduler {
                 request,
                 reply,
             } => {
-                let r = self.create(id, created_ms, *request);
+                // The creation is fsynced before the reply, together with the Running
+                // record when it starts at once: one fsync for both.
+                let failed_before = self.journal_failed;
+                let r = self.create(id, created_ms, *request).and_then(|()| {
+                    self.schedule();
+                    self.sync_now()
+                });
+                let r = r.map_err(|e| match (&e, &self.journal_error) {
+                    // Its Running record's write or fsync (in `schedule`) failed first.
+                    (Error::JournalPoisoned { .. }, Some(f)) if !failed_before => {
+                        Error::from_failure(f)
+                    }
+                    _ => e,
+                });
+                if r.is_err() {
+                    // Failed: it is not in the store after a reopen, and not shown now.
+                    lock(&self.shared.cells).remove(&id);
+                }
                 let _ = reply.send(r);
             }
             Command::Op { id, op, reply } => self.op(id, op, reply),
@@ -263,6 +291,7 @@ impl Scheduler {
             log::error!("journal write failed: {e}; the store must be reopened");
             // A record over the size cap is refused before anything is written.
             if !matches!(e, Error::RecordTooLarge { .. }) {
+                self.journal_error.get_or_insert_with(|| e.to_failure());
                 self.journal_failure();
             }
         }

@@ -99,3 +99,43 @@ fn a_failed_compaction_leaves_the_journal_working() {
     let store = Store::open(&dir).unwrap();
     assert_eq!(store.state().uploads.len(), before.uploads.len() + 1);
 }
+
+/// A failed fsync takes every record since the last good one with it, as a crash would:
+/// batched records written before it, and the record whose commit failed. A caller that
+/// was told "failed" (a create fsynced together with its Running record) never finds
+/// its record after a reopen; everything fsynced before stays.
+#[test]
+fn a_failed_fsync_cuts_every_record_since_the_last_good_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let mut store = Store::open(&dir).unwrap();
+    for n in 0..3 {
+        store.commit(records::record(n), Durability::Sync).unwrap();
+    }
+    // The next fsync fails.
+    store.set_fault_hook(Some(Arc::new(FailNth::new(
+        1,
+        false,
+        Some(FileOp::Fsync),
+        EIO,
+    ))));
+    store
+        .commit(records::record(3), Durability::Batched)
+        .unwrap();
+    store
+        .commit(records::record(4), Durability::Batched)
+        .unwrap();
+    let err = store.sync().unwrap_err();
+    assert!(
+        matches!(&err, Error::Io { op, .. } if op.contains("fsync")),
+        "{err}"
+    );
+    drop(store);
+    Store::open(&dir).unwrap();
+    let scan = records::scan_journal(&dir);
+    let expected: Vec<_> = (0..3).map(records::record).collect();
+    assert_eq!(
+        scan.records, expected,
+        "the unsynced records went with the fsync"
+    );
+}

@@ -385,8 +385,9 @@ fn a_journal_failure_during_a_transfer_ends_it_and_a_reopen_finishes_it() {
     let src = write_file(tmp.path(), "src.bin", size, 4);
     let mut injected = 0;
     let mut failed = 0;
-    // The create is operations 1 and 2 (write, fsync); the transfer's records follow.
-    for n in 3..=12u64 {
+    // The create is operations 1 to 3 (its record and, as it starts at once, its Running
+    // record written, then one fsync for both); the transfer's records follow.
+    for n in 4..=13u64 {
         for sticky in [false, true] {
             let case = format!("operation #{n} sticky={sticky}");
             let store = tmp.path().join(format!("t-{n}-{sticky}"));
