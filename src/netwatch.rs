@@ -94,6 +94,28 @@ pub(crate) struct Watcher {
     stop: Arc<AtomicBool>,
 }
 
+/// Wakes a [`Watcher`] blocked in its read, so that it sees its stop flag at once
+/// instead of at its next read timeout: a netlink message to its socket's port, from a
+/// socket of our own. Best effort: if the message cannot be sent, the read timeout
+/// ([`STOP_CHECK`]) still ends the wait.
+pub(crate) struct Waker {
+    port: u32,
+}
+
+impl Waker {
+    pub fn wake(&self) {
+        // A bare NLMSG_NOOP header: length 16, type 1, no flags, sequence 0, port 0.
+        let mut msg = [0u8; 16];
+        msg[0..4].copy_from_slice(&16u32.to_ne_bytes());
+        msg[4..6].copy_from_slice(&1u16.to_ne_bytes());
+        let sent = Socket::new(NETLINK_ROUTE)
+            .and_then(|s| s.send_to(&msg, &SocketAddr::new(self.port, 0), 0));
+        if let Err(e) = sent {
+            log::debug!("could not wake the network watcher ({e}); it stops at its next read");
+        }
+    }
+}
+
 impl Watcher {
     /// Opens the socket and joins the groups; `None` (logged) if the kernel refuses.
     pub fn open(tx: Sender<Command>, stop: Arc<AtomicBool>) -> Option<Watcher> {
@@ -114,14 +136,26 @@ impl Watcher {
         }
     }
 
+    /// What wakes it when the uploader stops; `None` if the socket's port is unknown.
+    pub fn waker(&self) -> Option<Waker> {
+        let mut addr = SocketAddr::new(0, 0);
+        self.socket.get_address(&mut addr).ok()?;
+        Some(Waker {
+            port: addr.port_number(),
+        })
+    }
+
     /// The thread's body: until the uploader stops.
     pub fn run(self) {
         let mut buf = vec![0u8; 64 * 1024];
         let mut pending = Change::default();
         let mut since: Option<Instant> = None;
         while !self.stop.load(Ordering::SeqCst) {
-            match self.socket.recv(&mut &mut buf[..], 0) {
-                Ok(n) => {
+            match self.socket.recv_from(&mut &mut buf[..], 0) {
+                // Only the kernel (port 0) tells of changes; anything else (our own
+                // Waker) only wakes the loop.
+                Ok((_, from)) if from.port_number() != 0 => {}
+                Ok((n, _)) => {
                     let c = classify_datagram(&buf[..n.min(buf.len())]);
                     if c != Change::default() {
                         pending.gained |= c.gained;

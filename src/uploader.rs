@@ -46,6 +46,9 @@ pub struct Uploader {
     providers: crate::credentials::Providers,
     /// The roots and client identities (the scheduler sees the same).
     tls: crate::http::Roots,
+    /// Wakes the network watcher's read when the uploader stops.
+    #[cfg(all(target_os = "linux", feature = "netlink"))]
+    watcher: Option<crate::netwatch::Waker>,
 }
 
 impl std::fmt::Debug for Uploader {
@@ -137,8 +140,11 @@ impl Uploader {
         #[cfg_attr(not(all(target_os = "linux", feature = "netlink")), allow(unused_mut))]
         let mut threads = vec![scheduler, prober];
         #[cfg(all(target_os = "linux", feature = "netlink"))]
+        let mut watcher = None;
+        #[cfg(all(target_os = "linux", feature = "netlink"))]
         if watch_network {
             if let Some(w) = crate::netwatch::Watcher::open(tx.clone(), probe_stop.clone()) {
+                watcher = w.waker();
                 match std::thread::Builder::new()
                     .name("bgxfer-netwatch".into())
                     .stack_size(128 * 1024)
@@ -155,6 +161,8 @@ impl Uploader {
             probe_stop,
             providers,
             tls: roots,
+            #[cfg(all(target_os = "linux", feature = "netlink"))]
+            watcher,
         })
     }
 
@@ -428,6 +436,10 @@ impl Uploader {
         }
         self.shared.closed.store(true, Ordering::SeqCst);
         self.probe_stop.store(true, Ordering::SeqCst);
+        #[cfg(all(target_os = "linux", feature = "netlink"))]
+        if let Some(w) = &self.watcher {
+            w.wake();
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

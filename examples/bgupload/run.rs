@@ -173,7 +173,11 @@ pub fn run(store: &Path, args: &RunArgs, add: Option<AddArgs>) -> Result<u8, Fai
             gave_up = true;
             break uploads;
         }
-        std::thread::sleep(POLL);
+        match &own {
+            // `send`: back as soon as its upload ends, not at the next tick.
+            Some(o) => drop(o.wait_timeout(POLL)),
+            None => std::thread::sleep(POLL),
+        }
     };
     let mut failed = false;
     for u in &uploads {
