@@ -203,7 +203,9 @@ pub fn run(store: &Path, args: &RunArgs, add: Option<AddArgs>) -> Result<u8, Fai
                     .error()
                     .map_or_else(|| "no provider".to_string(), |e| e.to_string());
                 eprintln!(
-                    "bgupload: upload {} ({name}) waits for its credentials: {why}; bgupload                      cannot make that provider, so the program that created the upload must                      run it",
+                    "bgupload: upload {} ({name}) waits for its credentials: {why}; bgupload \
+                     cannot make that provider, so the program that created the upload must \
+                     run it",
                     u.id()
                 );
             }

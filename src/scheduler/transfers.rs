@@ -99,7 +99,9 @@ impl Scheduler {
             .find(|n| !self.config.providers.contains(n))?;
         Some(crate::Error::Credentials {
             provider: name.to_string(),
-            message: "no provider is registered under this name; the upload waits, sending                       nothing, until the program registers it (UploaderBuilder::credentials                       or Uploader::register_credentials)"
+            message: "no provider is registered under this name; the upload waits, sending \
+                      nothing, until the program registers it (UploaderBuilder::credentials \
+                      or Uploader::register_credentials)"
                 .into(),
             permanent: false,
         })
@@ -114,18 +116,8 @@ impl Scheduler {
             .uploads
             .values()
             .filter(|u| u.status == Status::PausedNoCredentials)
-            .filter(|u| {
-                u.request
-                    .providers()
-                    .all(|n| self.config.providers.contains(n))
-            })
-            .filter(|u| {
-                u.request
-                    .client_identity
-                    .as_deref()
-                    .is_none_or(|n| self.roots.has_identity(n))
-            })
             .map(|u| u.id)
+            .filter(|id| self.missing_provider(*id).is_none())
             .collect();
         for id in ready {
             log::info!("upload {id}: its credentials are registered; queued");

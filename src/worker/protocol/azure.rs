@@ -226,7 +226,8 @@ impl Blob<'_> {
         let our_len = ids.first().map_or(0, String::len);
         if held.uncommitted.keys().any(|id| id.len() != our_len) {
             log::warn!(
-                "upload {}: the blob holds uncommitted blocks another client left, with IDs                  of another length; discarding them (the committed blob stays as it is)",
+                "upload {}: the blob holds uncommitted blocks another client left, with IDs \
+                 of another length; discarding them (the committed blob stays as it is)",
                 self.s.job.id
             );
             let committed: Vec<String> = held.committed.iter().map(|(id, _)| id.clone()).collect();
