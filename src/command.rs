@@ -8,12 +8,13 @@ use crate::{Error, GroupBehavior};
 
 /// A command from the program.
 pub(crate) enum Command {
-    /// Persist a new upload (fsynced before the reply).
+    /// Persist a new upload (fsynced before the reply). The reply is its id: `id`, or
+    /// the upload already created for the request's submission key.
     Create {
         id: UploadId,
         created_ms: u64,
         request: Box<Request>,
-        reply: Sender<Result<(), Error>>,
+        reply: Sender<Result<UploadId, Error>>,
     },
     /// An operation on one upload.
     Op {

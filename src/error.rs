@@ -176,6 +176,20 @@ pub enum Error {
     },
     /// The `Uploader` has been shut down; open the store again.
     ShutDown,
+    /// The store's owner refused this process, or the operating system did: only
+    /// processes of the store's owning user, or of the group its owner configured
+    /// ([`crate::UploaderBuilder::client_group`]), may talk to a store. Nothing changed.
+    PermissionDenied {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// No process holds the store (no [`crate::Uploader`] is open on it), and the
+    /// operation needs one: a [`crate::Client`] can submit without an owner, but not
+    /// read progress or control uploads.
+    NoOwner {
+        /// The store directory.
+        path: PathBuf,
+    },
     /// An I/O operation on a file of the store or on a source file failed.
     Io {
         /// What we were doing, for example "fsync journal".
@@ -289,6 +303,17 @@ impl fmt::Display for Error {
                 "upload {id} has no response yet; wait for it to complete or fail"
             ),
             Error::ShutDown => write!(f, "the uploader was shut down; open the store again"),
+            Error::PermissionDenied { path } => write!(
+                f,
+                "permission denied: store {} admits only its owning user and the group its \
+                 owner configured",
+                path.display()
+            ),
+            Error::NoOwner { path } => write!(
+                f,
+                "no process holds store {} (start `bgupload run` or open an Uploader on it)",
+                path.display()
+            ),
             Error::Io { op, path, source } => {
                 write!(f, "could not {op} {}: {source}", path.display())
             }
@@ -387,6 +412,8 @@ impl Error {
             E::NotFound { id } => F::NotFound { id: *id },
             E::NoResponse { id } => F::NoResponse { id: *id },
             E::ShutDown => F::ShutDown,
+            E::PermissionDenied { path } => F::PermissionDenied { path: path.clone() },
+            E::NoOwner { path } => F::NoOwner { path: path.clone() },
             E::Io { op, path, source } => F::Io {
                 op: op.to_string(),
                 path: path.clone(),
@@ -452,6 +479,8 @@ impl Error {
             F::NotFound { id } => E::NotFound { id },
             F::NoResponse { id } => E::NoResponse { id },
             F::ShutDown => E::ShutDown,
+            F::PermissionDenied { path } => E::PermissionDenied { path },
+            F::NoOwner { path } => E::NoOwner { path },
             F::Io {
                 op,
                 path,

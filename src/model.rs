@@ -12,6 +12,10 @@ pub use crate::progress::{CostPolicy, Priority, Status};
 /// The identity of an upload inside one store. Never reused within a store.
 pub type UploadId = u64;
 
+/// The random key a client gives one submission: the store creates at most one upload
+/// per key.
+pub type SubmissionKey = [u8; 16];
+
 /// A request as accepted: everything needed to send it again after a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -38,6 +42,10 @@ pub struct Request {
     /// The registered client identity (certificate and key) its connections present,
     /// by name; `None`: the uploader's own, if it has one.
     pub client_identity: Option<String>,
+    /// The key a [`crate::Client`] gave its submission, so that a submission sent twice
+    /// (over the control socket, then through the inbox after the owner died mid-call)
+    /// is created once; `None` for uploads the owner created itself.
+    pub submission: Option<SubmissionKey>,
 }
 
 impl Request {
@@ -421,6 +429,16 @@ pub enum Failure {
     },
     /// [`crate::Error::ShutDown`].
     ShutDown,
+    /// [`crate::Error::PermissionDenied`].
+    PermissionDenied {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// [`crate::Error::NoOwner`].
+    NoOwner {
+        /// The store directory.
+        path: PathBuf,
+    },
     /// [`crate::Error::Service`].
     Service {
         /// The HTTP status.

@@ -2,7 +2,7 @@
 //! snapshot, a condition variable for `wait`, and the event subscribers. Only the
 //! scheduler writes cells; no lock here is ever held across I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -12,7 +12,7 @@ use crossbeam_channel::Sender;
 use crate::command::Command;
 use crate::events::EventSender;
 use crate::journal::UploadState;
-use crate::model::{Failure, UploadId};
+use crate::model::{Failure, SubmissionKey, UploadId};
 use crate::progress::{Event, Progress, ResponseInfo};
 use crate::request_info::RequestInfo;
 
@@ -27,6 +27,9 @@ pub(crate) struct Shared {
     pub closed: AtomicBool,
     /// What opening the store found.
     pub recovery: crate::journal::Recovery,
+    /// The uploads clients submitted, by their submission key: a submission that
+    /// arrives twice is created once. Only the scheduler writes it.
+    pub submissions: Mutex<HashMap<SubmissionKey, UploadId>>,
 }
 
 /// One upload as handles see it.

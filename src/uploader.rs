@@ -89,6 +89,7 @@ impl Uploader {
             store_dir,
             closed: AtomicBool::new(false),
             recovery: store.recovery().clone(),
+            submissions: Default::default(),
         });
         let providers = config.providers.clone();
         #[cfg_attr(
@@ -206,10 +207,13 @@ impl Uploader {
             Ok(()) => rx.recv().unwrap_or(Err(Error::ShutDown)),
             Err(_) => Err(Error::ShutDown),
         };
-        if let Err(e) = result {
-            store::remove_upload_files(&self.shared.store_dir, id);
-            return Err(e);
-        }
+        let id = match result {
+            Ok(id) => id,
+            Err(e) => {
+                store::remove_upload_files(&self.shared.store_dir, id);
+                return Err(e);
+            }
+        };
         self.get(id).ok_or(Error::NotFound { id })
     }
 
@@ -333,6 +337,7 @@ impl Uploader {
             idempotent,
             credentials: r.credentials,
             client_identity: r.client_identity,
+            submission: None,
         })
     }
 

@@ -46,6 +46,19 @@ impl From<&Record> for Entry {
                     ..request(&c.created.created.request)
                 },
             },
+            Record::CreatedV4(c) => {
+                let v3 = &c.created;
+                Entry::Created {
+                    id: v3.created.created.id,
+                    created_ms: v3.created.created.created_ms,
+                    request: Request {
+                        credentials: v3.created.credentials.clone(),
+                        client_identity: v3.client_identity.clone(),
+                        submission: Some(c.submission),
+                        ..request(&v3.created.created.request)
+                    },
+                }
+            }
             Record::State(s) => Entry::State {
                 id: s.id,
                 status: status(s.status),
@@ -121,18 +134,27 @@ impl From<&Entry> for Record {
                     created_ms: *created_ms,
                     request: request_v1(request),
                 };
-                match (&request.credentials, &request.client_identity) {
-                    (None, None) => Record::Created(created),
-                    (credentials, None) => Record::CreatedV2(CreatedV2 {
+                let v3 = |created| CreatedV3 {
+                    created: CreatedV2 {
+                        created,
+                        credentials: request.credentials.clone(),
+                    },
+                    client_identity: request.client_identity.clone(),
+                };
+                match (
+                    &request.credentials,
+                    &request.client_identity,
+                    request.submission,
+                ) {
+                    (None, None, None) => Record::Created(created),
+                    (credentials, None, None) => Record::CreatedV2(CreatedV2 {
                         created,
                         credentials: credentials.clone(),
                     }),
-                    (credentials, Some(identity)) => Record::CreatedV3(CreatedV3 {
-                        created: CreatedV2 {
-                            created,
-                            credentials: credentials.clone(),
-                        },
-                        client_identity: Some(identity.clone()),
+                    (_, Some(_), None) => Record::CreatedV3(v3(created)),
+                    (_, _, Some(submission)) => Record::CreatedV4(CreatedV4 {
+                        created: v3(created),
+                        submission,
                     }),
                 }
             }
@@ -281,6 +303,7 @@ fn request(r: &RequestV1) -> Request {
         idempotent: r.idempotent,
         credentials: None,
         client_identity: None,
+        submission: None,
     }
 }
 
@@ -529,6 +552,8 @@ fn failure(f: &FailureV1) -> Failure {
                 "NotFound" => Failure::NotFound { id: n(0) },
                 "NoResponse" => Failure::NoResponse { id: n(0) },
                 "ShutDown" => Failure::ShutDown,
+                "PermissionDenied" => Failure::PermissionDenied { path: path(p) },
+                "NoOwner" => Failure::NoOwner { path: path(p) },
                 // A variant from a newer build: say what it was rather than lose it.
                 other => Failure::Protocol {
                     message: format!("failed ({other}, recorded by a newer version)"),
@@ -635,6 +660,8 @@ fn failure_v1(f: &Failure) -> FailureV1 {
         Failure::NotFound { id } => other("NotFound", None, vec![*id]),
         Failure::NoResponse { id } => other("NoResponse", None, vec![*id]),
         Failure::ShutDown => other("ShutDown", None, vec![]),
+        Failure::PermissionDenied { path } => other("PermissionDenied", Some(path), vec![]),
+        Failure::NoOwner { path } => other("NoOwner", Some(path), vec![]),
     }
 }
 
@@ -728,6 +755,8 @@ mod tests {
             Error::NotFound { id: 7 },
             Error::NoResponse { id: 8 },
             Error::ShutDown,
+            Error::PermissionDenied { path: path() },
+            Error::NoOwner { path: path() },
             Error::Io {
                 op: Cow::Borrowed("fsync journal"),
                 path: path(),
@@ -743,7 +772,7 @@ mod tests {
         for e in &all {
             seen.insert(covered(e));
         }
-        assert_eq!(seen.len(), 25, "every variant once at least");
+        assert_eq!(seen.len(), 27, "every variant once at least");
         all
     }
 
@@ -774,6 +803,8 @@ mod tests {
             Error::Io { .. } => 21,
             Error::Service { .. } => 22,
             Error::Credentials { .. } => 23,
+            Error::PermissionDenied { .. } => 25,
+            Error::NoOwner { .. } => 26,
         }
     }
 
@@ -795,6 +826,7 @@ mod tests {
             idempotent: true,
             credentials: None,
             client_identity: None,
+            submission: None,
         }
     }
 
@@ -876,6 +908,7 @@ mod credentials_tests {
             idempotent: true,
             credentials: credentials.map(String::from),
             client_identity: identity.map(String::from),
+            submission: None,
         };
         let cases = [
             (Some("agent"), None, "CreatedV2"),
@@ -934,6 +967,7 @@ mod storage_protocol_tests {
             idempotent: true,
             credentials: Some("p".into()),
             client_identity: None,
+            submission: None,
         }
     }
 

@@ -45,6 +45,19 @@ pub enum Record {
     /// plus that name (never the certificate or key). Uploads without one are written as
     /// before.
     CreatedV3(CreatedV3),
+    /// A new upload a client submitted: `CreatedV3` plus the key of its submission, so
+    /// that a submission that reaches the owner twice is created once. Uploads the
+    /// owner created itself are written as before.
+    CreatedV4(CreatedV4),
+}
+
+/// An upload accepted from a client, with the key of its submission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedV4 {
+    /// Everything `CreatedV3` records.
+    pub created: CreatedV3,
+    /// The client's key for this submission (random, not a secret).
+    pub submission: [u8; 16],
 }
 
 /// An upload accepted by the store, with the client identity it presents.
@@ -81,6 +94,7 @@ impl Record {
             Record::CreatedV2(c) => c.created.id,
             Record::GcsSession(g) => g.id,
             Record::CreatedV3(c) => c.created.created.id,
+            Record::CreatedV4(c) => c.created.created.created.id,
         }
     }
 }

@@ -18,14 +18,22 @@ use super::{host_key, total_len, Scheduler};
 use crate::command::Op;
 
 impl Scheduler {
+    /// Persists a new upload; `Ok(false)` if its submission was created before (under
+    /// the id the submissions map holds).
     pub(super) fn create(
         &mut self,
         id: UploadId,
         created_ms: u64,
         request: Request,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         if self.shutting_down {
             return Err(Error::ShutDown);
+        }
+        let key = request.submission;
+        if let Some(key) = &key {
+            if lock(&self.shared.submissions).contains_key(key) {
+                return Ok(false);
+            }
         }
         let created = Entry::Created {
             id,
@@ -43,12 +51,15 @@ impl Scheduler {
         };
         let cell = Arc::new(Cell::new(u, total_len(&u.request), None));
         lock(&self.shared.cells).insert(id, cell);
+        if let Some(key) = key {
+            lock(&self.shared.submissions).insert(key, id);
+        }
         log::info!(
             "accepted upload {id}: {} {}",
             u.request.method,
             crate::redact::redact_url(&u.request.url)
         );
-        Ok(())
+        Ok(true)
     }
 
     pub(super) fn op(&mut self, id: UploadId, op: Op, reply: Sender<Result<(), Error>>) {
@@ -77,7 +88,16 @@ impl Scheduler {
 
     pub(super) fn remove(&mut self, id: UploadId) -> Result<(), Error> {
         self.retry_at.remove(&id);
+        let key = self
+            .store
+            .state()
+            .uploads
+            .get(&id)
+            .and_then(|u| u.request.submission);
         self.commit(Entry::Removed(id), Durability::Sync)?;
+        if let Some(key) = key {
+            lock(&self.shared.submissions).remove(&key);
+        }
         crate::store::remove_upload_files(&self.shared.store_dir, id);
         if let Some(cell) = lock(&self.shared.cells).remove(&id) {
             cell.update(|s| s.removed = true, Event::StatusChanged);

@@ -231,10 +231,18 @@ impl Scheduler {
                 // The creation is fsynced before the reply, together with the Running
                 // record when it starts at once: one fsync for both.
                 let failed_before = self.journal_failed;
-                let r = self.create(id, created_ms, *request).and_then(|()| {
-                    self.schedule();
-                    self.sync_now()
-                });
+                let key = request.submission;
+                let r = match self.create(id, created_ms, *request) {
+                    Ok(true) => {
+                        self.schedule();
+                        self.sync_now().map(|()| id)
+                    }
+                    // Created before: its id (durable since that create answered).
+                    Ok(false) => Ok(key
+                        .and_then(|k| lock(&self.shared.submissions).get(&k).copied())
+                        .unwrap_or(id)),
+                    Err(e) => Err(e),
+                };
                 let r = r.map_err(|e| match (&e, &self.journal_error) {
                     // Its Running record's write or fsync (in `schedule`) failed first.
                     (Error::JournalPoisoned { .. }, Some(f)) if !failed_before => {
@@ -245,6 +253,12 @@ impl Scheduler {
                 if r.is_err() {
                     // Failed: it is not in the store after a reopen, and not shown now.
                     lock(&self.shared.cells).remove(&id);
+                    if let Some(k) = key {
+                        let mut subs = lock(&self.shared.submissions);
+                        if subs.get(&k) == Some(&id) {
+                            subs.remove(&k);
+                        }
+                    }
                 }
                 let _ = reply.send(r);
             }
@@ -473,8 +487,10 @@ impl Scheduler {
             };
             match msg {
                 Inbox::Worker(w) => self.worker_event(w),
-                Inbox::Command(Command::Create { reply, .. })
-                | Inbox::Command(Command::Op { reply, .. }) => {
+                Inbox::Command(Command::Create { reply, .. }) => {
+                    let _ = reply.send(Err(Error::ShutDown));
+                }
+                Inbox::Command(Command::Op { reply, .. }) => {
                     let _ = reply.send(Err(Error::ShutDown));
                 }
                 Inbox::Command(Command::Shutdown(reply)) => {

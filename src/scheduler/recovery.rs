@@ -93,6 +93,13 @@ impl Scheduler {
                 map.insert(id, std::sync::Arc::new(c));
             }
         }
+        *lock(&self.shared.submissions) = self
+            .store
+            .state()
+            .uploads
+            .values()
+            .filter_map(|u| u.request.submission.map(|k| (k, u.id)))
+            .collect();
         // Files the journal does not account for are crash leftovers when the journal is
         // whole; after damage (or a journal that had to start afresh) they may belong to
         // uploads the journal lost, and are kept aside.

@@ -224,6 +224,7 @@ fn created_with_identity(id: u64) -> Record {
             credentials: Some("bearer-file:/run/agent/token".into()),
         },
         client_identity: Some("device-7".into()),
+        submission: None,
     })
 }
 
