@@ -239,6 +239,7 @@
 #![deny(missing_docs)]
 #![cfg(unix)]
 
+mod admission;
 #[cfg(feature = "azure")]
 pub mod azure_blob;
 mod bandwidth;

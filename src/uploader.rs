@@ -1,26 +1,20 @@
 //! The [`Uploader`]: one per store directory; owns the scheduler and prober threads.
 
-use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, unbounded};
 
+use crate::admission::{self, Admission};
 use crate::command::Command;
 use crate::config::{Config, UploaderBuilder};
 use crate::journal::Store;
-#[cfg(any(feature = "s3", feature = "azure"))]
-use crate::model::Protocol;
-use crate::model::{self, Body, Multipart, PartContent, Request, Source};
-use crate::multipart;
 use crate::prober::{ProbeMsg, Prober};
-use crate::request::{Part, RequestBody, UploadRequest};
+use crate::request::UploadRequest;
 use crate::scheduler::{now_ms, Scheduler};
 use crate::shared::{lock, Shared};
-use crate::{source, store, Error, Upload};
+use crate::{store, Error, Upload};
 
 /// How the uploads of one transfer group run (WinRT's `BackgroundTransferBehavior`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -42,10 +36,10 @@ pub struct Uploader {
     threads: Vec<JoinHandle<()>>,
     /// Ends a probe in progress when the uploader stops.
     probe_stop: Arc<AtomicBool>,
-    /// The credentials providers (the workers see the same map).
-    providers: crate::credentials::Providers,
-    /// The roots and client identities (the scheduler sees the same).
-    tls: crate::http::Roots,
+    /// The owner's checks of a new request: its credentials provider, client identity
+    /// and protocol limits (the workers and the scheduler see the same providers and
+    /// identities).
+    admission: Admission,
     /// Wakes the network watcher's read when the uploader stops.
     #[cfg(all(target_os = "linux", feature = "netlink"))]
     watcher: Option<crate::netwatch::Waker>,
@@ -160,8 +154,10 @@ impl Uploader {
             shared,
             threads,
             probe_stop,
-            providers,
-            tls: roots,
+            admission: Admission {
+                providers,
+                tls: roots,
+            },
             #[cfg(all(target_os = "linux", feature = "netlink"))]
             watcher,
         })
@@ -179,13 +175,7 @@ impl Uploader {
     /// [`Error::ShutDown`]. In every error case nothing was persisted, and the uploads
     /// already in the store are untouched.
     pub fn create_upload(&self, request: UploadRequest) -> Result<Upload, Error> {
-        request.validate()?;
-        #[cfg(feature = "s3")]
-        crate::s3_object::validate_request(&request)?;
-        #[cfg(feature = "gcs")]
-        crate::gcs_upload::validate_request(&request)?;
-        #[cfg(feature = "azure")]
-        crate::azure_blob::validate_request(&request)?;
+        admission::validate(&request)?;
         // Never wraps: a store whose journal says the ids are spent refuses new uploads
         // rather than handing out id 0 again (its spool would replace a live one's).
         let id = self
@@ -195,7 +185,15 @@ impl Uploader {
             .map_err(|_| Error::InvalidRequest {
                 reason: "this store has handed out every upload id; use a new store".into(),
             })?;
-        let request = self.persistable(id, request)?;
+        let dir = &self.shared.store_dir;
+        let mut request = admission::prepare(request, |r| {
+            admission::spool(r, &store::spool_path(dir, id), 0o600)
+        })
+        .inspect_err(|_| store::remove_upload_files(dir, id))?;
+        if let Err(e) = self.admission.admit(&mut request) {
+            store::remove_upload_files(dir, id);
+            return Err(e);
+        }
         let (tx, rx) = bounded(1);
         let sent = self.shared.tx.send(Command::Create {
             id,
@@ -226,7 +224,9 @@ impl Uploader {
         name: impl Into<String>,
         provider: impl crate::CredentialProvider,
     ) {
-        self.providers.register(name.into(), Arc::new(provider));
+        self.admission
+            .providers
+            .register(name.into(), Arc::new(provider));
         let _ = self.shared.tx.send(Command::CredentialsRegistered);
     }
 
@@ -244,127 +244,11 @@ impl Uploader {
         cert: impl AsRef<std::path::Path>,
         key: impl AsRef<std::path::Path>,
     ) -> Result<(), Error> {
-        self.tls
+        self.admission
+            .tls
             .register(name.into(), cert.as_ref(), key.as_ref())?;
         let _ = self.shared.tx.send(Command::CredentialsRegistered);
         Ok(())
-    }
-
-    /// Turns a validated request into its journal form: sources recorded, a reader
-    /// spooled into the store, multipart framing checked.
-    fn persistable(&self, id: u64, r: UploadRequest) -> Result<Request, Error> {
-        let idempotent = r.is_idempotent();
-        let body = match r.body {
-            RequestBody::File(path) => Body::File(source::record(&path, false)?),
-            RequestBody::Reader(reader) => Body::File(self.spool(id, reader)?),
-            RequestBody::Multipart {
-                subtype,
-                boundary,
-                parts,
-            } => {
-                if parts.is_empty() {
-                    return Err(Error::InvalidRequest {
-                        reason: "a multipart request needs at least one part".into(),
-                    });
-                }
-                if !crate::request::is_token(&subtype) {
-                    return Err(Error::InvalidRequest {
-                        reason: format!("multipart subtype {subtype:?} is not a token"),
-                    });
-                }
-                let boundary = boundary.unwrap_or_else(multipart::random_boundary);
-                multipart::validate_boundary(&boundary)?;
-                let mut out = Vec::with_capacity(parts.len());
-                for p in parts {
-                    out.push(persist_part(p)?);
-                }
-                Body::Multipart(Multipart {
-                    subtype,
-                    boundary,
-                    parts: out,
-                })
-            }
-        };
-        if let Some(name) = &r.credentials {
-            if !self.providers.contains(name) {
-                return Err(Error::Credentials {
-                    provider: name.clone(),
-                    message: "no provider is registered under this name (see \
-                              UploaderBuilder::credentials)"
-                        .into(),
-                    permanent: true,
-                });
-            }
-        }
-        if let Some(name) = &r.client_identity {
-            if !self.tls.has_identity(name) {
-                return Err(Error::InvalidCertificate {
-                    reason: format!(
-                        "no client identity is registered under the name {name:?} (see \
-                         UploaderBuilder::client_identity)"
-                    ),
-                });
-            }
-        }
-        #[cfg_attr(not(feature = "s3"), allow(unused_mut))]
-        let mut protocol = r.protocol;
-        #[cfg(feature = "s3")]
-        if let (Protocol::S3(t), Body::File(src)) = (&mut protocol, &body) {
-            crate::s3_object::fit_part_size(t, src.size)?;
-            if !self.providers.contains(&t.credentials) {
-                return Err(Error::Credentials {
-                    provider: t.credentials.clone(),
-                    message: "no provider is registered under this name (see \
-                              UploaderBuilder::credentials)"
-                        .into(),
-                    permanent: true,
-                });
-            }
-        }
-        #[cfg(feature = "azure")]
-        if let (Protocol::Azure(t), Body::File(src)) = (&protocol, &body) {
-            crate::azure_blob::check_fits(t, src.size)?;
-        }
-        Ok(Request {
-            url: r.url,
-            method: r.method,
-            headers: r.headers,
-            body,
-            priority: r.priority,
-            group: r.group,
-            cost: r.cost,
-            protocol,
-            idempotent,
-            credentials: r.credentials,
-            client_identity: r.client_identity,
-            submission: None,
-        })
-    }
-
-    /// Copies a reader into `spool/<id>`, fsynced, before the upload is journaled.
-    fn spool(&self, id: u64, mut reader: Box<dyn io::Read + Send>) -> Result<Source, Error> {
-        let path = store::spool_path(&self.shared.store_dir, id);
-        let tmp = path.with_extension("part");
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| Error::io("create spool file", &tmp, e))?;
-        let copied = io::copy(&mut reader, &mut f).and_then(|_| {
-            f.flush()?;
-            f.sync_all()
-        });
-        if let Err(e) = copied {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io("spool the reader into", &tmp, e));
-        }
-        fs::rename(&tmp, &path).map_err(|e| Error::io("rename spool file", &path, e))?;
-        // The rename must be durable before the create record is: on btrfs an fsync of
-        // the journal does not carry a rename in another directory along.
-        store::sync_dir(path.parent().unwrap_or(&path))?;
-        source::record(&path, true)
     }
 
     /// Every upload in the store, in id order.
@@ -458,40 +342,4 @@ impl Drop for Uploader {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn persist_part(p: Part) -> Result<model::Part, Error> {
-    Ok(match p {
-        Part::Text { name, value } => {
-            multipart::validate_text("field name", &name)?;
-            model::Part {
-                name,
-                file_name: None,
-                content_type: None,
-                content: PartContent::Text(value),
-            }
-        }
-        Part::File {
-            name,
-            path,
-            file_name,
-            content_type,
-        } => {
-            multipart::validate_text("field name", &name)?;
-            let file_name = file_name.unwrap_or_else(|| {
-                path.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "file".into())
-            });
-            multipart::validate_text("file name", &file_name)?;
-            let content_type = content_type.unwrap_or_else(|| "application/octet-stream".into());
-            multipart::validate_text("content type", &content_type)?;
-            model::Part {
-                name,
-                file_name: Some(file_name),
-                content_type: Some(content_type),
-                content: PartContent::File(source::record(&path, false)?),
-            }
-        }
-    })
 }
