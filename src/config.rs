@@ -47,6 +47,8 @@ pub struct Config {
     pub(crate) probe_backoff_max: Duration,
     pub(crate) probe_targets: Option<Vec<String>>,
     pub(crate) watch_network: bool,
+    pub(crate) serve_clients: bool,
+    pub(crate) client_group: Option<u32>,
     pub(crate) fault_hook: Option<std::sync::Arc<dyn crate::journal::fault::FaultHook>>,
     /// The credentials providers by name (shared with the running uploader, which can
     /// register more).
@@ -93,6 +95,8 @@ impl Config {
             probe_backoff_max: Duration::from_secs(60),
             probe_targets: None,
             watch_network: true,
+            serve_clients: true,
+            client_group: None,
             fault_hook: None,
             client_cert: None,
             client_identities: Vec::new(),
@@ -361,6 +365,26 @@ impl UploaderBuilder {
     /// server.
     pub fn start_transfers(mut self, on: bool) -> Self {
         self.config.start_transfers = on;
+        self
+    }
+    /// Whether other processes may submit and control uploads through a
+    /// [`crate::Client`] while this `Uploader` holds the store (see [`crate::Client`]).
+    /// Defaults to `true`. The owner listens on `<store>/control.sock` and imports the
+    /// submissions that clients left in `<store>/inbox/` while no owner ran (at open,
+    /// and when a client pokes it). An `Uploader` opened with
+    /// [`UploaderBuilder::start_transfers`]`(false)` never serves.
+    pub fn serve_clients(mut self, on: bool) -> Self {
+        self.config.serve_clients = on;
+        self
+    }
+    /// Admits the members of group `gid` as clients too (by default only processes
+    /// of the store's own user are). The store directory becomes mode 0710 and the
+    /// inbox 2730, both of this group, and the control socket 0660: the group can
+    /// reach the socket and leave submissions, but cannot list or read the store. Its
+    /// members hand over copies of their files (spooled into the inbox by the
+    /// client), never paths for the owner to read on their behalf.
+    pub fn client_group(mut self, gid: u32) -> Self {
+        self.config.client_group = Some(gid);
         self
     }
     /// How the uploads of group `name` run, in effect before the first transfer starts

@@ -269,6 +269,7 @@ mod route;
 #[cfg(feature = "s3")]
 pub mod s3_object;
 mod scheduler;
+mod service;
 mod shared;
 mod source;
 mod store;
@@ -296,6 +297,7 @@ pub use model::TimeoutPhase;
 pub use progress::{CostPolicy, Event, Priority, Progress, ResponseInfo, Status};
 pub use request::UploadRequest;
 pub use request_info::RequestInfo;
+pub use service::{Client, Follow, RemoteUpload, Submission, Submitted};
 pub use upload::Upload;
 pub use uploader::{GroupBehavior, Uploader};
 

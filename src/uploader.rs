@@ -11,6 +11,7 @@ use crate::command::Command;
 use crate::config::{Config, UploaderBuilder};
 use crate::journal::Store;
 use crate::prober::{ProbeMsg, Prober};
+use crate::model::{Request, UploadId};
 use crate::request::UploadRequest;
 use crate::scheduler::{now_ms, Scheduler};
 use crate::shared::{lock, Shared};
@@ -24,6 +25,40 @@ pub enum GroupBehavior {
     Parallel,
     /// One at a time, in priority order.
     Serialized,
+}
+
+/// Hands out the next upload id. Never wraps: a store whose journal says the ids are
+/// spent refuses new uploads rather than handing out id 0 again (its spool would
+/// replace a live one's).
+pub(crate) fn allocate_id(shared: &Shared) -> Result<UploadId, Error> {
+    shared
+        .next_id
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_add(1))
+        .map_err(|_| Error::InvalidRequest {
+            reason: "this store has handed out every upload id; use a new store".into(),
+        })
+}
+
+/// Has the scheduler persist an admitted request under `id` (fsynced when this
+/// returns) and returns its id: `id`, or the upload its submission key was created under
+/// before, in which case `id`'s files are removed. On an error nothing was persisted and
+/// `id`'s files are removed too.
+pub(crate) fn submit(shared: &Shared, id: UploadId, request: Request) -> Result<UploadId, Error> {
+    let (tx, rx) = bounded(1);
+    let sent = shared.tx.send(Command::Create {
+        id,
+        created_ms: now_ms(),
+        request: Box::new(request),
+        reply: tx,
+    });
+    let result = match sent {
+        Ok(()) => rx.recv().unwrap_or(Err(Error::ShutDown)),
+        Err(_) => Err(Error::ShutDown),
+    };
+    if result.as_ref().map_or(true, |got| *got != id) {
+        store::remove_upload_files(&shared.store_dir, id);
+    }
+    result
 }
 
 /// Runs uploads in the background from a store directory (WinRT's
@@ -40,6 +75,8 @@ pub struct Uploader {
     /// and protocol limits (the workers and the scheduler see the same providers and
     /// identities).
     admission: Admission,
+    /// The control socket and inbox, when it serves clients.
+    service: Option<crate::service::Service>,
     /// Wakes the network watcher's read when the uploader stops.
     #[cfg(all(target_os = "linux", feature = "netlink"))]
     watcher: Option<crate::netwatch::Waker>,
@@ -92,6 +129,8 @@ impl Uploader {
         )]
         // A store opened to look at it (no transfers) has nothing to watch for.
         let watch_network = config.watch_network && config.start_transfers;
+        let serve = config.serve_clients && config.start_transfers;
+        let client_group = config.client_group;
         let config = Arc::new(config);
         let prober = Prober {
             rx: probe_rx,
@@ -150,17 +189,32 @@ impl Uploader {
                 }
             }
         }
-        Ok(Uploader {
+        let admission = Admission {
+            providers,
+            tls: roots,
+        };
+        let mut uploader = Uploader {
             shared,
             threads,
             probe_stop,
-            admission: Admission {
-                providers,
-                tls: roots,
-            },
+            admission,
+            service: None,
             #[cfg(all(target_os = "linux", feature = "netlink"))]
             watcher,
-        })
+        };
+        if serve {
+            // Not fatal: the uploads of this program run without it (a store on a file
+            // system without unix sockets, say); clients then queue in the inbox.
+            match crate::service::Service::start(
+                uploader.shared.clone(),
+                uploader.admission.clone(),
+                client_group,
+            ) {
+                Ok(service) => uploader.service = Some(service),
+                Err(e) => log::error!("not serving other processes: {e}"),
+            }
+        }
+        Ok(uploader)
     }
 
     /// Persists a new upload and returns its handle. When this returns, the upload is
@@ -176,15 +230,7 @@ impl Uploader {
     /// already in the store are untouched.
     pub fn create_upload(&self, request: UploadRequest) -> Result<Upload, Error> {
         admission::validate(&request)?;
-        // Never wraps: a store whose journal says the ids are spent refuses new uploads
-        // rather than handing out id 0 again (its spool would replace a live one's).
-        let id = self
-            .shared
-            .next_id
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_add(1))
-            .map_err(|_| Error::InvalidRequest {
-                reason: "this store has handed out every upload id; use a new store".into(),
-            })?;
+        let id = allocate_id(&self.shared)?;
         let dir = &self.shared.store_dir;
         let mut request = admission::prepare(request, |r| {
             admission::spool(r, &store::spool_path(dir, id), 0o600)
@@ -194,24 +240,7 @@ impl Uploader {
             store::remove_upload_files(dir, id);
             return Err(e);
         }
-        let (tx, rx) = bounded(1);
-        let sent = self.shared.tx.send(Command::Create {
-            id,
-            created_ms: now_ms(),
-            request: Box::new(request),
-            reply: tx,
-        });
-        let result = match sent {
-            Ok(()) => rx.recv().unwrap_or(Err(Error::ShutDown)),
-            Err(_) => Err(Error::ShutDown),
-        };
-        let id = match result {
-            Ok(id) => id,
-            Err(e) => {
-                store::remove_upload_files(&self.shared.store_dir, id);
-                return Err(e);
-            }
-        };
+        let id = submit(&self.shared, id, request)?;
         self.get(id).ok_or(Error::NotFound { id })
     }
 
@@ -318,6 +347,10 @@ impl Uploader {
     fn stop(&mut self) {
         if self.threads.is_empty() {
             return;
+        }
+        // No submission or command from another process arrives after this.
+        if let Some(mut service) = self.service.take() {
+            service.stop();
         }
         let (tx, rx) = bounded(1);
         if self.shared.tx.send(Command::Shutdown(tx)).is_ok() {

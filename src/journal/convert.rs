@@ -453,7 +453,7 @@ fn phase_v1(p: TimeoutPhase) -> String {
     .into()
 }
 
-fn failure(f: &FailureV1) -> Failure {
+pub(super) fn failure(f: &FailureV1) -> Failure {
     match f {
         FailureV1::HttpStatus { status } => Failure::HttpStatus { status: *status },
         FailureV1::SourceMissing { path: p } => Failure::SourceMissing { path: path(p) },
@@ -571,7 +571,7 @@ fn other(variant: &str, p: Option<&Path>, numbers: Vec<u64>) -> FailureV1 {
     }
 }
 
-fn failure_v1(f: &Failure) -> FailureV1 {
+pub(super) fn failure_v1(f: &Failure) -> FailureV1 {
     match f {
         Failure::HttpStatus { status } => FailureV1::HttpStatus { status: *status },
         Failure::SourceMissing { path } => FailureV1::SourceMissing { path: bytes(path) },

@@ -21,6 +21,7 @@ pub mod format;
 #[doc(hidden)]
 pub mod fuzz;
 mod lock;
+pub(crate) mod portable;
 pub mod record;
 pub mod replay;
 

@@ -1,0 +1,610 @@
+//! The owner's side: the control socket's accept thread, one thread per connection
+//! (at most [`MAX_CONNECTIONS`]), and the inbox thread that imports submissions left
+//! while no owner ran.
+//!
+//! What a hostile or broken client can cost: one of the connection slots for at most
+//! [`wire::ASK_DEADLINE`] (its whole request must arrive by then, and it is at most
+//! [`wire::MAX_ASK`] bytes, read as it arrives); a client over the cap is answered
+//! "busy" at once and closed. Refusals and malformed requests are logged at most once
+//! a second.
+
+use std::collections::HashMap;
+use std::fs::{self, DirBuilder};
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+
+use crate::admission::Admission;
+use crate::journal::portable;
+use crate::model::{Body, PartContent, Request, SubmissionKey, UploadId};
+use crate::shared::{lock, Shared};
+use crate::{source, store, Error, Upload};
+
+use super::inbox;
+use super::peer::{peer_of, Admitted};
+use super::wire::{self, Answer, Ask, Found, WireInfo, WireOp, WireProgress, WireResponse, WireUpload};
+use super::{inbox_dir, short_path, socket_path, SOCKET};
+
+/// Connections served at once; more are answered "busy".
+pub(crate) const MAX_CONNECTIONS: usize = 32;
+/// How often the inbox is looked at without a poke.
+const INBOX_EVERY: Duration = Duration::from_secs(5);
+/// Leftovers of a crashed client older than this are removed from the inbox.
+const STALE: Duration = Duration::from_secs(3600);
+
+/// The running service of one owner. Stopped (threads joined, socket removed) by
+/// [`Service::stop`] or on drop.
+pub(crate) struct Service {
+    ctx: Arc<Ctx>,
+    accept: Option<JoinHandle<()>>,
+    inbox: Option<JoinHandle<()>>,
+}
+
+struct Ctx {
+    shared: Arc<Shared>,
+    admission: Admission,
+    admitted: Admitted,
+    socket: PathBuf,
+    inbox: PathBuf,
+    stop: AtomicBool,
+    poke: Sender<()>,
+    /// The open connections: a handle on each stream (to end it at a stop) and its
+    /// thread. A connection's thread takes its own entry out when it ends.
+    conns: Mutex<HashMap<u64, (UnixStream, JoinHandle<()>)>>,
+    next_conn: AtomicU64,
+    last_warn: Mutex<Option<Instant>>,
+    /// Connections refused or dropped for bad input (for logs and tests).
+    refused: AtomicU64,
+}
+
+impl Service {
+    /// Sets up the inbox and the socket, then imports what waits in the inbox: the
+    /// socket is bound first, so that a client that found no owner and left its
+    /// submission in the inbox is either seen by this scan or pokes this owner.
+    pub fn start(
+        shared: Arc<Shared>,
+        admission: Admission,
+        group: Option<u32>,
+    ) -> Result<Service, Error> {
+        let store_dir = shared.store_dir.clone();
+        let inbox = inbox_dir(&store_dir);
+        prepare_dirs(&store_dir, &inbox, group)?;
+        let socket = socket_path(&store_dir);
+        match fs::remove_file(&socket) {
+            // The store's lock is held: a socket file here is a dead owner's.
+            Ok(()) | Err(_) => {}
+        }
+        let listener = short_path(&store_dir, SOCKET, |p| UnixListener::bind(p))
+            .map_err(|e| Error::io("bind the control socket", &socket, e))?;
+        let mode = if group.is_some() { 0o660 } else { 0o600 };
+        fs::set_permissions(&socket, fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io("set the mode of the control socket", &socket, e))?;
+        if let Some(g) = group {
+            chgrp(&socket, g)?;
+        }
+        let (poke, pokes) = bounded(1);
+        let ctx = Arc::new(Ctx {
+            shared,
+            admission,
+            admitted: Admitted::for_owner(group),
+            socket,
+            inbox,
+            stop: AtomicBool::new(false),
+            poke,
+            conns: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(0),
+            last_warn: Mutex::new(None),
+            refused: AtomicU64::new(0),
+        });
+        // The first import before the accept loop starts: what waits is created by
+        // the time `open` returns.
+        ctx.import_inbox();
+        let c = ctx.clone();
+        let inbox = std::thread::Builder::new()
+            .name("bgxfer-inbox".into())
+            .stack_size(256 * 1024)
+            .spawn(move || c.inbox_loop(pokes))
+            .map_err(|e| Error::io("start the inbox thread", "", e))?;
+        let c = ctx.clone();
+        let accept = std::thread::Builder::new()
+            .name("bgxfer-control".into())
+            .stack_size(256 * 1024)
+            .spawn(move || c.accept_loop(listener));
+        let accept = match accept {
+            Ok(t) => t,
+            Err(e) => {
+                ctx.stop.store(true, Ordering::SeqCst);
+                let _ = ctx.poke.try_send(());
+                let _ = inbox.join();
+                return Err(Error::io("start the control thread", "", e));
+            }
+        };
+        log::info!("serving clients on {}", ctx.socket.display());
+        Ok(Service {
+            ctx,
+            accept: Some(accept),
+            inbox: Some(inbox),
+        })
+    }
+
+    /// Stops accepting, ends every connection, joins every thread and removes the
+    /// socket.
+    pub fn stop(&mut self) {
+        if self.ctx.stop.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Wakes the accept loop, which then sees `stop`.
+        let _ = short_path(
+            self.ctx.socket.parent().unwrap_or(Path::new(".")),
+            SOCKET,
+            |p| UnixStream::connect(p),
+        );
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+        let _ = self.ctx.poke.try_send(());
+        if let Some(t) = self.inbox.take() {
+            let _ = t.join();
+        }
+        let conns: Vec<(UnixStream, JoinHandle<()>)> =
+            lock(&self.ctx.conns).drain().map(|(_, c)| c).collect();
+        for (stream, _) in &conns {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+        for (_, t) in conns {
+            let _ = t.join();
+        }
+        let _ = fs::remove_file(&self.ctx.socket);
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The inbox (0700, or 2730 with the group owning it so that its members can leave
+/// files and its new files belong to the group) and the store directory itself (0700,
+/// or 0710 so that the group can reach the socket and the inbox, but not list the
+/// store).
+fn prepare_dirs(store_dir: &Path, inbox: &Path, group: Option<u32>) -> Result<(), Error> {
+    DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(inbox)
+        .map_err(|e| Error::io("create the inbox", inbox, e))?;
+    let (store_mode, inbox_mode) = match group {
+        Some(_) => (0o710, 0o2730),
+        None => (0o700, 0o700),
+    };
+    if let Some(g) = group {
+        chgrp(store_dir, g)?;
+        chgrp(inbox, g)?;
+    }
+    for (dir, mode) in [(store_dir, store_mode), (inbox, inbox_mode)] {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io("set the mode of", dir, e))?;
+    }
+    store::sync_dir(store_dir)
+}
+
+fn chgrp(path: &Path, gid: u32) -> Result<(), Error> {
+    std::os::unix::fs::chown(path, None, Some(gid))
+        .map_err(|e| Error::io("give the client group", path, e))
+}
+
+impl Ctx {
+    fn store_dir(&self) -> &Path {
+        &self.shared.store_dir
+    }
+
+    /// Logs a refused or broken connection, at most once a second.
+    fn warn(&self, what: std::fmt::Arguments<'_>) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        let mut last = lock(&self.last_warn);
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            log::debug!("control socket: {what}");
+            return;
+        }
+        *last = Some(Instant::now());
+        log::warn!("control socket: {what}");
+    }
+
+    fn accept_loop(self: Arc<Self>, listener: UnixListener) {
+        for stream in listener.incoming() {
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let stream = match stream {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of descriptors, most likely: wait rather than spin.
+                    self.warn(format_args!("accept failed: {e}"));
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            if lock(&self.conns).len() >= MAX_CONNECTIONS {
+                let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+                let busy = Error::io(
+                    "reach the store's owner through",
+                    self.socket.clone(),
+                    io::Error::new(io::ErrorKind::WouldBlock, "the owner is busy; try again"),
+                );
+                let _ = wire::write_frame(&mut &stream, &wire::failed(&busy));
+                self.warn(format_args!("{MAX_CONNECTIONS} connections open; refused one"));
+                continue;
+            }
+            let n = self.next_conn.fetch_add(1, Ordering::Relaxed);
+            let Ok(kept) = stream.try_clone() else {
+                continue;
+            };
+            let c = self.clone();
+            let mut conns = lock(&self.conns);
+            let t = std::thread::Builder::new()
+                .name("bgxfer-client".into())
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    c.serve(stream);
+                    // Its stream closes here; its thread is ending (detached).
+                    lock(&c.conns).remove(&n);
+                });
+            match t {
+                Ok(t) => {
+                    conns.insert(n, (kept, t));
+                }
+                Err(e) => self.warn(format_args!("no thread for a connection: {e}")),
+            }
+        }
+    }
+
+    fn serve(&self, stream: UnixStream) {
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(250)));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+        let peer = match peer_of(&stream) {
+            Ok(p) => p,
+            Err(e) => return self.warn(format_args!("no peer credentials: {e}")),
+        };
+        if !self.admitted.allows(peer.uid, peer.gid) {
+            self.warn(format_args!(
+                "refused process {} of uid {} (not the store's user or group)",
+                peer.pid, peer.uid
+            ));
+            let denied = Error::PermissionDenied {
+                path: self.store_dir().to_path_buf(),
+            };
+            let _ = wire::write_frame(&mut &stream, &wire::failed(&denied));
+            return;
+        }
+        let deadline = Instant::now() + wire::ASK_DEADLINE;
+        let ask: Ask = match wire::read_frame(&mut &stream, wire::MAX_ASK, Some(deadline)) {
+            Ok(a) => a,
+            Err(e) => {
+                self.warn(format_args!("dropped a request from pid {}: {e}", peer.pid));
+                let bad = Error::io(
+                    "read a request on",
+                    self.socket.clone(),
+                    io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+                );
+                let _ = wire::write_frame(&mut &stream, &wire::failed(&bad));
+                return;
+            }
+        };
+        let foreign = peer.uid != self.admitted.uid;
+        let answer = match ask {
+            Ask::Create(bytes) => match self.create(&bytes, foreign) {
+                Ok(id) => Answer::Created(id),
+                Err(e) => wire::failed(&e),
+            },
+            Ask::List => Answer::Uploads(
+                lock(&self.shared.cells)
+                    .values()
+                    .map(|c| snapshot(&Upload::new(c.clone(), self.shared.clone())))
+                    .collect(),
+            ),
+            Ask::Get(id) => match self.upload(id) {
+                Ok(u) => Answer::Upload(snapshot(&u)),
+                Err(e) => wire::failed(&e),
+            },
+            Ask::Op(id, op) => match self.upload(id).and_then(|u| match op {
+                WireOp::Pause => u.pause(),
+                WireOp::Resume => u.resume(),
+                WireOp::Cancel => u.cancel(),
+                WireOp::Remove => u.remove(),
+                WireOp::MakeCurrent => u.make_current(),
+            }) {
+                Ok(()) => Answer::Done,
+                Err(e) => wire::failed(&e),
+            },
+            Ask::Find(key) => Answer::Found(self.find(&key)),
+            Ask::Poke => {
+                let _ = self.poke.try_send(());
+                Answer::Done
+            }
+            Ask::Body(id) => return self.send_body(stream, id),
+            Ask::Follow(id) => return self.follow(stream, id),
+        };
+        if let Err(e) = wire::write_frame(&mut &stream, &answer) {
+            log::debug!("control socket: could not answer pid {}: {e}", peer.pid);
+        }
+    }
+
+    fn upload(&self, id: UploadId) -> Result<Upload, Error> {
+        lock(&self.shared.cells)
+            .get(&id)
+            .map(|c| Upload::new(c.clone(), self.shared.clone()))
+            .ok_or(Error::NotFound { id })
+    }
+
+    fn find(&self, key: &SubmissionKey) -> Found {
+        if let Some(id) = lock(&self.shared.submissions).get(key) {
+            return Found::Created(*id);
+        }
+        if inbox::req_path(&self.inbox, key).exists() {
+            return Found::Waiting;
+        }
+        match inbox::refusal(&self.inbox, key) {
+            Some(f) => Found::Refused(portable::failure_record(&f)),
+            None => Found::Unknown,
+        }
+    }
+
+    /// Creates the upload a client sent (over the socket or through the inbox), or
+    /// finds the one its submission key was created under.
+    fn create(&self, bytes: &[u8], foreign: bool) -> Result<UploadId, Error> {
+        let (mut request, _) =
+            portable::decode_request(bytes).ok_or_else(|| Error::InvalidRequest {
+                reason: "the client's request is not a creation record this build reads".into(),
+            })?;
+        let key = request.submission.ok_or_else(|| Error::InvalidRequest {
+            reason: "a client's request needs a submission key".into(),
+        })?;
+        let inbox_body = inbox::body_path(&self.inbox, &key);
+        if let Some(id) = lock(&self.shared.submissions).get(&key).copied() {
+            let _ = fs::remove_file(&inbox_body);
+            return Ok(id);
+        }
+        self.check_sources(&request, foreign, &inbox_body)?;
+        self.admission.admit(&mut request)?;
+        let id = crate::uploader::allocate_id(&self.shared)?;
+        if let Body::File(src) = &mut request.body {
+            if src.spooled {
+                // A link, not a move: if this owner dies before the create is durable,
+                // the client's fallback to the inbox still has the body.
+                let spool = store::spool_path(self.store_dir(), id);
+                fs::hard_link(&inbox_body, &spool).map_err(|e| match e.kind() {
+                    io::ErrorKind::NotFound => Error::SourceMissing {
+                        path: inbox_body.clone(),
+                    },
+                    _ => Error::io("take the client's spooled body", &inbox_body, e),
+                })?;
+                store::sync_dir(spool.parent().unwrap_or(&spool))?;
+                let linked = source::record(&spool, true)?;
+                if linked.size != src.size || linked.mtime_ns != src.mtime_ns {
+                    store::remove_upload_files(self.store_dir(), id);
+                    return Err(Error::SourceChanged {
+                        path: inbox_body,
+                        what: "the spooled body changed after the client wrote it".into(),
+                    });
+                }
+                *src = linked;
+            }
+        }
+        let got = crate::uploader::submit(&self.shared, id, request)?;
+        let _ = fs::remove_file(&inbox_body);
+        Ok(got)
+    }
+
+    /// A client names files the owner reads. One of another user (a member of the
+    /// client group) may only hand over a body it spooled into the inbox itself: the
+    /// owner must not read a file for it that it could not read. A spooled body must be
+    /// the one the inbox holds for its key.
+    fn check_sources(&self, r: &Request, foreign: bool, inbox_body: &Path) -> Result<(), Error> {
+        let denied = || Error::PermissionDenied {
+            path: self.store_dir().to_path_buf(),
+        };
+        match &r.body {
+            Body::File(src) if src.spooled => {
+                let expected = fs::canonicalize(inbox_body).unwrap_or_else(|_| inbox_body.into());
+                if src.path != expected {
+                    return Err(Error::InvalidRequest {
+                        reason: "a spooled body must be the inbox's file of its submission".into(),
+                    });
+                }
+            }
+            Body::File(_) if foreign => return Err(denied()),
+            Body::File(_) => {}
+            Body::Multipart(mp) => {
+                let has_file = mp
+                    .parts
+                    .iter()
+                    .any(|p| matches!(p.content, PartContent::File(_)));
+                if has_file && foreign {
+                    return Err(denied());
+                }
+                if mp
+                    .parts
+                    .iter()
+                    .any(|p| matches!(&p.content, PartContent::File(s) if s.spooled))
+                {
+                    return Err(Error::InvalidRequest {
+                        reason: "a multipart part cannot be a spooled file".into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send_body(&self, stream: UnixStream, id: UploadId) {
+        let file = self.upload(id).and_then(|u| u.response_body());
+        let mut w = &stream;
+        let mut file = match file {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = wire::write_frame(&mut w, &wire::failed(&e));
+                return;
+            }
+        };
+        let mut buf = vec![0u8; wire::CHUNK];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if wire::write_frame(&mut w, &Answer::Chunk(buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let e = Error::io("read response body", crate::store::body_path(self.store_dir(), id), e);
+                    let _ = wire::write_frame(&mut w, &wire::failed(&e));
+                    return;
+                }
+            }
+        }
+        let _ = wire::write_frame(&mut w, &Answer::Done);
+    }
+
+    /// A snapshot now and at every change until the upload ends (or the client goes,
+    /// or the owner stops).
+    fn follow(&self, stream: UnixStream, id: UploadId) {
+        let mut w = &stream;
+        let upload = match self.upload(id) {
+            Ok(u) => u,
+            Err(e) => {
+                let _ = wire::write_frame(&mut w, &wire::failed(&e));
+                return;
+            }
+        };
+        let events = upload.events();
+        if wire::write_frame(&mut w, &Answer::Upload(snapshot(&upload))).is_err() {
+            return;
+        }
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            match events.recv_timeout(Duration::from_millis(250)) {
+                Ok(_) => {
+                    // Coalesced: whatever else is queued is in the snapshot already.
+                    while events.try_recv().is_ok() {}
+                    if wire::write_frame(&mut w, &Answer::Upload(snapshot(&upload))).is_err() {
+                        return;
+                    }
+                }
+                Err(crate::RecvTimeoutError::Timeout) => {}
+                Err(crate::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let last = match self.upload(id) {
+            Ok(u) => Answer::Upload(snapshot(&u)),
+            Err(e) => wire::failed(&e),
+        };
+        let _ = wire::write_frame(&mut w, &last);
+        let _ = wire::write_frame(&mut w, &Answer::Done);
+    }
+
+    fn inbox_loop(&self, pokes: Receiver<()>) {
+        loop {
+            match pokes.recv_timeout(INBOX_EVERY) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            self.import_inbox();
+        }
+    }
+
+    /// Creates every submission waiting in the inbox, then removes its file. One that
+    /// cannot be admitted is moved to `refused/` with its reason; one the store could
+    /// not take (a journal error, a shutdown) stays for the next try.
+    fn import_inbox(&self) {
+        for (key, path) in inbox::pending(&self.inbox) {
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let opened = fs::File::open(&path).and_then(|f| {
+                let m = f.metadata()?;
+                Ok((f, m))
+            });
+            let (mut file, meta) = match opened {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    log::warn!("cannot read {}: {e}", path.display());
+                    continue;
+                }
+            };
+            if !meta.is_file() || !self.admitted.allows(meta.uid(), meta.gid()) {
+                self.warn(format_args!(
+                    "{} belongs to uid {}, not the store's user or group; moved aside",
+                    path.display(),
+                    meta.uid()
+                ));
+                let denied = Error::PermissionDenied {
+                    path: self.store_dir().to_path_buf(),
+                };
+                inbox::refuse(&self.inbox, &key, &path, &denied);
+                continue;
+            }
+            let bytes = match inbox::read_req(&mut file, wire::MAX_ASK) {
+                Ok(b) => b,
+                Err(e) => {
+                    let bad = Error::io("read a submission in the inbox", &path, e);
+                    inbox::refuse(&self.inbox, &key, &path, &bad);
+                    continue;
+                }
+            };
+            let key_matches = portable::decode_request(&bytes)
+                .is_some_and(|(r, _)| r.submission == Some(key));
+            let result = if key_matches {
+                self.create(&bytes, meta.uid() != self.admitted.uid)
+            } else {
+                Err(Error::InvalidRequest {
+                    reason: "not a submission for the key of its file name".into(),
+                })
+            };
+            match result {
+                Ok(id) => {
+                    log::info!("imported submission {} as upload {id}", path.display());
+                    let _ = fs::remove_file(&path);
+                    let _ = store::sync_dir(&self.inbox);
+                }
+                Err(e @ (Error::ShutDown | Error::JournalPoisoned { .. } | Error::Io { .. })) => {
+                    log::warn!("submission {} waits: {e}", path.display());
+                    return;
+                }
+                Err(e) => {
+                    log::warn!("refused submission {}: {e}", path.display());
+                    inbox::refuse(&self.inbox, &key, &path, &e);
+                }
+            }
+        }
+        let subs = &self.shared.submissions;
+        inbox::sweep(&self.inbox, STALE, |k| lock(subs).contains_key(k));
+    }
+}
+
+/// An upload as a client sees it.
+fn snapshot(u: &Upload) -> WireUpload {
+    WireUpload {
+        id: u.id(),
+        info: WireInfo::of(u.request()),
+        progress: WireProgress::of(&u.progress()),
+        response: u.response_info().map(|r| WireResponse::of(&r)),
+        error: u
+            .error()
+            .map(|e| portable::failure_record(&e.to_failure())),
+    }
+}
