@@ -125,8 +125,7 @@ pub struct RemoteUpload {
 impl RemoteUpload {
     fn of(w: WireUpload) -> Result<RemoteUpload, Error> {
         let progress = w.progress.progress().ok_or_else(|| Error::Protocol {
-            message: "the owner reported a status this build does not know (a newer owner?)"
-                .into(),
+            message: "the owner reported a status this build does not know (a newer owner?)".into(),
         })?;
         Ok(RemoteUpload {
             id: w.id,
@@ -530,16 +529,17 @@ impl Client {
         let socket = socket_path(&self.store);
         let started = Instant::now();
         loop {
-            let mut stream = short_path(&self.store, SOCKET, |p| UnixStream::connect(p)).map_err(|e| {
-                match e.kind() {
+            let mut stream =
+                short_path(&self.store, SOCKET, |p| UnixStream::connect(p)).map_err(|e| match e
+                    .kind()
+                {
                     io::ErrorKind::PermissionDenied => Error::PermissionDenied {
                         path: self.store.clone(),
                     },
                     _ => Error::NoOwner {
                         path: self.store.clone(),
                     },
-                }
-            })?;
+                })?;
             let _ = stream.set_read_timeout(Some(ANSWER_WITHIN));
             let _ = stream.set_write_timeout(Some(ANSWER_WITHIN));
             // A busy or refusing owner may answer and close before it reads: its answer

@@ -98,8 +98,8 @@ pub(super) fn read_req(file: &mut File, max: usize) -> std::io::Result<Vec<u8>> 
 pub(super) fn refuse(inbox: &Path, key: &SubmissionKey, path: &Path, why: &Error) {
     let dir = refused_dir(inbox);
     let moved = fs::create_dir_all(&dir).and_then(|()| {
-        let reason = postcard::to_allocvec(&portable::failure_record(&why.to_failure()))
-            .unwrap_or_default();
+        let reason =
+            postcard::to_allocvec(&portable::failure_record(&why.to_failure())).unwrap_or_default();
         fs::write(dir.join(format!("{}.{WHY}", key_hex(key))), reason)?;
         fs::rename(path, dir.join(format!("{}.{REQ}", key_hex(key))))
     });
@@ -127,7 +127,11 @@ pub(super) fn refusal(inbox: &Path, key: &SubmissionKey) -> Option<Failure> {
 /// Files a crashed client left behind: temporary `.tmp`/`.part` files, and `.body`
 /// files of no waiting submission, older than `age`; and bodies of submissions already
 /// created (`created` says which keys).
-pub(super) fn sweep(inbox: &Path, age: std::time::Duration, created: impl Fn(&SubmissionKey) -> bool) {
+pub(super) fn sweep(
+    inbox: &Path,
+    age: std::time::Duration,
+    created: impl Fn(&SubmissionKey) -> bool,
+) {
     let Ok(dir) = fs::read_dir(inbox) else {
         return;
     };
@@ -136,9 +140,10 @@ pub(super) fn sweep(inbox: &Path, age: std::time::Duration, created: impl Fn(&Su
         let Some(ext) = p.extension().and_then(|x| x.to_str()) else {
             continue;
         };
-        let key = p.file_stem().and_then(|s| s.to_str()).and_then(|s| {
-            parse_key(s.split('.').next().unwrap_or(s))
-        });
+        let key = p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| parse_key(s.split('.').next().unwrap_or(s)));
         let old = e
             .metadata()
             .ok()

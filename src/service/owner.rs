@@ -29,7 +29,9 @@ use crate::{source, store, Error, Upload};
 
 use super::inbox;
 use super::peer::{peer_of, Admitted};
-use super::wire::{self, Answer, Ask, Found, WireInfo, WireOp, WireProgress, WireResponse, WireUpload};
+use super::wire::{
+    self, Answer, Ask, Found, WireInfo, WireOp, WireProgress, WireResponse, WireUpload,
+};
 use super::{inbox_dir, short_path, socket_path, SOCKET};
 
 /// Connections served at once; more are answered "busy".
@@ -240,7 +242,9 @@ impl Ctx {
                     io::Error::new(io::ErrorKind::WouldBlock, "the owner is busy; try again"),
                 );
                 let _ = wire::write_frame(&mut &stream, &wire::failed(&busy));
-                self.warn(format_args!("{MAX_CONNECTIONS} connections open; refused one"));
+                self.warn(format_args!(
+                    "{MAX_CONNECTIONS} connections open; refused one"
+                ));
                 continue;
             }
             let n = self.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -465,7 +469,11 @@ impl Ctx {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    let e = Error::io("read response body", crate::store::body_path(self.store_dir(), id), e);
+                    let e = Error::io(
+                        "read response body",
+                        crate::store::body_path(self.store_dir(), id),
+                        e,
+                    );
                     let _ = wire::write_frame(&mut w, &wire::failed(&e));
                     return;
                 }
@@ -566,8 +574,8 @@ impl Ctx {
                     continue;
                 }
             };
-            let key_matches = portable::decode_request(&bytes)
-                .is_some_and(|(r, _)| r.submission == Some(key));
+            let key_matches =
+                portable::decode_request(&bytes).is_some_and(|(r, _)| r.submission == Some(key));
             let result = if key_matches {
                 self.create(&bytes, meta.uid() != self.admitted.uid)
             } else {
@@ -603,8 +611,6 @@ fn snapshot(u: &Upload) -> WireUpload {
         info: WireInfo::of(u.request()),
         progress: WireProgress::of(&u.progress()),
         response: u.response_info().map(|r| WireResponse::of(&r)),
-        error: u
-            .error()
-            .map(|e| portable::failure_record(&e.to_failure())),
+        error: u.error().map(|e| portable::failure_record(&e.to_failure())),
     }
 }

@@ -174,7 +174,10 @@ impl WireInfo {
             tus: i.tus,
             protocol: i.protocol.to_string(),
             part_size: i.part_size,
-            priority: PRIORITIES.iter().position(|p| *p == i.priority).unwrap_or(1) as u8,
+            priority: PRIORITIES
+                .iter()
+                .position(|p| *p == i.priority)
+                .unwrap_or(1) as u8,
             group: i.group.clone(),
             unrestricted_only: i.cost_policy == CostPolicy::UnrestrictedOnly,
             created_ms: i.created_ms,

@@ -1,0 +1,18 @@
+//! One store, many programs: an owner (`Uploader`) serves other processes through
+//! `Client` over its control socket and its inbox.
+//!
+//! ```sh
+//! cargo test --release --test service
+//! ```
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod basics;
+
+/// The child processes' one entry point (see `support::child`).
+#[test]
+#[ignore = "child-process entry point: run by support::child::command()"]
+fn child_process() {
+    support::child::dispatch(&[]);
+}
