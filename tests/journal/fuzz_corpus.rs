@@ -14,10 +14,10 @@ use background_transfer::journal::format::{
     self, encode_frame, header, Crc32, Damage, FRAME_HEADER_LEN, HEADER_LEN,
 };
 use background_transfer::journal::record::{
-    AzureTargetV1, BodyV1, ChangedV1, CostPolicyV1, CreatedV1, CreatedV2, CreatedV3, FailureV1,
-    GcsSessionV1, GcsTargetV1, MultipartV1, PartContentV1, PartV1, PriorityV1, ProgressV1,
-    ProtocolV1, RequestV1, ResponseV1, ResumeUrlV1, S3PartV1, S3TargetV1, S3UploadV1, SourceV1,
-    StateV1, StatusV1,
+    AzureTargetV1, BodyV1, ChangedV1, CostPolicyV1, CreatedV1, CreatedV2, CreatedV3, CreatedV4,
+    FailureV1, GcsSessionV1, GcsTargetV1, MultipartV1, PartContentV1, PartV1, PriorityV1,
+    ProgressV1, ProtocolV1, RequestV1, ResponseV1, ResumeUrlV1, S3PartV1, S3TargetV1, S3UploadV1,
+    SourceV1, StateV1, StatusV1,
 };
 use background_transfer::journal::Record;
 
@@ -210,7 +210,19 @@ fn storage_life() -> Vec<Record> {
         created_storage(9, azure_target()),
         progress(9, 16 << 20, 8 << 20),
         created_with_identity(10),
+        created_by_client(11),
     ]
+}
+
+/// An upload a client submitted through the owner's control socket or inbox.
+fn created_by_client(id: u64) -> Record {
+    let Record::CreatedV3(created) = created_with_identity(id) else {
+        unreachable!("created_with_identity makes a CreatedV3 record")
+    };
+    Record::CreatedV4(CreatedV4 {
+        created,
+        submission: *b"0123456789abcdef",
+    })
 }
 
 /// A plain upload that presents a registered client identity and takes a token.
@@ -224,7 +236,6 @@ fn created_with_identity(id: u64) -> Record {
             credentials: Some("bearer-file:/run/agent/token".into()),
         },
         client_identity: Some("device-7".into()),
-        submission: None,
     })
 }
 
