@@ -6,7 +6,9 @@
 //!   fields and status words; `send` exits by its own upload's outcome;
 //! - `cancel`, `remove`, and `add` with a bad URL or a missing file (one-line error on
 //!   stderr, non-zero exit, the store keeps its other uploads);
-//! - a store held by a `run` is reported as in use; SIGINT stops `run` promptly and
+//! - while a `run` holds the store, `list`, `add`, `send`, `pause` and `resume` go to it
+//!   and print what they print without it, and a second `run` is refused; SIGINT stops
+//!   `run` promptly and
 //!   leaves the upload queued; a SIGKILLed `run` continues when started again;
 //! - `demo` exits 0 and prints a summary whose checksums match.
 //!
@@ -398,7 +400,8 @@ fn locked_store_signals_and_sigkill() {
     let id = add(&store, &[&srv.url("/ok/slow"), f.to_str().unwrap()]);
     let slow = ["run", "--max-bandwidth", "200000"];
 
-    // While `run` holds the store, other commands say so.
+    // While `run` holds the store, the other commands go to it and print what they
+    // print without it; only a second `run` is refused.
     let child = command(&store, &slow)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -406,7 +409,45 @@ fn locked_store_signals_and_sigkill() {
         .unwrap();
     wait_for_body(&srv, 100_000);
     let out = bg(&store, &["list"]);
-    assert_one_line_error(&out, "in use");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains(" running "), "{}", out.stdout);
+    let items = list_json(&store);
+    assert_eq!(entry(&items, id)["status"], "running");
+    assert!(
+        entry(&items, id)["bytes_sent"].as_u64() > Some(0),
+        "live progress"
+    );
+    let small = write_file(tmp.path(), "small.bin", 1000, 5);
+    let added = add(&store, &[&srv.url("/ok/small"), small.to_str().unwrap()]);
+    assert_eq!(added, id + 1);
+    let out = bg(
+        &store,
+        &["send", &srv.url("/ok/sent"), small.to_str().unwrap()],
+    );
+    assert_eq!(out.code(), Some(0), "send through the run: {}", out.stderr);
+    let sent = srv
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/ok/sent" && r.complete)
+        .expect("the run sent the send's upload");
+    assert_eq!(sent.sha256, sha256_file(&small));
+    let out = bg(&store, &["pause", &id.to_string()]);
+    assert_eq!(
+        out.stdout,
+        format!("paused upload {id}\n"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(entry(&list_json(&store), id)["status"], "paused");
+    let out = bg(&store, &["resume", &id.to_string()]);
+    assert_eq!(
+        out.stdout,
+        format!("resumed upload {id}\n"),
+        "{}",
+        out.stderr
+    );
+    let out = bg(&store, &["run", "--until-idle"]);
+    assert_one_line_error(&out, "held by another process");
 
     // SIGINT: stops promptly (130), and the upload waits as queued, not paused.
     let kill = Command::new("kill")

@@ -64,8 +64,10 @@ Usage:
 
 --store defaults to ./bgupload-store. The method defaults to PUT (safe to send again,
 so an interrupted upload restarts after a crash); a POST continues after a crash only
-with an Idempotency-Key header. A store is used by one process at a time: while
-`run` or `send` is working on it, other commands on the same store report it as locked.
+with an Idempotency-Key header. While `run` (or `send`) holds a store, the other
+commands (add, list, pause, resume, cancel, remove, response, send) go to it through
+its control socket and print the same; `send` then waits for its own upload, which the
+running process sends. Only a second `run` on the same store is refused.
 ";
 
 /// What the user asked for.

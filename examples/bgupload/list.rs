@@ -3,31 +3,32 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use background_transfer::{Priority, Status, Upload};
+use background_transfer::{Priority, Status};
 use serde_json::{json, Value};
 
+use crate::held::{Held, Shown};
 use crate::Failure;
 
 pub fn list(store: &Path, json: bool) -> Result<u8, Failure> {
-    let up = crate::open_for_management(store, None)?;
-    let uploads = up.uploads();
+    let held = Held::open(store, None)?;
+    let uploads = held.uploads()?;
     let text = if json {
-        let items: Vec<Value> = uploads.iter().map(to_json).collect();
+        let items: Vec<Value> = uploads.iter().map(|u| to_json(u.as_ref())).collect();
         let mut s = serde_json::to_string_pretty(&Value::Array(items))
             .map_err(|e| Failure::new(format!("could not encode the list as JSON: {e}")))?;
         s.push('\n');
         s
     } else {
-        uploads.iter().map(|u| line(u) + "\n").collect()
+        uploads.iter().map(|u| line(u.as_ref()) + "\n").collect()
     };
-    up.shutdown()?;
+    held.close()?;
     // A closed pipe (`bgupload list | head -1`) is not an error worth a panic.
     let mut out = io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
     Ok(0)
 }
 
-fn file_of(u: &Upload) -> String {
+fn file_of(u: &dyn Shown) -> String {
     let files: Vec<String> = u
         .request()
         .files
@@ -37,17 +38,18 @@ fn file_of(u: &Upload) -> String {
     files.join(",")
 }
 
-/// Where the acknowledged-bytes figure comes from. `list` never runs beside a `run` (the
-/// store is locked), so for an unfinished upload it is what the journal's last
-/// checkpoint says; the server is asked again when a run resumes it.
-fn acknowledged_as_of(u: &Upload) -> &'static str {
+/// Where the acknowledged-bytes figure comes from: for an unfinished upload of a store
+/// no process runs, the journal's last checkpoint (the server is asked again when a run
+/// resumes it); of a store a `run` holds, that run's live count.
+fn acknowledged_as_of(u: &dyn Shown) -> &'static str {
     match u.status() {
         Status::Completed => "completed",
+        _ if u.live() => "live",
         _ => "last checkpoint",
     }
 }
 
-fn http_status(u: &Upload) -> Option<u16> {
+fn http_status(u: &dyn Shown) -> Option<u16> {
     u.response_info().map(|r| r.status)
 }
 
@@ -61,7 +63,7 @@ fn priority(p: Priority) -> &'static str {
 
 /// `  3  completed              4194304/4194304  HTTP 201  PUT http://h/x  /data/a.bin`
 /// followed by `  error: ...` for an upload that has one.
-fn line(u: &Upload) -> String {
+fn line(u: &dyn Shown) -> String {
     let p = u.progress();
     let sent = if p.status == Status::Completed {
         p.total_bytes_to_send
@@ -87,11 +89,16 @@ fn line(u: &Upload) -> String {
     );
     if u.request().protocol != "plain" && !u.status().is_final() {
         s.push_str(&format!(
-            "  acknowledged {} (as of the last checkpoint)",
-            p.bytes_acknowledged
+            "  acknowledged {} (as of the {})",
+            p.bytes_acknowledged,
+            if u.live() {
+                "running owner"
+            } else {
+                "last checkpoint"
+            }
         ));
     }
-    if let Some(e) = u.error() {
+    if let Some(e) = u.error_message() {
         s.push_str(&format!("  error: {e}"));
     }
     s
@@ -116,7 +123,7 @@ fn parts_done(acked: u64, total: u64, part_size: u64) -> u64 {
     }
 }
 
-fn to_json(u: &Upload) -> Value {
+fn to_json(u: &dyn Shown) -> Value {
     let p = u.progress();
     let r = u.request();
     let sent = if p.status == Status::Completed {
@@ -139,7 +146,7 @@ fn to_json(u: &Upload) -> Value {
         "bytes_acknowledged": p.bytes_acknowledged,
         "bytes_acknowledged_as_of": acknowledged_as_of(u),
         "http_status": http_status(u),
-        "error": u.error().map(|e| e.to_string()),
+        "error": u.error_message(),
         "priority": priority(r.priority),
         "group": r.group,
         "tus": r.tus,

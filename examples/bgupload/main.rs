@@ -19,6 +19,7 @@ mod cli;
 #[cfg(any(feature = "gcs", feature = "azure"))]
 mod cloud;
 mod demo;
+mod held;
 mod list;
 mod progress_view;
 mod providers;
@@ -32,7 +33,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use background_transfer::{Error, UploadRequest, Uploader, UploaderBuilder};
+use background_transfer::{Error, UploadRequest, UploaderBuilder};
 
 use cli::{AddArgs, Command, Op, ProtocolArg};
 
@@ -84,9 +85,10 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
         let message = match &e {
             // The documented one-process-per-store rule, said in the CLI's terms.
+            // Only `run` meets it: the other commands go to the process that holds it.
             Error::StoreLocked { path } => format!(
-                "store {} is in use by another process (a running `bgupload run` or `send`?); \
-                 wait for it to finish or stop it, or use another --store",
+                "store {} is held by another process (a running `bgupload run` or `send`, or \
+                 a program's uploader); one run per store: the other commands reach it",
                 path.display()
             ),
             other => other.to_string(),
@@ -124,13 +126,6 @@ fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
-}
-
-/// Opens the store to look at it and manage it: nothing goes on the wire, and every
-/// upload keeps its status for the next `run`.
-pub fn open_for_management(store: &Path, extra: Option<String>) -> Result<Uploader, Failure> {
-    let b = Uploader::builder().store_dir(store).start_transfers(false);
-    Ok(with_providers(b, store, extra).open()?)
 }
 
 /// The credentials providers the CLI's uploads name (S3: the AWS environment; GCS: the
@@ -239,10 +234,9 @@ pub fn request(a: AddArgs) -> Result<UploadRequest, Failure> {
 fn add(store: &Path, a: AddArgs) -> Result<u8, Failure> {
     let provider = provider_name(&a);
     let req = request(a)?;
-    let up = open_for_management(store, provider)?;
-    let op = up.create_upload(req).map_err(refused)?;
-    let id = op.id();
-    up.shutdown()?;
+    let held = held::Held::open(store, provider)?;
+    let id = held.create(req)?;
+    held.close()?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{id}");
     Ok(0)
@@ -250,10 +244,8 @@ fn add(store: &Path, a: AddArgs) -> Result<u8, Failure> {
 
 /// `response ID`: status line and headers on stderr, the kept body on stdout.
 fn response(store: &Path, id: u64) -> Result<u8, Failure> {
-    let up = open_for_management(store, None)?;
-    let handle = up.get(id).ok_or(Error::NotFound { id })?;
-    let info = handle.response_info().ok_or(Error::NoResponse { id })?;
-    let mut body = handle.response_body()?;
+    let held = held::Held::open(store, None)?;
+    let (info, body) = held.response(id)?;
     {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "HTTP {} from {}", info.status, info.url);
@@ -269,25 +261,19 @@ fn response(store: &Path, id: u64) -> Result<u8, Failure> {
         }
     }
     let mut out = std::io::stdout().lock();
-    std::io::copy(&mut body, &mut out)
+    out.write_all(&body)
         .and_then(|_| out.flush())
         .map_err(|e| Failure::new(format!("could not write the body: {e}")))?;
     drop(out);
-    up.shutdown()?;
+    held.close()?;
     Ok(0)
 }
 
 /// `pause|resume|cancel|remove ID`.
 fn upload_op(store: &Path, op: Op, id: u64) -> Result<u8, Failure> {
-    let up = open_for_management(store, None)?;
-    let handle = up.get(id).ok_or(Error::NotFound { id })?;
-    match op {
-        Op::Pause => handle.pause()?,
-        Op::Resume => handle.resume()?,
-        Op::Cancel => handle.cancel()?,
-        Op::Remove => handle.remove()?,
-    }
-    up.shutdown()?;
+    let held = held::Held::open(store, None)?;
+    held.op(op, id)?;
+    held.close()?;
     let _ = writeln!(std::io::stdout().lock(), "{} upload {id}", op.done());
     Ok(0)
 }

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
-use background_transfer::{Status, Upload};
+use background_transfer::Status;
+
+use crate::held::Shown;
 
 /// Redraws of the bars at most this often.
 const REDRAW: Duration = Duration::from_millis(100);
@@ -27,7 +29,7 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn of(up: &Upload) -> Row {
+    pub fn of(up: &(impl Shown + ?Sized)) -> Row {
         let p = up.progress();
         let name = up
             .request()
@@ -47,7 +49,7 @@ impl Row {
             status: p.status,
             sent,
             total: p.total_bytes_to_send,
-            error: up.error().map(|e| e.to_string()),
+            error: up.error_message(),
         }
     }
 }

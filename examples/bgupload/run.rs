@@ -13,6 +13,7 @@ use background_transfer::{Status, Upload, Uploader};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 
 use crate::cli::{AddArgs, RunArgs};
+use crate::held::Shown;
 use crate::progress_view::{ProgressView, Row};
 use crate::Failure;
 
@@ -124,9 +125,15 @@ pub fn run(store: &Path, args: &RunArgs, add: Option<AddArgs>) -> Result<u8, Fai
     let provider = add.as_ref().and_then(crate::provider_name);
     let request = add.map(crate::request).transpose()?;
     let signals = Signals::install()?;
-    let up = builder(store, args, provider)?
-        .open()
-        .map_err(crate::refused)?;
+    let up = match builder(store, args, provider)?.open() {
+        Ok(up) => up,
+        // `send` while a `run` holds the store: that run sends it.
+        Err(background_transfer::Error::StoreLocked { .. }) if request.is_some() => {
+            let request = request.expect("checked by the guard");
+            return send_through_owner(store, request, args, &signals);
+        }
+        Err(e) => return Err(crate::refused(e)),
+    };
     let own: Option<Upload> = match request {
         Some(r) => Some(up.create_upload(r).map_err(crate::refused)?),
         None => None,
@@ -184,49 +191,125 @@ pub fn run(store: &Path, args: &RunArgs, add: Option<AddArgs>) -> Result<u8, Fai
         if own.as_ref().is_some_and(|o| o.id() != u.id()) {
             continue;
         }
-        let name = Row::of(u).name;
-        match u.status() {
-            Status::Error => {
-                failed = true;
-                let why = u
-                    .error()
-                    .map_or_else(|| "no reason recorded".to_string(), |e| e.to_string());
-                eprintln!("bgupload: upload {} ({name}) failed: {why}", u.id());
-            }
-            Status::Canceled => {
-                failed = true;
-                eprintln!("bgupload: upload {} ({name}) was canceled", u.id());
-            }
-            Status::PausedNoCredentials => {
-                failed = true;
-                let why = u
-                    .error()
-                    .map_or_else(|| "no provider".to_string(), |e| e.to_string());
-                eprintln!(
-                    "bgupload: upload {} ({name}) waits for its credentials: {why}; bgupload \
-                     cannot make that provider, so the program that created the upload must \
-                     run it",
-                    u.id()
-                );
-            }
-            s if gave_up && !is_idle(s) => {
-                failed = true;
-                let secs = args.give_up_after.map_or(0.0, |d| d.as_secs_f64());
-                let why = match (s, u.error()) {
-                    (Status::PausedNoNetwork, _) => "its host takes no connection".to_string(),
-                    (_, Some(e)) => format!("last error: {e}"),
-                    _ => "it was still being sent".to_string(),
-                };
-                eprintln!(
-                    "bgupload: gave up after {secs} s on upload {} ({name}): {} ({why}); it \
-                     stays in the store, and a later run continues it",
-                    u.id(),
-                    s.as_str()
-                );
-            }
-            _ => {}
-        }
+        failed |= report(u, gave_up, args);
     }
     up.shutdown()?;
+    Ok(u8::from(failed))
+}
+
+/// Says on stderr why upload `u` did not complete, if it did not; `true` then.
+fn report(u: &dyn Shown, gave_up: bool, args: &RunArgs) -> bool {
+    let name = Row::of(u).name;
+    match u.status() {
+        Status::Error => {
+            let why = u
+                .error_message()
+                .unwrap_or_else(|| "no reason recorded".to_string());
+            eprintln!("bgupload: upload {} ({name}) failed: {why}", u.id());
+            true
+        }
+        Status::Canceled => {
+            eprintln!("bgupload: upload {} ({name}) was canceled", u.id());
+            true
+        }
+        Status::PausedNoCredentials => {
+            let why = u
+                .error_message()
+                .unwrap_or_else(|| "no provider".to_string());
+            eprintln!(
+                "bgupload: upload {} ({name}) waits for its credentials: {why}; bgupload \
+                 cannot make that provider, so the program that created the upload must \
+                 run it",
+                u.id()
+            );
+            true
+        }
+        s if gave_up && !is_idle(s) => {
+            let secs = args.give_up_after.map_or(0.0, |d| d.as_secs_f64());
+            let why = match (s, u.error_message()) {
+                (Status::PausedNoNetwork, _) => "its host takes no connection".to_string(),
+                (_, Some(e)) => format!("last error: {e}"),
+                _ => "it was still being sent".to_string(),
+            };
+            eprintln!(
+                "bgupload: gave up after {secs} s on upload {} ({name}): {} ({why}); it \
+                 stays in the store, and a later run continues it",
+                u.id(),
+                s.as_str()
+            );
+            true
+        }
+        _ => false,
+    }
+}
+
+/// `send` while another process (a `bgupload run`) holds the store: the upload is
+/// submitted to it, and this process shows that one upload's progress until it ends.
+/// Ctrl-C stops the watching, not the upload: the running owner goes on with it.
+fn send_through_owner(
+    store: &Path,
+    request: background_transfer::UploadRequest,
+    args: &RunArgs,
+    signals: &Signals,
+) -> Result<u8, Failure> {
+    let held = crate::held::Held::There(background_transfer::Client::connect(store)?);
+    let id = held.create(request)?;
+    let crate::held::Held::There(client) = held else {
+        unreachable!("made as There above")
+    };
+    let follow = client.follow(id)?;
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for snap in follow {
+            if tx.send(snap).is_err() {
+                return;
+            }
+        }
+    });
+    let tty = std::io::stdout().is_terminal();
+    let mut view = ProgressView::new(tty);
+    if tty {
+        view.note(&format!(
+            "bgupload: the process that holds {} sends upload {id}; Ctrl-C stops watching \
+             (the upload goes on)",
+            store.display()
+        ));
+    }
+    let started = std::time::Instant::now();
+    let mut last: Option<background_transfer::RemoteUpload> = None;
+    let mut gave_up = false;
+    loop {
+        if let Some(code) = signals.received() {
+            view.finish();
+            eprintln!("bgupload: stopped watching; upload {id} goes on in the running owner");
+            return Ok(code);
+        }
+        match rx.recv_timeout(POLL) {
+            Ok(Ok(snap)) => {
+                view.update(&[Row::of(&snap)]);
+                let ended = snap.progress.status.is_final();
+                last = Some(snap);
+                if ended {
+                    break;
+                }
+            }
+            Ok(Err(e)) => return Err(e.into()),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        if args
+            .give_up_after
+            .is_some_and(|limit| started.elapsed() >= limit)
+        {
+            gave_up = true;
+            break;
+        }
+    }
+    let Some(last) = last else {
+        return Err(Failure::new(format!("upload {id} was removed")));
+    };
+    view.flush(&[Row::of(&last)]);
+    view.finish();
+    let failed = report(&last, gave_up, args) || last.progress.status != Status::Completed;
     Ok(u8::from(failed))
 }
