@@ -2,7 +2,8 @@
 //! into its journal form (sources recorded, a reader spooled, multipart framing
 //! checked), which needs nothing of the owner, so a [`crate::Client`] does it in its own
 //! process; [`Admission::admit`] is what only the store's owner can check (the
-//! credentials provider and client identity a request names, the protocol's limits).
+//! credentials provider and client identity a request names, the protocol's limits);
+//! [`allocate_id`] and [`submit`] have the scheduler persist it.
 
 use std::fs;
 use std::io::{self, Write};
@@ -11,9 +12,16 @@ use std::path::Path;
 
 #[cfg(any(feature = "s3", feature = "azure"))]
 use crate::model::Protocol;
-use crate::model::{self, Body, Multipart, PartContent, Request, Source};
+use std::sync::atomic::Ordering;
+
+use crossbeam_channel::bounded;
+
+use crate::command::Command;
+use crate::model::{self, Body, Multipart, PartContent, Request, Source, UploadId};
 use crate::multipart;
 use crate::request::{Part, RequestBody, UploadRequest};
+use crate::scheduler::now_ms;
+use crate::shared::Shared;
 use crate::{source, store, Error};
 
 /// The checks of a request that need no file: URL, headers, method, the protocol's own.
@@ -110,6 +118,40 @@ pub(crate) fn spool(
     fs::rename(&tmp, path).map_err(|e| Error::io("rename spool file", path, e))?;
     store::sync_dir(path.parent().unwrap_or(path))?;
     source::record(path, true)
+}
+
+/// Hands out the next upload id. Never wraps: a store whose journal says the ids are
+/// spent refuses new uploads rather than handing out id 0 again (its spool would
+/// replace a live one's).
+pub(crate) fn allocate_id(shared: &Shared) -> Result<UploadId, Error> {
+    shared
+        .next_id
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_add(1))
+        .map_err(|_| Error::InvalidRequest {
+            reason: "this store has handed out every upload id; use a new store".into(),
+        })
+}
+
+/// Has the scheduler persist an admitted request under `id` (fsynced when this
+/// returns) and returns its id: `id`, or the upload its submission key was created under
+/// before, in which case `id`'s files are removed. On an error nothing was persisted and
+/// `id`'s files are removed too.
+pub(crate) fn submit(shared: &Shared, id: UploadId, request: Request) -> Result<UploadId, Error> {
+    let (tx, rx) = bounded(1);
+    let sent = shared.tx.send(Command::Create {
+        id,
+        created_ms: now_ms(),
+        request: Box::new(request),
+        reply: tx,
+    });
+    let result = match sent {
+        Ok(()) => rx.recv().unwrap_or(Err(Error::ShutDown)),
+        Err(_) => Err(Error::ShutDown),
+    };
+    if result.as_ref().map_or(true, |got| *got != id) {
+        store::remove_upload_files(&shared.store_dir, id);
+    }
+    result
 }
 
 /// What only the store's owner knows: the providers and identities registered with it.

@@ -10,10 +10,9 @@ use crate::admission::{self, Admission};
 use crate::command::Command;
 use crate::config::{Config, UploaderBuilder};
 use crate::journal::Store;
-use crate::model::{Request, UploadId};
 use crate::prober::{ProbeMsg, Prober};
 use crate::request::UploadRequest;
-use crate::scheduler::{now_ms, Scheduler};
+use crate::scheduler::Scheduler;
 use crate::shared::{lock, Shared};
 use crate::{store, Error, Upload};
 
@@ -25,40 +24,6 @@ pub enum GroupBehavior {
     Parallel,
     /// One at a time, in priority order.
     Serialized,
-}
-
-/// Hands out the next upload id. Never wraps: a store whose journal says the ids are
-/// spent refuses new uploads rather than handing out id 0 again (its spool would
-/// replace a live one's).
-pub(crate) fn allocate_id(shared: &Shared) -> Result<UploadId, Error> {
-    shared
-        .next_id
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_add(1))
-        .map_err(|_| Error::InvalidRequest {
-            reason: "this store has handed out every upload id; use a new store".into(),
-        })
-}
-
-/// Has the scheduler persist an admitted request under `id` (fsynced when this
-/// returns) and returns its id: `id`, or the upload its submission key was created under
-/// before, in which case `id`'s files are removed. On an error nothing was persisted and
-/// `id`'s files are removed too.
-pub(crate) fn submit(shared: &Shared, id: UploadId, request: Request) -> Result<UploadId, Error> {
-    let (tx, rx) = bounded(1);
-    let sent = shared.tx.send(Command::Create {
-        id,
-        created_ms: now_ms(),
-        request: Box::new(request),
-        reply: tx,
-    });
-    let result = match sent {
-        Ok(()) => rx.recv().unwrap_or(Err(Error::ShutDown)),
-        Err(_) => Err(Error::ShutDown),
-    };
-    if result.as_ref().map_or(true, |got| *got != id) {
-        store::remove_upload_files(&shared.store_dir, id);
-    }
-    result
 }
 
 /// Runs uploads in the background from a store directory (WinRT's
@@ -230,7 +195,7 @@ impl Uploader {
     /// already in the store are untouched.
     pub fn create_upload(&self, request: UploadRequest) -> Result<Upload, Error> {
         admission::validate(&request)?;
-        let id = allocate_id(&self.shared)?;
+        let id = admission::allocate_id(&self.shared)?;
         let dir = &self.shared.store_dir;
         let mut request = admission::prepare(request, |r| {
             admission::spool(r, &store::spool_path(dir, id), 0o600)
@@ -240,7 +205,7 @@ impl Uploader {
             store::remove_upload_files(dir, id);
             return Err(e);
         }
-        let id = submit(&self.shared, id, request)?;
+        let id = admission::submit(&self.shared, id, request)?;
         self.get(id).ok_or(Error::NotFound { id })
     }
 

@@ -171,7 +171,7 @@ impl Iterator for Follow {
             None => wire::read_frame::<Answer>(stream, wire::MAX_ANSWER, None),
         };
         match answer {
-            Ok(Answer::Upload(u)) => Some(RemoteUpload::of(u)),
+            Ok(Answer::Upload(u)) => Some(RemoteUpload::of(*u)),
             Ok(Answer::Done) => {
                 self.stream = None;
                 None
@@ -409,7 +409,7 @@ impl Client {
     /// [`Error::NotFound`]; [`Error::NoOwner`]; [`Error::PermissionDenied`].
     pub fn get(&self, id: UploadId) -> Result<RemoteUpload, Error> {
         match self.ask(&Ask::Get(id))? {
-            Answer::Upload(u) => RemoteUpload::of(u),
+            Answer::Upload(u) => RemoteUpload::of(*u),
             Answer::Failed(f) => Err(wire::error_of(&f)),
             _ => Err(unexpected(&self.store)),
         }

@@ -315,7 +315,7 @@ impl Ctx {
                     .collect(),
             ),
             Ask::Get(id) => match self.upload(id) {
-                Ok(u) => Answer::Upload(snapshot(&u)),
+                Ok(u) => Answer::Upload(Box::new(snapshot(&u))),
                 Err(e) => wire::failed(&e),
             },
             Ask::Op(id, op) => match self.upload(id).and_then(|u| match op {
@@ -378,7 +378,7 @@ impl Ctx {
         }
         self.check_sources(&request, foreign, &inbox_body)?;
         self.admission.admit(&mut request)?;
-        let id = crate::uploader::allocate_id(&self.shared)?;
+        let id = crate::admission::allocate_id(&self.shared)?;
         if let Body::File(src) = &mut request.body {
             if src.spooled {
                 // A link, not a move: if this owner dies before the create is durable,
@@ -402,7 +402,7 @@ impl Ctx {
                 *src = linked;
             }
         }
-        let got = crate::uploader::submit(&self.shared, id, request)?;
+        let got = crate::admission::submit(&self.shared, id, request)?;
         let _ = fs::remove_file(&inbox_body);
         Ok(got)
     }
@@ -494,7 +494,7 @@ impl Ctx {
             }
         };
         let events = upload.events();
-        if wire::write_frame(&mut w, &Answer::Upload(snapshot(&upload))).is_err() {
+        if wire::write_frame(&mut w, &Answer::Upload(Box::new(snapshot(&upload)))).is_err() {
             return;
         }
         loop {
@@ -505,7 +505,9 @@ impl Ctx {
                 Ok(_) => {
                     // Coalesced: whatever else is queued is in the snapshot already.
                     while events.try_recv().is_ok() {}
-                    if wire::write_frame(&mut w, &Answer::Upload(snapshot(&upload))).is_err() {
+                    if wire::write_frame(&mut w, &Answer::Upload(Box::new(snapshot(&upload))))
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -514,7 +516,7 @@ impl Ctx {
             }
         }
         let last = match self.upload(id) {
-            Ok(u) => Answer::Upload(snapshot(&u)),
+            Ok(u) => Answer::Upload(Box::new(snapshot(&u))),
             Err(e) => wire::failed(&e),
         };
         let _ = wire::write_frame(&mut w, &last);

@@ -67,7 +67,7 @@ pub(crate) enum Answer {
     /// Every upload.
     Uploads(Vec<WireUpload>),
     /// One upload (also each frame of a follow).
-    Upload(WireUpload),
+    Upload(Box<WireUpload>),
     /// A chunk of a response body.
     Chunk(Vec<u8>),
     /// Where a submission is.

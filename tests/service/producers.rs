@@ -135,7 +135,7 @@ fn complete_on_server(tus: &TusServer) -> HashMap<String, Vec<String>> {
         if tus.stored_len(&id) == Some(size) {
             out.entry(name.to_string())
                 .or_default()
-                .push(sha256_file(&tus.data_file(&id)));
+                .push(sha256_file(tus.data_file(&id)));
         }
     }
     out
@@ -169,7 +169,7 @@ fn every_acknowledged_add_arrives_once_while_the_owner_is_killed() {
                     (FILES_ENV, &files),
                     (ENDPOINT_ENV, &endpoint),
                     (COUNT_ENV, &count.to_string()),
-                    (SEED_ENV, &(seed ^ (p + 1) * 0x9e37_79b9).to_string()),
+                    (SEED_ENV, &(seed ^ ((p + 1) * 0x9e37_79b9)).to_string()),
                 ],
             )
         })
