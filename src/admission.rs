@@ -116,7 +116,7 @@ pub(crate) fn spool(
         return Err(Error::io("spool the reader into", &tmp, e));
     }
     fs::rename(&tmp, path).map_err(|e| Error::io("rename spool file", path, e))?;
-    store::sync_dir(path.parent().unwrap_or(path))?;
+    store::sync_entry(path)?;
     source::record(path, true)
 }
 

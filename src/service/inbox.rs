@@ -57,7 +57,7 @@ pub(super) fn write_req(
         return Err(Error::io("write a submission into the inbox", &tmp, e));
     }
     fs::rename(&tmp, &path).map_err(|e| Error::io("rename a submission into", &path, e))?;
-    store::sync_dir(inbox)
+    store::sync_entry(&path)
 }
 
 /// The submissions waiting, by key, oldest name first.

@@ -14,7 +14,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -34,8 +34,11 @@ use super::wire::{
 };
 use super::{inbox_dir, short_path, socket_path, SOCKET};
 
-/// Connections served at once; more are answered "busy".
+/// Requests served at once; more are answered "busy".
 pub(crate) const MAX_CONNECTIONS: usize = 32;
+/// Follows served at once (each waits on its upload's events, not on its client, so
+/// they do not count against [`MAX_CONNECTIONS`]); more are answered "busy".
+pub(crate) const MAX_FOLLOWERS: usize = 256;
 /// How often the inbox is looked at without a poke.
 const INBOX_EVERY: Duration = Duration::from_secs(5);
 /// Leftovers of a crashed client older than this are removed from the inbox.
@@ -64,6 +67,8 @@ struct Ctx {
     last_warn: Mutex<Option<Instant>>,
     /// Connections refused or dropped for bad input (for logs and tests).
     refused: AtomicU64,
+    /// The connections in `conns` that follow an upload.
+    followers: AtomicUsize,
 }
 
 impl Service {
@@ -104,6 +109,7 @@ impl Service {
             next_conn: AtomicU64::new(0),
             last_warn: Mutex::new(None),
             refused: AtomicU64::new(0),
+            followers: AtomicUsize::new(0),
         });
         // The first import before the accept loop starts: what waits is created by
         // the time `open` returns.
@@ -234,14 +240,12 @@ impl Ctx {
                     continue;
                 }
             };
-            if lock(&self.conns).len() >= MAX_CONNECTIONS {
+            let requests = lock(&self.conns)
+                .len()
+                .saturating_sub(self.followers.load(Ordering::SeqCst));
+            if requests >= MAX_CONNECTIONS {
                 let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-                let busy = Error::io(
-                    "reach the store's owner through",
-                    self.socket.clone(),
-                    io::Error::new(io::ErrorKind::WouldBlock, "the owner is busy; try again"),
-                );
-                let _ = wire::write_frame(&mut &stream, &wire::failed(&busy));
+                let _ = wire::write_frame(&mut &stream, &wire::failed(&self.busy()));
                 self.warn(format_args!(
                     "{MAX_CONNECTIONS} connections open; refused one"
                 ));
@@ -268,6 +272,15 @@ impl Ctx {
                 Err(e) => self.warn(format_args!("no thread for a connection: {e}")),
             }
         }
+    }
+
+    /// The answer to a client over the caps: its client tries again shortly.
+    fn busy(&self) -> Error {
+        Error::io(
+            "reach the store's owner through",
+            self.socket.clone(),
+            io::Error::new(io::ErrorKind::WouldBlock, "the owner is busy; try again"),
+        )
     }
 
     fn serve(&self, stream: UnixStream) {
@@ -334,7 +347,17 @@ impl Ctx {
                 Answer::Done
             }
             Ask::Body(id) => return self.send_body(stream, id),
-            Ask::Follow(id) => return self.follow(stream, id),
+            Ask::Follow(id) => {
+                let over = self.followers.fetch_add(1, Ordering::SeqCst) >= MAX_FOLLOWERS;
+                if !over {
+                    self.follow(&stream, id);
+                }
+                self.followers.fetch_sub(1, Ordering::SeqCst);
+                if !over {
+                    return;
+                }
+                wire::failed(&self.busy())
+            }
         };
         if let Err(e) = wire::write_frame(&mut &stream, &answer) {
             log::debug!("control socket: could not answer pid {}: {e}", peer.pid);
@@ -484,8 +507,8 @@ impl Ctx {
 
     /// A snapshot now and at every change until the upload ends (or the client goes,
     /// or the owner stops).
-    fn follow(&self, stream: UnixStream, id: UploadId) {
-        let mut w = &stream;
+    fn follow(&self, stream: &UnixStream, id: UploadId) {
+        let mut w = stream;
         let upload = match self.upload(id) {
             Ok(u) => u,
             Err(e) => {

@@ -50,6 +50,21 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
     Ok(crate::journal::sync_dir(dir)?)
 }
 
+/// Makes the directory entry of `path` (just created or renamed) durable: an fsync of
+/// its directory, or, where this process may not read that directory (a member of a
+/// store's client group writing into its inbox, mode 2730), a `syncfs` of the file
+/// system that holds it, through the file itself.
+pub(crate) fn sync_entry(path: &Path) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or(path);
+    match sync_dir(dir) {
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied => {
+            let f = fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
+            nix::unistd::syncfs(&f).map_err(|e| Error::io("syncfs", path, e.into()))
+        }
+        other => other,
+    }
+}
+
 /// Where the response body of `id` is kept.
 pub(crate) fn body_path(store: &Path, id: UploadId) -> PathBuf {
     store.join(BODIES).join(id.to_string())

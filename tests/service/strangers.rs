@@ -28,6 +28,8 @@ const FILE_ENV: &str = "BGXFER_STRANGER_FILE";
 const URL_ENV: &str = "BGXFER_STRANGER_URL";
 const ID_ENV: &str = "BGXFER_STRANGER_ID";
 const USER: &str = "bgxfer-stranger";
+const MEMBER: &str = "bgxfer-member";
+const GROUP: &str = "bgxfer-clients";
 
 /// The stranger: tries a create, a list and a pause, and prints what each returned.
 pub fn stranger_process() {
@@ -65,39 +67,96 @@ pub fn stranger_process() {
     report("pause", client.pause(id).map(|()| String::new()));
 }
 
-/// The uid of the test's stranger, created if needed; `None` if this process may not
-/// create users (not root).
-fn stranger_uid() -> Option<u32> {
+/// The uid of user `name`, created if needed (in `group`, if given); `None` if this
+/// process may not create users (not root).
+fn user_uid(name: &str, group: Option<&str>) -> Option<u32> {
     let lookup = || {
-        let out = Command::new("id").arg("-u").arg(USER).output().ok()?;
+        let out = Command::new("id").arg("-u").arg(name).output().ok()?;
         String::from_utf8_lossy(&out.stdout).trim().parse().ok()
     };
     if let Some(uid) = lookup() {
         return Some(uid);
     }
-    let made = Command::new("useradd")
-        .args([
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            USER,
-        ])
-        .status()
-        .ok()?;
-    if !made.success() {
+    let mut add = Command::new("useradd");
+    add.args([
+        "--system",
+        "--no-create-home",
+        "--shell",
+        "/usr/sbin/nologin",
+    ]);
+    if let Some(g) = group {
+        add.args(["--groups", g]);
+    }
+    if !add.arg(name).status().ok()?.success() {
         return None;
     }
     lookup()
 }
 
+/// The gid of group `name`, created if needed.
+fn group_gid(name: &str) -> Option<u32> {
+    let lookup = || {
+        let out = Command::new("getent").args(["group", name]).output().ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .split(':')
+            .nth(2)?
+            .trim()
+            .parse()
+            .ok()
+    };
+    if let Some(gid) = lookup() {
+        return Some(gid);
+    }
+    if !Command::new("groupadd")
+        .args(["--system", name])
+        .status()
+        .ok()?
+        .success()
+    {
+        return None;
+    }
+    lookup()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// The users this test needs, or `None` (and a skip note) where they cannot be made.
+fn users_or_skip(test: &str, make: impl FnOnce() -> Option<(u32, u32)>) -> Option<(u32, u32)> {
+    let made = if is_root() { make() } else { None };
+    if made.is_none() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI runs as root and must be able to create the test's users");
+        }
+        eprintln!("SKIPPED {test}: needs root to create users");
+    }
+    made
+}
+
 /// What the stranger's run printed: the create, list and pause results.
 fn run_stranger(exe: &Path, uid: u32, envs: &[(&str, &str)]) -> Vec<String> {
     let mut cmd = Command::new(exe);
-    cmd.args(crate::support::child::ARGS)
-        .env(STRANGER_ENV, "1")
-        .uid(uid)
-        .gid(uid_gid(uid));
+    cmd.uid(uid).gid(uid_gid(uid));
+    run_as(cmd, envs)
+}
+
+/// [`run_stranger`] for a user with its supplementary groups, as a login gives them
+/// (`Command::uid` drops them): through util-linux's `setpriv --init-groups`.
+fn run_member(exe: &Path, uid: u32, envs: &[(&str, &str)]) -> Vec<String> {
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={}", uid_gid(uid)))
+        .arg("--init-groups")
+        .arg(exe);
+    run_as(cmd, envs)
+}
+
+fn run_as(mut cmd: Command, envs: &[(&str, &str)]) -> Vec<String> {
+    cmd.args(crate::support::child::ARGS).env(STRANGER_ENV, "1");
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -128,16 +187,9 @@ fn chmod(p: &Path, mode: u32) {
 
 #[test]
 fn a_process_of_another_user_is_refused_and_changes_nothing() {
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let uid = if is_root { stranger_uid() } else { None };
-    let Some(uid) = uid else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("CI runs as root and must be able to create the stranger user");
-        }
-        eprintln!("SKIPPED a_process_of_another_user_is_refused: needs root to create a user");
+    let Some((uid, _)) = users_or_skip("a_process_of_another_user_is_refused", || {
+        Some((user_uid(USER, None)?, 0))
+    }) else {
         return;
     };
     // Everything the stranger must reach (the test binary, its source file) is outside
@@ -230,4 +282,64 @@ fn a_process_of_another_user_is_refused_and_changes_nothing() {
     );
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(server.request_count(), 0);
+}
+
+#[test]
+fn a_member_of_the_client_group_submits_a_copy_and_a_stranger_still_cannot() {
+    let Some((member, gid)) = users_or_skip("a_member_of_the_client_group", || {
+        let gid = group_gid(GROUP)?;
+        Some((user_uid(MEMBER, Some(GROUP))?, gid))
+    }) else {
+        return;
+    };
+    let stranger = user_uid(USER, None).expect("the stranger user");
+    let tmp = tempfile::tempdir().unwrap();
+    chmod(tmp.path(), 0o755);
+    let exe = tmp.path().join("service-test");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    chmod(&exe, 0o755);
+    // The member's own file, readable by it (and by root, the owner here).
+    let src = write_file(tmp.path(), "theirs", 5000, 3);
+    std::os::unix::fs::chown(&src, Some(member), None).unwrap();
+    chmod(&src, 0o600);
+    let server = TestServer::start(Behavior::ok());
+    let store = tmp.path().join("store");
+    let up = fast(&store).client_group(gid).open().unwrap();
+    let url = server.url("/theirs");
+    let slow = TestServer::start(Behavior::always(Action::SlowRead {
+        bytes_per_sec: 1024,
+    }));
+    let mine = write_file(tmp.path(), "mine", 100_000, 1);
+    let kept = up
+        .create_upload(UploadRequest::put(slow.url("/mine"), &mine))
+        .unwrap();
+    kept.pause().unwrap();
+    let id = kept.id().to_string();
+    let envs = [
+        (STORE_ENV, store.to_str().unwrap()),
+        (FILE_ENV, src.to_str().unwrap()),
+        (URL_ENV, url.as_str()),
+        (ID_ENV, id.as_str()),
+    ];
+    let got = run_member(&exe, member, &envs);
+    eprintln!("a member of the client group: {got:?}");
+    assert!(got[0].starts_with("create ok Created"), "{got:?}");
+    assert_eq!(got[1], "list ok 2");
+    assert_eq!(got[2], "pause ok");
+    // The owner sends the member's copy, spooled into the store, not the member's path.
+    let theirs = up
+        .uploads()
+        .into_iter()
+        .find(|u| u.id() != kept.id())
+        .expect("the member's upload");
+    assert!(theirs.request().files[0].starts_with(store.join("spool")));
+    theirs
+        .wait_timeout(Duration::from_secs(20))
+        .unwrap()
+        .unwrap();
+    assert_eq!(server.requests()[0].sha256, sha256_file(&src));
+    // Someone outside the group is still refused.
+    let got = run_stranger(&exe, stranger, &envs);
+    assert_eq!(got, ["create denied", "list denied", "pause denied"]);
+    assert_eq!(up.uploads().len(), 2);
 }
