@@ -132,7 +132,8 @@
 //!
 //! A store is a directory (mode 0700, files 0600) locked with `fs2` for as long as it is
 //! open; a second opener — another process or the same one — gets
-//! [`Error::StoreLocked`]. Its `journal` is an append-only log: a header (magic bytes and
+//! [`Error::StoreLocked`]. Other processes reach the store's owner through a
+//! [`Client`] instead (see "One store, many programs" below). Its `journal` is an append-only log: a header (magic bytes and
 //! format version), then records framed as `len (u32 LE) | crc32 | postcard payload`,
 //! each at most 1 MiB. Response bodies live in `bodies/`, spooled sources in `spool/`.
 //! Files there that a whole journal does not account for are crash leftovers and are
@@ -190,6 +191,28 @@
 //! which returns typed wire errors and knows no policy. Events come back as messages, each
 //! type owned by its producer (workers, the prober). The journal is a leaf: it persists the
 //! domain model through versioned records of its own, converted at its boundary.
+//!
+//! ## One store, many programs
+//!
+//! The process whose [`Uploader`] holds a store (a service such as `bgupload run`) is its
+//! owner; other processes of the same machine submit and control uploads through a
+//! [`Client`], which offers what the owner's handles do: create (every body and
+//! protocol), list, progress, pause, resume, cancel, remove, the response and its body,
+//! follow and wait. The owner serves a unix socket in the store (`control.sock`: one
+//! accept thread, a thread per connection, at most 32 requests and 256 follows at once,
+//! every request whole within 2 s and at most 1 MiB) and imports the store's `inbox/`,
+//! where a client leaves a submission durably when no owner answers. A submission is
+//! durable when the client's call returns `Ok` — fsynced into the owner's journal, or
+//! into the inbox — and carries a random key the journal keeps, so that one that took
+//! both ways (the owner died before it answered) is created once.
+//!
+//! Only processes of the store's user, and of a group the owner names
+//! ([`UploaderBuilder::client_group`]), are admitted: directory permissions first (0700,
+//! or 0710 with an inbox of 2730 for the group), then the socket's peer credentials
+//! (`SO_PEERCRED`). Anyone else gets [`Error::PermissionDenied`] and changes nothing. A
+//! group member hands over a copy of its file (spooled into the inbox), so the owner
+//! never reads a file on its behalf that it could not read itself; it may use every
+//! credentials provider and client identity the owner registered.
 //!
 //! ## Upload protocols
 //!
