@@ -332,10 +332,11 @@ impl Client {
         }
         match self.ask(&Ask::Create(bytes.clone())) {
             Ok(Answer::Created(id)) => Ok(Submitted::Created { id, key }),
-            Ok(Answer::Failed(f)) => {
+            Ok(Answer::Failed(f)) if !is_busy(&wire::error_of(&f)) => {
                 cleanup();
                 Err(wire::error_of(&f))
             }
+            Ok(Answer::Failed(_)) => self.queue(&key, &bytes, mode, "the owner stays busy"),
             Ok(_) => {
                 cleanup();
                 Err(unexpected(&self.store))
@@ -344,24 +345,31 @@ impl Client {
                 cleanup();
                 Err(e)
             }
-            // No owner, or it went away before it answered: the inbox holds it
-            // until one takes it (and creates it once, if this one already did).
-            Err(why) => {
-                log::debug!("submission {} goes to the inbox: {why}", key_hex(&key));
-                inbox::write_req(&self.inbox, &key, &bytes, mode).map_err(|e| match e {
-                    Error::Io { source, .. }
-                        if source.kind() == io::ErrorKind::PermissionDenied =>
-                    {
-                        Error::PermissionDenied {
-                            path: self.store.clone(),
-                        }
-                    }
-                    e => e,
-                })?;
-                let _ = self.ask(&Ask::Poke);
-                Ok(Submitted::Queued { key })
-            }
+            // No owner, or it went away before it answered: the inbox holds it until
+            // one takes it (and creates it once, if this one already took it).
+            Err(why) => self.queue(&key, &bytes, mode, &why.to_string()),
         }
+    }
+
+    /// Leaves a submission in the inbox, durably, and pokes the owner if one runs.
+    fn queue(
+        &self,
+        key: &SubmissionKey,
+        bytes: &[u8],
+        mode: u32,
+        why: &str,
+    ) -> Result<Submitted, Error> {
+        log::debug!("submission {} goes to the inbox: {why}", key_hex(key));
+        inbox::write_req(&self.inbox, key, bytes, mode).map_err(|e| match e {
+            Error::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+                Error::PermissionDenied {
+                    path: self.store.clone(),
+                }
+            }
+            e => e,
+        })?;
+        let _ = self.ask(&Ask::Poke);
+        Ok(Submitted::Queued { key: *key })
     }
 
     /// What became of a submission. Works without an owner too (it then looks at the

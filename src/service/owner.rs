@@ -315,9 +315,8 @@ impl Ctx {
                 return;
             }
         };
-        let foreign = peer.uid != self.admitted.uid;
         let answer = match ask {
-            Ask::Create(bytes) => match self.create(&bytes, foreign) {
+            Ask::Create(bytes) => match self.create(&bytes, peer.uid) {
                 Ok(id) => Answer::Created(id),
                 Err(e) => wire::failed(&e),
             },
@@ -384,9 +383,10 @@ impl Ctx {
         }
     }
 
-    /// Creates the upload a client sent (over the socket or through the inbox), or
-    /// finds the one its submission key was created under.
-    fn create(&self, bytes: &[u8], foreign: bool) -> Result<UploadId, Error> {
+    /// Creates the upload a client of user `uid` sent (over the socket or through the
+    /// inbox), or finds the one its submission key was created under.
+    fn create(&self, bytes: &[u8], uid: u32) -> Result<UploadId, Error> {
+        let foreign = uid != self.admitted.uid;
         let (mut request, _) =
             portable::decode_request(bytes).ok_or_else(|| Error::InvalidRequest {
                 reason: "the client's request is not a creation record this build reads".into(),
@@ -413,6 +413,17 @@ impl Ctx {
                     },
                     _ => Error::io("take the client's spooled body", &inbox_body, e),
                 })?;
+                // What was linked must be the client's own regular file: not a symlink
+                // (link(2) does not follow one, but reading the link would), and not a
+                // hard link to someone else's file.
+                let own = fs::symlink_metadata(&spool)
+                    .is_ok_and(|m| m.file_type().is_file() && m.uid() == uid);
+                if !own {
+                    store::remove_upload_files(self.store_dir(), id);
+                    return Err(Error::PermissionDenied {
+                        path: self.store_dir().to_path_buf(),
+                    });
+                }
                 store::sync_dir(spool.parent().unwrap_or(&spool))?;
                 let linked = source::record(&spool, true)?;
                 if linked.size != src.size || linked.mtime_ns != src.mtime_ns {
@@ -440,8 +451,14 @@ impl Ctx {
         };
         match &r.body {
             Body::File(src) if src.spooled => {
-                let expected = fs::canonicalize(inbox_body).unwrap_or_else(|_| inbox_body.into());
-                if src.path != expected {
+                // The client recorded it through the store's real path; only the
+                // directory is resolved here, never the file (it could be a symlink).
+                let expected = inbox_body
+                    .parent()
+                    .and_then(|d| fs::canonicalize(d).ok())
+                    .zip(inbox_body.file_name())
+                    .map(|(d, n)| d.join(n));
+                if expected.as_deref() != Some(src.path.as_path()) {
                     return Err(Error::InvalidRequest {
                         reason: "a spooled body must be the inbox's file of its submission".into(),
                     });
@@ -579,7 +596,8 @@ impl Ctx {
                     continue;
                 }
             };
-            if !meta.is_file() || !self.admitted.allows(meta.uid(), meta.gid()) {
+            // By its owner alone: in the setgid inbox every file has the group.
+            if !meta.is_file() || !self.admitted.allows_user(meta.uid()) {
                 self.warn(format_args!(
                     "{} belongs to uid {}, not the store's user or group; moved aside",
                     path.display(),
@@ -602,7 +620,7 @@ impl Ctx {
             let key_matches =
                 portable::decode_request(&bytes).is_some_and(|(r, _)| r.submission == Some(key));
             let result = if key_matches {
-                self.create(&bytes, meta.uid() != self.admitted.uid)
+                self.create(&bytes, meta.uid())
             } else {
                 Err(Error::InvalidRequest {
                     reason: "not a submission for the key of its file name".into(),

@@ -58,6 +58,23 @@ impl Admitted {
     }
 }
 
+impl Admitted {
+    /// Whether user `uid` may, by the user database alone (its primary group and its
+    /// supplementary groups): for a file, whose group says nothing of its owner.
+    pub fn allows_user(&self, uid: u32) -> bool {
+        if uid == self.uid {
+            return true;
+        }
+        let Some(group) = self.group else {
+            return false;
+        };
+        match User::from_uid(Uid::from_raw(uid)) {
+            Ok(Some(u)) => u.gid.as_raw() == group || is_member(uid, u.gid.as_raw(), group),
+            _ => false,
+        }
+    }
+}
+
 /// Whether user `uid` is a member of group `group` by the group database (its
 /// supplementary groups); `false` for a uid with no account.
 fn is_member(uid: u32, gid: u32, group: u32) -> bool {

@@ -178,3 +178,75 @@ fn without_an_owner_submissions_wait_and_are_created_once_when_one_opens() {
     let up = fast(&store).open().unwrap();
     assert_eq!(up.uploads().len(), 5);
 }
+
+/// A submission in the inbox whose spooled body is a symlink to a file of the owner's
+/// (or anything but the client's own regular file) is refused: the owner never reads a
+/// file for a client through the inbox. The crafted request is the journal's own
+/// creation record, as a client writes it.
+#[test]
+fn an_inbox_body_that_is_a_symlink_is_refused() {
+    use background_transfer::journal::record::{
+        BodyV1, CostPolicyV1, CreatedV1, CreatedV2, CreatedV3, CreatedV4, PriorityV1, ProtocolV1,
+        Record, RequestV1, SourceV1,
+    };
+    use std::os::unix::fs::MetadataExt;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start(Behavior::ok());
+    let store = tmp.path().join("store");
+    drop(fast(&store).open().unwrap());
+    let secret = write_file(tmp.path(), "secret", 4096, 9);
+    let store = std::fs::canonicalize(&store).unwrap();
+    let key = *b"symlink-attack!!";
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let body = store.join("inbox").join(format!("{hex}.body"));
+    std::os::unix::fs::symlink(&secret, &body).unwrap();
+    let meta = std::fs::metadata(&secret).unwrap();
+    let record = Record::CreatedV4(CreatedV4 {
+        created: CreatedV3 {
+            created: CreatedV2 {
+                created: CreatedV1 {
+                    id: 0,
+                    created_ms: 1,
+                    request: RequestV1 {
+                        url: server.url("/stolen"),
+                        method: "PUT".into(),
+                        headers: vec![],
+                        body: BodyV1::File(SourceV1 {
+                            path: body.as_os_str().as_encoded_bytes().to_vec(),
+                            size: meta.len(),
+                            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+                            spooled: true,
+                        }),
+                        priority: PriorityV1::Default,
+                        group: None,
+                        cost: CostPolicyV1::Always,
+                        protocol: ProtocolV1::Plain,
+                        idempotent: true,
+                    },
+                },
+                credentials: None,
+            },
+            client_identity: None,
+        },
+        submission: key,
+    });
+    std::fs::write(
+        store.join("inbox").join(format!("{hex}.req")),
+        postcard::to_allocvec(&record).unwrap(),
+    )
+    .unwrap();
+    let up = fast(&store).open().unwrap();
+    assert!(up.uploads().is_empty(), "the symlinked body was taken");
+    let client = Client::connect(&store).unwrap();
+    match client.find(&key).unwrap() {
+        Submission::Refused(Error::PermissionDenied { .. }) => {}
+        other => panic!("not refused as it should be: {other:?}"),
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.request_count(), 0);
+    assert!(store
+        .join("inbox/refused")
+        .join(format!("{hex}.req"))
+        .exists());
+}
