@@ -228,6 +228,7 @@ impl Client {
                     .mode(0o700)
                     .create(dir)
                     .map_err(|e| denied(e, "create store directory"))?;
+                crate::store::sync_entry(dir)?;
                 std::fs::metadata(dir).map_err(|e| denied(e, "inspect store directory"))?
             }
             Err(e) => return Err(denied(e, "inspect store directory")),
@@ -284,6 +285,8 @@ impl Client {
                     _ => Err(e),
                 })
                 .map_err(|e| self.permission(e, "create the inbox", &self.inbox))?;
+            // Its entry is durable before the submission in it is.
+            crate::store::sync_entry(&self.inbox)?;
         }
         let mode = if self.foreign { 0o660 } else { 0o600 };
         let body = inbox::body_path(&self.inbox, &key);

@@ -184,6 +184,7 @@ impl Drop for Service {
 /// or 0710 so that the group can reach the socket and the inbox, but not list the
 /// store).
 fn prepare_dirs(store_dir: &Path, inbox: &Path, group: Option<u32>) -> Result<(), Error> {
+    let existed = inbox.is_dir();
     DirBuilder::new()
         .mode(0o700)
         .recursive(true)
@@ -201,7 +202,12 @@ fn prepare_dirs(store_dir: &Path, inbox: &Path, group: Option<u32>) -> Result<()
         fs::set_permissions(dir, fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io("set the mode of", dir, e))?;
     }
-    store::sync_dir(store_dir)
+    // A new inbox's entry must be durable before a submission in it is.
+    if existed {
+        Ok(())
+    } else {
+        store::sync_dir(store_dir)
+    }
 }
 
 fn chgrp(path: &Path, gid: u32) -> Result<(), Error> {

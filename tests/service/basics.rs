@@ -250,3 +250,46 @@ fn an_inbox_body_that_is_a_symlink_is_refused() {
         .join(format!("{hex}.req"))
         .exists());
 }
+
+#[test]
+fn a_multipart_and_a_tus_upload_go_through_a_client_like_through_the_owner() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start(Behavior::ok());
+    let store = tmp.path().join("store");
+    let up = fast(&store).open().unwrap();
+    let client = Client::connect(&store).unwrap();
+    let f = write_file(tmp.path(), "photo.jpg", 70_000, 4);
+    let req = || {
+        UploadRequest::multipart(server.url("/form"))
+            .text("device", "sensor-7")
+            .file("photo", &f)
+            .boundary("fixed-boundary-for-the-test")
+    };
+    let remote = client.create_upload(req()).unwrap().id().unwrap();
+    client.wait(remote).unwrap();
+    let local = up.create_upload(req()).unwrap();
+    local.wait().unwrap();
+    let r = server.requests();
+    assert_eq!(r.len(), 2);
+    assert!(r[0].complete && r[1].complete);
+    assert_eq!(r[0].sha256, r[1].sha256, "the same bytes either way");
+    assert_eq!(
+        client.get(remote).unwrap().request.files,
+        local.request().files
+    );
+    if !crate::support::tus::available("a_tus_upload_goes_through_a_client") {
+        return;
+    }
+    let tus = crate::support::tus::TusServer::start("client-tus", &tmp.path().join("tus")).unwrap();
+    let big = write_file(tmp.path(), "big", 3 << 20, 5);
+    let id = client
+        .create_upload(UploadRequest::put(tus.endpoint(), &big).tus(None))
+        .unwrap()
+        .id()
+        .unwrap();
+    let info = client.wait(id).unwrap();
+    assert!(info.is_resumable);
+    let ids = tus.upload_ids();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(sha256_file(tus.data_file(&ids[0])), sha256_file(&big));
+}
