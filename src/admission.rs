@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 #[cfg(any(feature = "s3", feature = "azure"))]
@@ -87,6 +87,7 @@ pub(crate) fn prepare(
         credentials: r.credentials,
         client_identity: r.client_identity,
         submission: None,
+        submitter: None,
     })
 }
 
@@ -107,6 +108,10 @@ pub(crate) fn spool(
         .mode(mode)
         .open(&tmp)
         .map_err(|e| Error::io("create spool file", &tmp, e))?;
+    // The mode exactly, whatever the umask (a client group's owner links the file, and
+    // the kernel's protected_hardlinks wants read and write for that).
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("set the mode of", &tmp, e))?;
     let copied = io::copy(&mut reader, &mut f).and_then(|_| {
         f.flush()?;
         f.sync_all()

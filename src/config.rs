@@ -382,7 +382,10 @@ impl UploaderBuilder {
     /// inbox 2730, both of this group, and the control socket 0660: the group can
     /// reach the socket and leave submissions, but cannot list or read the store. Its
     /// members hand over copies of their files (spooled into the inbox by the
-    /// client), never paths for the owner to read on their behalf.
+    /// client), never paths for the owner to read on their behalf; they see and control
+    /// only the uploads they submitted; and they may not use the owner's credentials
+    /// providers or client identities (nor the S3, GCS and Azure protocols, which need
+    /// them): plain and tus uploads with headers of their own.
     pub fn client_group(mut self, gid: u32) -> Self {
         self.config.client_group = Some(gid);
         self

@@ -211,8 +211,9 @@
 //! or 0710 with an inbox of 2730 for the group), then the socket's peer credentials
 //! (`SO_PEERCRED`). Anyone else gets [`Error::PermissionDenied`] and changes nothing. A
 //! group member hands over a copy of its file (spooled into the inbox), so the owner
-//! never reads a file on its behalf that it could not read itself; it may use every
-//! credentials provider and client identity the owner registered.
+//! never reads a file on its behalf that it could not read itself; it sees and controls
+//! only its own uploads, and may not use the owner's credentials providers or client
+//! identities.
 //!
 //! ## Upload protocols
 //!

@@ -46,6 +46,10 @@ pub struct Request {
     /// (over the control socket, then through the inbox after the owner died mid-call)
     /// is created once; `None` for uploads the owner created itself.
     pub submission: Option<SubmissionKey>,
+    /// The user (uid) of the client process that submitted it, as the kernel named it
+    /// to the owner; `None` for uploads the owner created itself. A client of another
+    /// user (a member of the client group) sees and controls only its own uploads.
+    pub submitter: Option<u32>,
 }
 
 impl Request {

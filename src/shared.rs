@@ -30,6 +30,9 @@ pub(crate) struct Shared {
     /// The uploads clients submitted, by their submission key: a submission that
     /// arrives twice is created once. Only the scheduler writes it.
     pub submissions: Mutex<HashMap<SubmissionKey, UploadId>>,
+    /// Who submitted the uploads clients submitted (the uid of the client's process).
+    /// Kept with `submissions`, under its lock's order: `submissions`, then this.
+    pub submitters: Mutex<HashMap<UploadId, u32>>,
 }
 
 /// One upload as handles see it.

@@ -86,6 +86,7 @@ impl Uploader {
             closed: AtomicBool::new(false),
             recovery: store.recovery().clone(),
             submissions: Default::default(),
+            submitters: Default::default(),
         });
         let providers = config.providers.clone();
         #[cfg_attr(

@@ -55,6 +55,7 @@ impl From<&Record> for Entry {
                         credentials: v3.created.credentials.clone(),
                         client_identity: v3.client_identity.clone(),
                         submission: Some(c.submission),
+                        submitter: c.submitter,
                         ..request(&v3.created.created.request)
                     },
                 }
@@ -155,6 +156,7 @@ impl From<&Entry> for Record {
                     (_, _, Some(submission)) => Record::CreatedV4(CreatedV4 {
                         created: v3(created),
                         submission,
+                        submitter: request.submitter,
                     }),
                 }
             }
@@ -304,6 +306,7 @@ fn request(r: &RequestV1) -> Request {
         credentials: None,
         client_identity: None,
         submission: None,
+        submitter: None,
     }
 }
 
@@ -827,6 +830,7 @@ mod tests {
             credentials: None,
             client_identity: None,
             submission: None,
+            submitter: None,
         }
     }
 
@@ -909,6 +913,7 @@ mod credentials_tests {
             credentials: credentials.map(String::from),
             client_identity: identity.map(String::from),
             submission: None,
+            submitter: None,
         };
         let cases = [
             (Some("agent"), None, "CreatedV2"),
@@ -968,6 +973,7 @@ mod storage_protocol_tests {
             credentials: Some("p".into()),
             client_identity: None,
             submission: None,
+            submitter: None,
         }
     }
 

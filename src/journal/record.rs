@@ -58,6 +58,8 @@ pub struct CreatedV4 {
     pub created: CreatedV3,
     /// The client's key for this submission (random, not a secret).
     pub submission: [u8; 16],
+    /// The uid of the client's process, as the kernel named it to the owner.
+    pub submitter: Option<u32>,
 }
 
 /// An upload accepted by the store, with the client identity it presents.

@@ -18,8 +18,8 @@ use super::{host_key, total_len, Scheduler};
 use crate::command::Op;
 
 impl Scheduler {
-    /// Persists a new upload; `Ok(false)` if its submission was created before (under
-    /// the id the submissions map holds).
+    /// Commits a new upload (batched: the caller fsyncs it); `Ok(false)` if its
+    /// submission was created before (under the id the submissions map holds).
     pub(super) fn create(
         &mut self,
         id: UploadId,
@@ -29,8 +29,7 @@ impl Scheduler {
         if self.shutting_down {
             return Err(Error::ShutDown);
         }
-        let key = request.submission;
-        if let Some(key) = &key {
+        if let Some(key) = &request.submission {
             if lock(&self.shared.submissions).contains_key(key) {
                 return Ok(false);
             }
@@ -50,10 +49,9 @@ impl Scheduler {
             });
         };
         let cell = Arc::new(Cell::new(u, total_len(&u.request), None));
+        // Its key goes into `submissions` once the record is durable (the caller's
+        // fsync): an inbox copy of it must not be taken for created before.
         lock(&self.shared.cells).insert(id, cell);
-        if let Some(key) = key {
-            lock(&self.shared.submissions).insert(key, id);
-        }
         log::info!(
             "accepted upload {id}: {} {}",
             u.request.method,
@@ -98,6 +96,7 @@ impl Scheduler {
         if let Some(key) = key {
             lock(&self.shared.submissions).remove(&key);
         }
+        lock(&self.shared.submitters).remove(&id);
         crate::store::remove_upload_files(&self.shared.store_dir, id);
         if let Some(cell) = lock(&self.shared.cells).remove(&id) {
             cell.update(|s| s.removed = true, Event::StatusChanged);

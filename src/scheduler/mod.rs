@@ -232,10 +232,20 @@ impl Scheduler {
                 // record when it starts at once: one fsync for both.
                 let failed_before = self.journal_failed;
                 let key = request.submission;
+                let submitter = request.submitter;
                 let r = match self.create(id, created_ms, *request) {
                     Ok(true) => {
                         self.schedule();
-                        self.sync_now().map(|()| id)
+                        self.sync_now().map(|()| {
+                            // Durable now: a second arrival of it is this upload.
+                            if let Some(k) = key {
+                                lock(&self.shared.submissions).insert(k, id);
+                            }
+                            if let Some(uid) = submitter {
+                                lock(&self.shared.submitters).insert(id, uid);
+                            }
+                            id
+                        })
                     }
                     // Created before: its id (durable since that create answered).
                     Ok(false) => Ok(key

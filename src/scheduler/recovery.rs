@@ -100,6 +100,13 @@ impl Scheduler {
             .values()
             .filter_map(|u| u.request.submission.map(|k| (k, u.id)))
             .collect();
+        *lock(&self.shared.submitters) = self
+            .store
+            .state()
+            .uploads
+            .values()
+            .filter_map(|u| u.request.submitter.map(|uid| (u.id, uid)))
+            .collect();
         // Files the journal does not account for are crash leftovers when the journal is
         // whole; after damage (or a journal that had to start afresh) they may belong to
         // uploads the journal lost, and are kept aside.

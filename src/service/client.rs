@@ -326,11 +326,13 @@ impl Client {
         }
         prepared.submission = Some(key);
         let bytes = portable::encode_request(&prepared, crate::scheduler::now_ms());
-        if bytes.len() > wire::MAX_ASK {
+        // The frame around it (length, version, the message's own framing) must fit
+        // the owner's cap too.
+        if bytes.len() + 16 > wire::MAX_ASK {
             cleanup();
             return Err(Error::RecordTooLarge {
                 len: bytes.len(),
-                max: wire::MAX_ASK,
+                max: wire::MAX_ASK - 16,
             });
         }
         match self.ask(&Ask::Create(bytes.clone())) {
@@ -540,17 +542,28 @@ impl Client {
         let socket = socket_path(&self.store);
         let started = Instant::now();
         loop {
-            let mut stream =
-                short_path(&self.store, SOCKET, |p| UnixStream::connect(p)).map_err(|e| match e
-                    .kind()
-                {
-                    io::ErrorKind::PermissionDenied => Error::PermissionDenied {
+            let mut stream = match short_path(&self.store, SOCKET, connect_now) {
+                Ok(s) => s,
+                // The owner's backlog is full (it is frozen, or busy importing): like
+                // a "busy" answer.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && started.elapsed() < BUSY_FOR => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(Error::io("connect to the owner on", &socket, e))
+                }
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    return Err(Error::PermissionDenied {
                         path: self.store.clone(),
-                    },
-                    _ => Error::NoOwner {
+                    })
+                }
+                Err(_) => {
+                    return Err(Error::NoOwner {
                         path: self.store.clone(),
-                    },
-                })?;
+                    })
+                }
+            };
             let _ = stream.set_read_timeout(Some(ANSWER_WITHIN));
             let _ = stream.set_write_timeout(Some(ANSWER_WITHIN));
             // A busy or refusing owner may answer and close before it reads: its answer
@@ -582,6 +595,16 @@ impl Client {
     fn ask(&self, ask: &Ask) -> Result<Answer, Error> {
         self.open(ask).map(|(_, answer)| answer)
     }
+}
+
+/// Connects without waiting: a unix socket whose owner does not accept (its backlog is
+/// full) answers `WouldBlock` at once instead of leaving the caller blocked.
+fn connect_now(path: &Path) -> io::Result<UnixStream> {
+    let s = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
+    s.set_nonblocking(true)?;
+    s.connect(&socket2::SockAddr::unix(path)?)?;
+    s.set_nonblocking(false)?;
+    Ok(UnixStream::from(std::os::fd::OwnedFd::from(s)))
 }
 
 fn is_busy(e: &Error) -> bool {

@@ -6,7 +6,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::journal::portable;
@@ -33,6 +33,41 @@ fn refused_dir(inbox: &Path) -> PathBuf {
     inbox.join(REFUSED)
 }
 
+/// Makes `refused/` the owner's own (mode 0700): the inbox is writable by the client
+/// group, so anything else there (a member's directory, a symlink, a file) is moved
+/// aside first; the owner writes into it, and must not through anyone's symlink.
+pub(super) fn prepare_refused(inbox: &Path) -> Result<(), Error> {
+    let dir = refused_dir(inbox);
+    let ours = |m: &fs::Metadata| m.file_type().is_dir() && m.uid() == super::peer::euid();
+    match fs::symlink_metadata(&dir) {
+        Ok(m) if ours(&m) => {}
+        Ok(_) => {
+            let aside = inbox.join(format!(
+                "{REFUSED}.untrusted-{}",
+                crate::scheduler::now_ms()
+            ));
+            log::error!(
+                "{} is not the owner's directory; moved to {}",
+                dir.display(),
+                aside.display()
+            );
+            fs::rename(&dir, &aside).map_err(|e| Error::io("move aside", &dir, e))?;
+            create_refused(&dir)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_refused(&dir)?,
+        Err(e) => return Err(Error::io("inspect", &dir, e)),
+    }
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io("set mode 0700 on", &dir, e))
+}
+
+fn create_refused(dir: &Path) -> Result<(), Error> {
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io("create", dir, e))
+}
+
 /// Writes `bytes` as the submission `key`, durably.
 pub(super) fn write_req(
     inbox: &Path,
@@ -49,6 +84,8 @@ pub(super) fn write_req(
             .truncate(true)
             .mode(mode)
             .open(&tmp)?;
+        // The mode exactly, whatever the umask: the owner reads it through the group.
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
         f.sync_all()
     })();
@@ -60,12 +97,12 @@ pub(super) fn write_req(
     store::sync_entry(&path)
 }
 
-/// The submissions waiting, by key, oldest name first.
+/// The submissions waiting, oldest first.
 pub(super) fn pending(inbox: &Path) -> Vec<(SubmissionKey, PathBuf)> {
     let Ok(dir) = fs::read_dir(inbox) else {
         return Vec::new();
     };
-    let mut out: Vec<(SubmissionKey, PathBuf)> = dir
+    let mut out: Vec<(std::time::SystemTime, SubmissionKey, PathBuf)> = dir
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let p = e.path();
@@ -73,11 +110,12 @@ pub(super) fn pending(inbox: &Path) -> Vec<(SubmissionKey, PathBuf)> {
                 return None;
             }
             let key = parse_key(p.file_stem()?.to_str()?)?;
-            Some((key, p))
+            let at = e.metadata().ok()?.modified().ok()?;
+            Some((at, key, p))
         })
         .collect();
     out.sort();
-    out
+    out.into_iter().map(|(_, k, p)| (k, p)).collect()
 }
 
 /// Reads a `.req` file of at most `max` bytes.
@@ -97,12 +135,21 @@ pub(super) fn read_req(file: &mut File, max: usize) -> std::io::Result<Vec<u8>> 
 /// can learn why ([`refusal`]) and it is not tried again.
 pub(super) fn refuse(inbox: &Path, key: &SubmissionKey, path: &Path, why: &Error) {
     let dir = refused_dir(inbox);
-    let moved = fs::create_dir_all(&dir).and_then(|()| {
-        let reason =
-            postcard::to_allocvec(&portable::failure_record(&why.to_failure())).unwrap_or_default();
-        fs::write(dir.join(format!("{}.{WHY}", key_hex(key))), reason)?;
-        fs::rename(path, dir.join(format!("{}.{REQ}", key_hex(key))))
-    });
+    let moved = prepare_refused(inbox)
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|()| {
+            let reason = postcard::to_allocvec(&portable::failure_record(&why.to_failure()))
+                .unwrap_or_default();
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(dir.join(format!("{}.{WHY}", key_hex(key))))?;
+            f.write_all(&reason)?;
+            fs::rename(path, dir.join(format!("{}.{REQ}", key_hex(key))))
+        });
     if let Err(e) = moved {
         log::error!(
             "could not move refused submission {} aside ({e}); removing it",
@@ -119,7 +166,12 @@ pub(super) fn refuse(inbox: &Path, key: &SubmissionKey, path: &Path, why: &Error
 
 /// Why the owner refused submission `key`, if it did.
 pub(super) fn refusal(inbox: &Path, key: &SubmissionKey) -> Option<Failure> {
-    let bytes = fs::read(refused_dir(inbox).join(format!("{}.{WHY}", key_hex(key)))).ok()?;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(refused_dir(inbox).join(format!("{}.{WHY}", key_hex(key))))
+        .ok()?;
+    let bytes = read_req(&mut f, 64 * 1024).ok()?;
     let f: FailureV1 = postcard::from_bytes(&bytes).ok()?;
     Some(portable::failure_of(&f))
 }

@@ -11,7 +11,8 @@
 use std::collections::HashMap;
 use std::fs::{self, DirBuilder};
 use std::io::{self, Read};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -23,7 +24,7 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use crate::admission::Admission;
 use crate::journal::portable;
-use crate::model::{Body, PartContent, Request, SubmissionKey, UploadId};
+use crate::model::{Body, PartContent, Protocol, Request, SubmissionKey, UploadId};
 use crate::shared::{lock, Shared};
 use crate::{source, store, Error, Upload};
 
@@ -48,6 +49,8 @@ const STALE: Duration = Duration::from_secs(3600);
 /// [`Service::stop`] or on drop.
 pub(crate) struct Service {
     ctx: Arc<Ctx>,
+    /// The listening socket, shut down at a stop to wake the accept loop.
+    listener: UnixListener,
     accept: Option<JoinHandle<()>>,
     inbox: Option<JoinHandle<()>>,
 }
@@ -120,6 +123,9 @@ impl Service {
             .stack_size(256 * 1024)
             .spawn(move || c.inbox_loop(pokes))
             .map_err(|e| Error::io("start the inbox thread", "", e))?;
+        let kept = listener
+            .try_clone()
+            .map_err(|e| Error::io("keep the control socket", &ctx.socket, e))?;
         let c = ctx.clone();
         let accept = std::thread::Builder::new()
             .name("bgxfer-control".into())
@@ -137,6 +143,7 @@ impl Service {
         log::info!("serving clients on {}", ctx.socket.display());
         Ok(Service {
             ctx,
+            listener: kept,
             accept: Some(accept),
             inbox: Some(inbox),
         })
@@ -148,12 +155,10 @@ impl Service {
         if self.ctx.stop.swap(true, Ordering::SeqCst) {
             return;
         }
-        // Wakes the accept loop, which then sees `stop`.
-        let _ = short_path(
-            self.ctx.socket.parent().unwrap_or(Path::new(".")),
-            SOCKET,
-            |p| UnixStream::connect(p),
-        );
+        // Wakes the accept loop (its accept fails), which then sees `stop`. Not a
+        // self-connect: that fails when descriptors run out, which abuse may cause.
+        let _ =
+            nix::sys::socket::shutdown(self.listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
@@ -184,14 +189,14 @@ impl Drop for Service {
 /// or 0710 so that the group can reach the socket and the inbox, but not list the
 /// store).
 fn prepare_dirs(store_dir: &Path, inbox: &Path, group: Option<u32>) -> Result<(), Error> {
-    let existed = inbox.is_dir();
     DirBuilder::new()
         .mode(0o700)
         .recursive(true)
         .create(inbox)
         .map_err(|e| Error::io("create the inbox", inbox, e))?;
     let (store_mode, inbox_mode) = match group {
-        Some(_) => (0o710, 0o2730),
+        // Sticky too: a member may not unlink or rename another's files.
+        Some(_) => (0o710, 0o3730),
         None => (0o700, 0o700),
     };
     if let Some(g) = group {
@@ -202,12 +207,10 @@ fn prepare_dirs(store_dir: &Path, inbox: &Path, group: Option<u32>) -> Result<()
         fs::set_permissions(dir, fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io("set the mode of", dir, e))?;
     }
-    // A new inbox's entry must be durable before a submission in it is.
-    if existed {
-        Ok(())
-    } else {
-        store::sync_dir(store_dir)
-    }
+    inbox::prepare_refused(inbox)?;
+    // The inbox's entry must be durable before a submission in it is (also when an
+    // earlier open created it and was cut before this fsync).
+    store::sync_dir(store_dir)
 }
 
 fn chgrp(path: &Path, gid: u32) -> Result<(), Error> {
@@ -239,6 +242,7 @@ impl Ctx {
             }
             let stream = match stream {
                 Ok(s) => s,
+                Err(_) if self.stop.load(Ordering::SeqCst) => break,
                 Err(e) => {
                     // Out of descriptors, most likely: wait rather than spin.
                     self.warn(format_args!("accept failed: {e}"));
@@ -285,7 +289,8 @@ impl Ctx {
         Error::io(
             "reach the store's owner through",
             self.socket.clone(),
-            io::Error::new(io::ErrorKind::WouldBlock, "the owner is busy; try again"),
+            // A raw OS error travels as itself (its code), so the client knows it.
+            io::Error::from_raw_os_error(libc::EAGAIN),
         )
     }
 
@@ -326,12 +331,21 @@ impl Ctx {
                 Ok(id) => Answer::Created(id),
                 Err(e) => wire::failed(&e),
             },
-            Ask::List => Answer::Uploads(
-                lock(&self.shared.cells)
-                    .values()
-                    .map(|c| snapshot(&Upload::new(c.clone(), self.shared.clone())))
-                    .collect(),
-            ),
+            Ask::List => {
+                let cells: Vec<_> = lock(&self.shared.cells).values().cloned().collect();
+                Answer::Uploads(
+                    cells
+                        .into_iter()
+                        .filter(|c| self.may_see(peer.uid, c.id))
+                        .map(|c| snapshot(&Upload::new(c, self.shared.clone())))
+                        .collect(),
+                )
+            }
+            Ask::Get(id) | Ask::Op(id, _) | Ask::Body(id) | Ask::Follow(id)
+                if !self.may_see(peer.uid, id) =>
+            {
+                wire::failed(&Error::NotFound { id })
+            }
             Ask::Get(id) => match self.upload(id) {
                 Ok(u) => Answer::Upload(Box::new(snapshot(&u))),
                 Err(e) => wire::failed(&e),
@@ -346,7 +360,10 @@ impl Ctx {
                 Ok(()) => Answer::Done,
                 Err(e) => wire::failed(&e),
             },
-            Ask::Find(key) => Answer::Found(self.find(&key)),
+            Ask::Find(key) => Answer::Found(match self.find(&key) {
+                Found::Created(id) if !self.may_see(peer.uid, id) => Found::Unknown,
+                found => found,
+            }),
             Ask::Poke => {
                 let _ = self.poke.try_send(());
                 Answer::Done
@@ -364,9 +381,15 @@ impl Ctx {
                 wire::failed(&self.busy())
             }
         };
-        if let Err(e) = wire::write_frame(&mut &stream, &answer) {
+        if let Err(e) = wire::write_frame(&mut Within::new(&stream), &answer) {
             log::debug!("control socket: could not answer pid {}: {e}", peer.pid);
         }
+    }
+
+    /// Whether user `uid` may see and control upload `id`: the store's user may every
+    /// one, a member of the client group only those it submitted.
+    fn may_see(&self, uid: u32, id: UploadId) -> bool {
+        uid == self.admitted.uid || lock(&self.shared.submitters).get(&id) == Some(&uid)
     }
 
     fn upload(&self, id: UploadId) -> Result<Upload, Error> {
@@ -400,6 +423,8 @@ impl Ctx {
         let key = request.submission.ok_or_else(|| Error::InvalidRequest {
             reason: "a client's request needs a submission key".into(),
         })?;
+        // Who submitted it is the kernel's word, never the client's.
+        request.submitter = Some(uid);
         let inbox_body = inbox::body_path(&self.inbox, &key);
         if let Some(id) = lock(&self.shared.submissions).get(&key).copied() {
             let _ = fs::remove_file(&inbox_body);
@@ -413,12 +438,17 @@ impl Ctx {
                 // A link, not a move: if this owner dies before the create is durable,
                 // the client's fallback to the inbox still has the body.
                 let spool = store::spool_path(self.store_dir(), id);
-                fs::hard_link(&inbox_body, &spool).map_err(|e| match e.kind() {
-                    io::ErrorKind::NotFound => Error::SourceMissing {
-                        path: inbox_body.clone(),
-                    },
-                    _ => Error::io("take the client's spooled body", &inbox_body, e),
-                })?;
+                if let Err(e) = fs::hard_link(&inbox_body, &spool) {
+                    // Taken by the other way this submission came (socket or inbox),
+                    // which created it since.
+                    if let Some(id) = lock(&self.shared.submissions).get(&key).copied() {
+                        return Ok(id);
+                    }
+                    return Err(match e.kind() {
+                        io::ErrorKind::NotFound => Error::SourceMissing { path: inbox_body },
+                        _ => Error::io("take the client's spooled body", &inbox_body, e),
+                    });
+                }
                 // What was linked must be the client's own regular file: not a symlink
                 // (link(2) does not follow one, but reading the link would), and not a
                 // hard link to someone else's file.
@@ -430,8 +460,9 @@ impl Ctx {
                         path: self.store_dir().to_path_buf(),
                     });
                 }
-                store::sync_dir(spool.parent().unwrap_or(&spool))?;
-                let linked = source::record(&spool, true)?;
+                let linked = store::sync_dir(spool.parent().unwrap_or(&spool))
+                    .and_then(|()| source::record(&spool, true))
+                    .inspect_err(|_| store::remove_upload_files(self.store_dir(), id))?;
                 if linked.size != src.size || linked.mtime_ns != src.mtime_ns {
                     store::remove_upload_files(self.store_dir(), id);
                     return Err(Error::SourceChanged {
@@ -455,6 +486,14 @@ impl Ctx {
         let denied = || Error::PermissionDenied {
             path: self.store_dir().to_path_buf(),
         };
+        // The owner's credentials and client identities are its user's: a member of
+        // the group must not send them to a URL of its choosing.
+        let names_owners_keys = r.credentials.is_some()
+            || r.client_identity.is_some()
+            || !matches!(r.protocol, Protocol::Plain | Protocol::Tus { .. });
+        if foreign && names_owners_keys {
+            return Err(denied());
+        }
         match &r.body {
             Body::File(src) if src.spooled => {
                 // The client recorded it through the store's real path; only the
@@ -496,7 +535,7 @@ impl Ctx {
 
     fn send_body(&self, stream: UnixStream, id: UploadId) {
         let file = self.upload(id).and_then(|u| u.response_body());
-        let mut w = &stream;
+        let mut w = Within::new(&stream);
         let mut file = match file {
             Ok(f) => f,
             Err(e) => {
@@ -531,7 +570,8 @@ impl Ctx {
     /// A snapshot now and at every change until the upload ends (or the client goes,
     /// or the owner stops).
     fn follow(&self, stream: &UnixStream, id: UploadId) {
-        let mut w = stream;
+        // Each snapshot within its own deadline: a follow lasts as long as its upload.
+        let mut w = Within::new(stream);
         let upload = match self.upload(id) {
             Ok(u) => u,
             Err(e) => {
@@ -551,6 +591,7 @@ impl Ctx {
                 Ok(_) => {
                     // Coalesced: whatever else is queued is in the snapshot already.
                     while events.try_recv().is_ok() {}
+                    w = Within::new(stream);
                     if wire::write_frame(&mut w, &Answer::Upload(Box::new(snapshot(&upload))))
                         .is_err()
                     {
@@ -590,22 +631,33 @@ impl Ctx {
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }
-            let opened = fs::File::open(&path).and_then(|f| {
-                let m = f.metadata()?;
-                Ok((f, m))
-            });
+            // Not through a symlink (its target's owner would be judged), not a FIFO
+            // (an open would wait for a writer), not a hard link to another file.
+            let opened = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(&path)
+                .and_then(|f| {
+                    let m = f.metadata()?;
+                    Ok((f, m))
+                });
             let (mut file, meta) = match opened {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    log::warn!("cannot read {}: {e}", path.display());
+                    self.warn(format_args!(
+                        "cannot open {}: {e}; moved aside",
+                        path.display()
+                    ));
+                    let bad = Error::io("open a submission in the inbox", &path, e);
+                    inbox::refuse(&self.inbox, &key, &path, &bad);
                     continue;
                 }
             };
             // By its owner alone: in the setgid inbox every file has the group.
-            if !meta.is_file() || !self.admitted.allows_user(meta.uid()) {
+            if !meta.is_file() || meta.nlink() != 1 || !self.admitted.allows_user(meta.uid()) {
                 self.warn(format_args!(
-                    "{} belongs to uid {}, not the store's user or group; moved aside",
+                    "{} (uid {}) is not a submission of the store's user or group; moved aside",
                     path.display(),
                     meta.uid()
                 ));
@@ -638,9 +690,16 @@ impl Ctx {
                     let _ = fs::remove_file(&path);
                     let _ = store::sync_dir(&self.inbox);
                 }
-                Err(e @ (Error::ShutDown | Error::JournalPoisoned { .. } | Error::Io { .. })) => {
-                    log::warn!("submission {} waits: {e}", path.display());
+                // The store cannot take any now: the rest waits too.
+                Err(e @ (Error::ShutDown | Error::JournalPoisoned { .. })) => {
+                    log::warn!("submissions in the inbox wait: {e}");
                     return;
+                }
+                // This one cannot be taken now (a write failed, or it names a provider
+                // or identity the program registers after `open`): it waits, the
+                // others go on.
+                Err(e) if waits(&e) => {
+                    self.warn(format_args!("submission {} waits: {e}", path.display()));
                 }
                 Err(e) => {
                     log::warn!("refused submission {}: {e}", path.display());
@@ -650,6 +709,59 @@ impl Ctx {
         }
         let subs = &self.shared.submissions;
         inbox::sweep(&self.inbox, STALE, |k| lock(subs).contains_key(k));
+    }
+}
+
+/// How long the owner gives a client to take one answer (a list, a body, a snapshot),
+/// however slowly it reads: a client that reads a byte now and then must not hold a
+/// connection slot for hours.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A writer to a client that fails once [`ANSWER_DEADLINE`] has passed since it was
+/// made, each write bounded by what is left.
+struct Within<'a> {
+    stream: &'a UnixStream,
+    deadline: Instant,
+}
+
+impl<'a> Within<'a> {
+    fn new(stream: &'a UnixStream) -> Within<'a> {
+        Within {
+            stream,
+            deadline: Instant::now() + ANSWER_DEADLINE,
+        }
+    }
+}
+
+impl io::Write for Within<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client did not take the answer in time",
+            ));
+        }
+        self.stream.set_write_timeout(Some(left))?;
+        io::Write::write(&mut &*self.stream, buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether an inbox submission that failed with `e` is tried again later rather than
+/// refused: an I/O error, or a credentials provider or client identity the owner does
+/// not have yet (a program registers its own after `open`, which imports the inbox).
+fn waits(e: &Error) -> bool {
+    match e {
+        Error::Io { .. } => true,
+        Error::Credentials {
+            permanent, message, ..
+        } => *permanent && message.starts_with("no provider is registered"),
+        Error::InvalidCertificate { reason } => reason.starts_with("no client identity"),
+        _ => false,
     }
 }
 

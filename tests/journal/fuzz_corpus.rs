@@ -222,6 +222,7 @@ fn created_by_client(id: u64) -> Record {
     Record::CreatedV4(CreatedV4 {
         created,
         submission: *b"0123456789abcdef",
+        submitter: Some(1000),
     })
 }
 

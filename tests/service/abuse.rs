@@ -194,3 +194,40 @@ fn ten_thousand_abusive_connections_cost_the_owner_nothing() {
     assert_eq!(server.request_count(), 2);
     owner.kill();
 }
+
+/// Every request slot taken by clients that never speak: a real client's create waits
+/// for a slot (the owner answers "busy", the client asks again) or goes to the inbox,
+/// and is never refused for it.
+#[test]
+fn a_create_while_every_slot_is_taken_is_not_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let server = TestServer::start(Behavior::ok());
+    let up = crate::support::fast(&store).open().unwrap();
+    let socket = store.join("control.sock");
+    let silent: Vec<UnixStream> = (0..40)
+        .map(|_| UnixStream::connect(&socket).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let client = Client::connect(&store).unwrap();
+    let f = write_file(tmp.path(), "a", 1000, 1);
+    let started = Instant::now();
+    let s = client
+        .create_upload(UploadRequest::put(server.url("/busy"), &f))
+        .unwrap();
+    eprintln!(
+        "create with every slot taken: {s:?} after {:?}",
+        started.elapsed()
+    );
+    let id = match s.id() {
+        Some(id) => id,
+        None => {
+            assert!(wait_until(Duration::from_secs(10), || !up
+                .uploads()
+                .is_empty()));
+            up.uploads()[0].id()
+        }
+    };
+    up.get(id).unwrap().wait().unwrap();
+    drop(silent);
+}

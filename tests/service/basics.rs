@@ -230,6 +230,7 @@ fn an_inbox_body_that_is_a_symlink_is_refused() {
             client_identity: None,
         },
         submission: key,
+        submitter: None,
     });
     std::fs::write(
         store.join("inbox").join(format!("{hex}.req")),

@@ -250,9 +250,11 @@ fn a_process_of_another_user_is_refused_and_changes_nothing() {
     eprintln!("stranger against a 0777 store: {got:?}");
     assert_eq!(got, ["create denied", "list denied", "pause denied"]);
     unchanged("0777");
+    // (The owner's own `refused/` directory is there from the start.)
     let left: Vec<_> = std::fs::read_dir(store.join("inbox"))
         .unwrap()
         .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() != "refused")
         .map(|e| e.file_name())
         .collect();
     assert!(left.is_empty(), "the stranger left {left:?} in the inbox");
@@ -324,8 +326,10 @@ fn a_member_of_the_client_group_submits_a_copy_and_a_stranger_still_cannot() {
     let got = run_member(&exe, member, &envs);
     eprintln!("a member of the client group: {got:?}");
     assert!(got[0].starts_with("create ok Created"), "{got:?}");
-    assert_eq!(got[1], "list ok 2");
-    assert_eq!(got[2], "pause ok");
+    // It sees and controls its own uploads only: the owner's upload is not there for it.
+    assert_eq!(got[1], "list ok 1");
+    assert!(got[2].starts_with("pause error no upload"), "{got:?}");
+    assert_eq!(kept.status(), Status::PausedByApplication);
     // The owner sends the member's copy, spooled into the store, not the member's path.
     let theirs = up
         .uploads()
