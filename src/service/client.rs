@@ -272,7 +272,9 @@ impl Client {
     /// What [`crate::Uploader::create_upload`] returns for a bad request or a missing
     /// source; the owner's refusal (for example a credentials provider it does not
     /// have); [`Error::PermissionDenied`]; [`Error::Io`] if the inbox cannot be
-    /// written. In every error case nothing was persisted.
+    /// written. Every error but one means nothing was persisted: an [`Error::Io`]
+    /// writing the inbox after the owner went away mid-call, when the owner may have
+    /// created the upload before it went (as with any call whose answer is lost).
     pub fn create_upload(&self, request: UploadRequest) -> Result<Submitted, Error> {
         admission::validate(&request)?;
         let key = new_key().map_err(|e| Error::io("draw a submission key", "", e))?;
