@@ -307,6 +307,21 @@ impl Client {
             let _ = std::fs::remove_file(&body);
         };
         if self.foreign {
+            // What the owner refuses a member of its group (its credentials, identities
+            // and the cloud protocols that need them), refused here too: such a request
+            // must not wait in the inbox for a refusal.
+            let owners_keys = prepared.credentials.is_some()
+                || prepared.client_identity.is_some()
+                || !matches!(
+                    prepared.protocol,
+                    crate::model::Protocol::Plain | crate::model::Protocol::Tus { .. }
+                );
+            if owners_keys {
+                cleanup();
+                return Err(Error::PermissionDenied {
+                    path: self.store.clone(),
+                });
+            }
             match &mut prepared.body {
                 Body::File(src) if !src.spooled => {
                     let file = crate::source::open_unchanged(src)?;

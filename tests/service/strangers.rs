@@ -45,7 +45,7 @@ pub fn stranger_process() {
     let client = match Client::connect(var(STORE_ENV)) {
         Ok(c) => c,
         Err(e) => {
-            for what in ["create", "list", "pause"] {
+            for what in ["create", "list", "pause", "keys"] {
                 report(
                     what,
                     Err(Error::InvalidRequest {
@@ -65,6 +65,13 @@ pub fn stranger_process() {
     report("list", client.uploads().map(|l| l.len().to_string()));
     let id: u64 = var(ID_ENV).parse().unwrap();
     report("pause", client.pause(id).map(|()| String::new()));
+    // The owner's credentials are its user's alone.
+    report(
+        "keys",
+        client
+            .create_upload(UploadRequest::put(var(URL_ENV), var(FILE_ENV)).credentials("owner"))
+            .map(|s| format!("{s:?}")),
+    );
 }
 
 /// The uid of user `name`, created if needed (in `group`, if given); `None` if this
@@ -168,7 +175,11 @@ fn run_as(mut cmd: Command, envs: &[(&str, &str)]) -> Vec<String> {
                 .trim()
                 .to_string()
         })
-        .filter(|l| l.starts_with("create ") || l.starts_with("list ") || l.starts_with("pause "))
+        .filter(|l| {
+            ["create ", "list ", "pause ", "keys "]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
         .collect()
 }
 
@@ -239,7 +250,15 @@ fn a_process_of_another_user_is_refused_and_changes_nothing() {
     // 1. The store's own modes: the kernel refuses the stranger.
     let got = run_stranger(&exe, uid, &envs);
     eprintln!("stranger against a 0700 store: {got:?}");
-    assert_eq!(got, ["create denied", "list denied", "pause denied"]);
+    assert_eq!(
+        got,
+        [
+            "create denied",
+            "list denied",
+            "pause denied",
+            "keys denied"
+        ]
+    );
     unchanged("0700");
 
     // 2. Everything opened to everyone: the owner refuses it by SO_PEERCRED.
@@ -248,7 +267,15 @@ fn a_process_of_another_user_is_refused_and_changes_nothing() {
     chmod(&store.join("control.sock"), 0o777);
     let got = run_stranger(&exe, uid, &envs);
     eprintln!("stranger against a 0777 store: {got:?}");
-    assert_eq!(got, ["create denied", "list denied", "pause denied"]);
+    assert_eq!(
+        got,
+        [
+            "create denied",
+            "list denied",
+            "pause denied",
+            "keys denied"
+        ]
+    );
     unchanged("0777");
     // (The owner's own `refused/` directory is there from the start.)
     let left: Vec<_> = std::fs::read_dir(store.join("inbox"))
@@ -329,6 +356,7 @@ fn a_member_of_the_client_group_submits_a_copy_and_a_stranger_still_cannot() {
     // It sees and controls its own uploads only: the owner's upload is not there for it.
     assert_eq!(got[1], "list ok 1");
     assert!(got[2].starts_with("pause error no upload"), "{got:?}");
+    assert_eq!(got[3], "keys denied");
     assert_eq!(kept.status(), Status::PausedByApplication);
     // The owner sends the member's copy, spooled into the store, not the member's path.
     let theirs = up
@@ -344,6 +372,14 @@ fn a_member_of_the_client_group_submits_a_copy_and_a_stranger_still_cannot() {
     assert_eq!(server.requests()[0].sha256, sha256_file(&src));
     // Someone outside the group is still refused.
     let got = run_stranger(&exe, stranger, &envs);
-    assert_eq!(got, ["create denied", "list denied", "pause denied"]);
+    assert_eq!(
+        got,
+        [
+            "create denied",
+            "list denied",
+            "pause denied",
+            "keys denied"
+        ]
+    );
     assert_eq!(up.uploads().len(), 2);
 }
