@@ -11,8 +11,9 @@
 //! bgupload demo
 //! ```
 //!
-//! Modules: `cli` parses, `run` runs the uploader (also for `send`), `list` prints the
-//! store, `demo` is the self-contained demonstration with its receiving server in
+//! Modules: `cli` parses, `run` runs the uploader (also for `send`), `held` reaches the
+//! store whoever holds it (this process, or a running `run` through a `Client`), `list`
+//! prints the store, `demo` is the self-contained demonstration with its receiving server in
 //! `server`, and `progress_view` draws bars or plain lines.
 
 mod cli;
