@@ -28,6 +28,13 @@ const FILE_ENV: &str = "BGXFER_STRANGER_FILE";
 const URL_ENV: &str = "BGXFER_STRANGER_URL";
 const ID_ENV: &str = "BGXFER_STRANGER_ID";
 const USER: &str = "bgxfer-stranger";
+/// What a stranger gets for each thing it tries.
+const DENIED: [&str; 4] = [
+    "create denied",
+    "list denied",
+    "pause denied",
+    "keys denied",
+];
 const MEMBER: &str = "bgxfer-member";
 const GROUP: &str = "bgxfer-clients";
 
@@ -250,15 +257,7 @@ fn a_process_of_another_user_is_refused_and_changes_nothing() {
     // 1. The store's own modes: the kernel refuses the stranger.
     let got = run_stranger(&exe, uid, &envs);
     eprintln!("stranger against a 0700 store: {got:?}");
-    assert_eq!(
-        got,
-        [
-            "create denied",
-            "list denied",
-            "pause denied",
-            "keys denied"
-        ]
-    );
+    assert_eq!(got, DENIED);
     unchanged("0700");
 
     // 2. Everything opened to everyone: the owner refuses it by SO_PEERCRED.
@@ -267,15 +266,7 @@ fn a_process_of_another_user_is_refused_and_changes_nothing() {
     chmod(&store.join("control.sock"), 0o777);
     let got = run_stranger(&exe, uid, &envs);
     eprintln!("stranger against a 0777 store: {got:?}");
-    assert_eq!(
-        got,
-        [
-            "create denied",
-            "list denied",
-            "pause denied",
-            "keys denied"
-        ]
-    );
+    assert_eq!(got, DENIED);
     unchanged("0777");
     // (The owner's own `refused/` directory is there from the start.)
     let left: Vec<_> = std::fs::read_dir(store.join("inbox"))
@@ -372,14 +363,6 @@ fn a_member_of_the_client_group_submits_a_copy_and_a_stranger_still_cannot() {
     assert_eq!(server.requests()[0].sha256, sha256_file(&src));
     // Someone outside the group is still refused.
     let got = run_stranger(&exe, stranger, &envs);
-    assert_eq!(
-        got,
-        [
-            "create denied",
-            "list denied",
-            "pause denied",
-            "keys denied"
-        ]
-    );
+    assert_eq!(got, DENIED);
     assert_eq!(up.uploads().len(), 2);
 }
