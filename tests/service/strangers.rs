@@ -199,6 +199,16 @@ fn uid_gid(uid: u32) -> u32 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
+/// A directory other users can read, holding a copy of this test binary they can run.
+fn readable_copy_of_this_test() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    chmod(tmp.path(), 0o755);
+    let exe = tmp.path().join("service-test");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    chmod(&exe, 0o755);
+    (tmp, exe)
+}
+
 fn chmod(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
@@ -212,11 +222,7 @@ fn a_process_of_another_user_is_refused_and_changes_nothing() {
     };
     // Everything the stranger must reach (the test binary, its source file) is outside
     // the store, in a directory it can read.
-    let tmp = tempfile::tempdir().unwrap();
-    chmod(tmp.path(), 0o755);
-    let exe = tmp.path().join("service-test");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    chmod(&exe, 0o755);
+    let (tmp, exe) = readable_copy_of_this_test();
     let src = write_file(tmp.path(), "theirs", 5000, 3);
     chmod(&src, 0o644);
     let server = TestServer::start(Behavior::ok());
@@ -313,11 +319,7 @@ fn a_member_of_the_client_group_submits_a_copy_and_a_stranger_still_cannot() {
         return;
     };
     let stranger = user_uid(USER, None).expect("the stranger user");
-    let tmp = tempfile::tempdir().unwrap();
-    chmod(tmp.path(), 0o755);
-    let exe = tmp.path().join("service-test");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    chmod(&exe, 0o755);
+    let (tmp, exe) = readable_copy_of_this_test();
     // The member's own file, readable by it (and by root, the owner here).
     let src = write_file(tmp.path(), "theirs", 5000, 3);
     std::os::unix::fs::chown(&src, Some(member), None).unwrap();
