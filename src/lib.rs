@@ -165,7 +165,11 @@
 //! transfers keep the engine busy), so an upload costs at most 64 journal fsyncs per GiB.
 //! Spooled sources, response bodies and the store's directories are fsynced (with the
 //! directory entries that name them) before a journal record refers to them, so a power
-//! cut keeps them on ext4, XFS and btrfs alike (`tests/powercut/`). After a failed write or fsync the journal refuses
+//! cut keeps them on ext4, XFS and btrfs alike (`tests/powercut/`). A response body of
+//! at most 4 KiB ([`journal::INLINE_BODY_MAX`]) is the exception: the journal keeps its
+//! bytes, in the fsync that makes the response durable, and the next open rewrites its
+//! file if a power cut lost or cut it (two fsyncs fewer per upload; a compaction fsyncs
+//! the file and drops the bytes). After a failed write or fsync the journal refuses
 //! every later append ([`Error::JournalPoisoned`]): after a failed fsync Linux may drop
 //! the dirty pages, so the only honest way on is to reopen and rescan. The operation
 //! that hit the failure gets the I/O error, and the record it tried to write is cut off

@@ -86,6 +86,10 @@ impl From<&Record> for Entry {
                     body_truncated: r.body_truncated,
                 },
             },
+            Record::ResponseBody(b) => Entry::ResponseBody {
+                id: b.id,
+                body: b.body.clone(),
+            },
             Record::Removed(id) => Entry::Removed(*id),
             Record::Restarted(id) => Entry::Restarted(*id),
             Record::Changed(c) => Entry::Changed {
@@ -223,6 +227,10 @@ impl From<&Entry> for Record {
                 url: r.url.clone(),
                 body_len: r.body_len,
                 body_truncated: r.body_truncated,
+            }),
+            Entry::ResponseBody { id, body } => Record::ResponseBody(ResponseBodyV1 {
+                id: *id,
+                body: body.clone(),
             }),
             Entry::Removed(id) => Record::Removed(*id),
             Entry::Restarted(id) => Record::Restarted(*id),

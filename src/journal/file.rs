@@ -435,9 +435,17 @@ fn mark_quarantine(dir: &Path, next_id: u64) -> Result<(), JournalError> {
     sync_dir(dir)
 }
 
+/// The store's directory of response bodies.
+pub(crate) const BODIES_DIR: &str = "bodies";
+
+/// Where the response body of `id` is kept in the store `dir`.
+pub(crate) fn body_file(dir: &Path, id: super::record::UploadId) -> PathBuf {
+    dir.join(BODIES_DIR).join(id.to_string())
+}
+
 /// Whether the store's upload-file directories hold anything.
 fn has_upload_files(dir: &Path) -> bool {
-    ["spool", "bodies"]
+    ["spool", BODIES_DIR]
         .iter()
         .any(|d| fs::read_dir(dir.join(d)).is_ok_and(|mut entries| entries.next().is_some()))
 }

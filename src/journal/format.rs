@@ -42,8 +42,8 @@ pub const FRAME_HEADER_LEN: usize = 8;
 /// trusts a length beyond it.
 pub const MAX_RECORD_LEN: usize = 1 << 20;
 /// Flag in a frame's length word: a record kind that builds which do not know it may
-/// skip (see the module docs). This build knows every kind it writes and writes none
-/// with the flag.
+/// skip (see the module docs). This build writes it on [`Record::ResponseBody`] only
+/// ([`Record::skippable`]).
 pub const SKIPPABLE: u32 = 1 << 31;
 
 /// The file header for this build.
@@ -110,15 +110,7 @@ pub fn encode_frame(record: &Record) -> Result<Vec<u8>, usize> {
     if payload.len() > MAX_RECORD_LEN {
         return Err(payload.len());
     }
-    let len = (payload.len() as u32).to_le_bytes();
-    let mut crc = Crc32::new();
-    crc.update(&len);
-    crc.update(&payload);
-    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
-    out.extend_from_slice(&len);
-    out.extend_from_slice(&crc.finish().to_le_bytes());
-    out.extend_from_slice(&payload);
-    Ok(out)
+    Ok(encode_raw_frame(&payload, record.skippable()))
 }
 
 /// Why a scan stopped before the end of the bytes.

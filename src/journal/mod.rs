@@ -25,12 +25,13 @@ pub(crate) mod portable;
 pub mod record;
 pub mod replay;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use compact::CompactStep;
-pub use entry::Entry;
+pub use entry::{Entry, INLINE_BODY_MAX};
 pub use error::JournalError;
-pub(crate) use file::sync_dir;
+pub(crate) use file::{body_file, sync_dir, BODIES_DIR};
 pub use file::{
     process_fsyncs, Durability, Journal, Recovery, BATCH_INTERVAL, COMPACT_FILE, JOURNAL_FILE,
     QUARANTINE_FILE,
@@ -39,6 +40,7 @@ pub use lock::{StoreLock, LOCK_FILE};
 pub use record::Record;
 pub use replay::{State, UploadState};
 
+use crate::model::UploadId;
 use crate::Error;
 
 /// Compaction is considered once the journal holds this many records...
@@ -46,12 +48,36 @@ const COMPACT_MIN_RECORDS: u64 = 4096;
 /// ...and runs when it holds more than this many times the live records.
 const COMPACT_RATIO: u64 = 4;
 
+/// The last body bytes the journal holds for each upload whose latest response has them.
+fn inline_bodies(records: &[Record], state: &State) -> BTreeMap<UploadId, Vec<u8>> {
+    let mut bodies = BTreeMap::new();
+    for r in records {
+        match r {
+            Record::ResponseBody(b) => {
+                bodies.insert(b.id, b.body.clone());
+            }
+            Record::Response(r) => {
+                bodies.remove(&r.id);
+            }
+            Record::Removed(id) => {
+                bodies.remove(id);
+            }
+            _ => {}
+        }
+    }
+    bodies.retain(|id, _| state.uploads.get(id).is_some_and(|u| u.body_in_journal));
+    bodies
+}
+
 /// A locked store with its journal and the state folded from it.
 #[derive(Debug)]
 pub struct Store {
     journal: Journal,
     state: State,
     recovery: Recovery,
+    /// The journal's bytes of small response bodies whose files were written without
+    /// fsync, by upload, from the records replayed at open (taken by recovery).
+    inline_bodies: BTreeMap<UploadId, Vec<u8>>,
     // Dropped last: the lock outlives every file handle of the store.
     lock: StoreLock,
 }
@@ -68,6 +94,7 @@ impl Store {
         let lock = StoreLock::acquire(dir)?;
         let (journal, records, recovery) = Journal::open(dir)?;
         let state = replay::fold(&records);
+        let inline_bodies = inline_bodies(&records, &state);
         if journal.skipped > 0 {
             log::warn!(
                 "journal {} holds {} records of a kind a newer build wrote; they are kept, \
@@ -80,6 +107,7 @@ impl Store {
             journal,
             state,
             recovery,
+            inline_bodies,
             lock,
         };
         // Ids a damaged journal lost are not handed out again: the marker holds the
@@ -140,8 +168,44 @@ impl Store {
             );
             return Ok(());
         }
+        // The snapshot drops the bodies the journal holds: their files first.
+        self.sync_inline_bodies()?;
         let live = self.state.snapshot();
-        Ok(self.journal.compact(&live)?)
+        self.journal.compact(&live)?;
+        for u in self.state.uploads.values_mut() {
+            u.body_in_journal = false;
+        }
+        Ok(())
+    }
+
+    /// fsyncs the response body files whose bytes only the journal holds durably, and
+    /// their directory. A file that is gone (removed by hand) is said and passed over:
+    /// there is nothing of it to keep.
+    fn sync_inline_bodies(&self) -> Result<(), Error> {
+        let ids: Vec<UploadId> = (self.state.uploads.values())
+            .filter(|u| u.body_in_journal)
+            .map(|u| u.id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        for id in ids {
+            let path = body_file(self.dir(), id);
+            match std::fs::File::open(&path).and_then(|f| f.sync_all()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    log::warn!("upload {id}: its response body {} is gone", path.display());
+                }
+                Err(e) => return Err(Error::io("fsync response body file", path, e)),
+            }
+        }
+        Ok(file::sync_dir(&self.path(BODIES_DIR))?)
+    }
+
+    /// The journal's bytes of response bodies whose files may not have reached the disk
+    /// (see [`Entry::ResponseBody`]), as replayed at open; empty after the first call.
+    pub fn take_inline_bodies(&mut self) -> BTreeMap<UploadId, Vec<u8>> {
+        std::mem::take(&mut self.inline_bodies)
     }
 
     fn maybe_compact(&mut self) -> Result<(), Error> {

@@ -49,6 +49,21 @@ pub enum Record {
     /// that a submission that reaches the owner twice is created once. Uploads the
     /// owner created itself are written as before.
     CreatedV4(CreatedV4),
+    /// The bytes of a small response body (at most 4 KiB), after the `Response` record
+    /// it belongs to. Its file in `bodies/` was written without fsync: this record is
+    /// what makes the body durable, and recovery rewrites the file from it if a power cut
+    /// lost or cut it. Compaction fsyncs the file and drops the record. Written with the
+    /// skippable flag: an older build keeps the response and reads the file as before.
+    ResponseBody(ResponseBodyV1),
+}
+
+/// A small response body, kept in the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseBodyV1 {
+    /// Upload id.
+    pub id: UploadId,
+    /// The body as stored (the first `body_len` bytes of what the server sent).
+    pub body: Vec<u8>,
 }
 
 /// An upload accepted from a client, with the key of its submission.
@@ -97,7 +112,14 @@ impl Record {
             Record::GcsSession(g) => g.id,
             Record::CreatedV3(c) => c.created.created.id,
             Record::CreatedV4(c) => c.created.created.created.id,
+            Record::ResponseBody(b) => b.id,
         }
+    }
+
+    /// Whether an older build that does not know this kind may skip it (written with the
+    /// [`super::format::SKIPPABLE`] flag).
+    pub fn skippable(&self) -> bool {
+        matches!(self, Record::ResponseBody(_))
     }
 }
 

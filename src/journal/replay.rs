@@ -38,6 +38,9 @@ pub struct UploadState {
     pub session: Option<Session>,
     /// The server's final response.
     pub response: Option<StoredResponse>,
+    /// The response's body file was written without fsync and the journal holds its
+    /// bytes ([`Entry::ResponseBody`]) until a compaction has fsynced the file.
+    pub body_in_journal: bool,
     /// Some attempt started again from byte 0.
     pub restarted: bool,
 }
@@ -124,6 +127,7 @@ impl State {
                 acked: 0,
                 session: None,
                 response: None,
+                body_in_journal: false,
                 restarted: false,
             },
         );
@@ -186,7 +190,12 @@ fn apply_to_upload(u: &mut UploadState, entry: &Entry) {
                 }
             }
         }
-        Entry::Response { response, .. } => u.response = Some(response.clone()),
+        Entry::Response { response, .. } => {
+            u.response = Some(response.clone());
+            u.body_in_journal = false;
+        }
+        // The body of the response before it; one with no response is stale.
+        Entry::ResponseBody { .. } => u.body_in_journal = u.response.is_some(),
         Entry::Restarted(_) => {
             u.restarted = true;
             u.bytes_sent = 0;

@@ -2,6 +2,7 @@
 //! of an attempt (the retry policy lives here).
 
 use crate::http::StoredResponse;
+use crate::journal::INLINE_BODY_MAX;
 use crate::journal::{Durability, Entry};
 use crate::model::UploadId;
 use crate::progress::Event;
@@ -86,7 +87,24 @@ impl Scheduler {
             id,
             response: r.clone(),
         };
-        let _ = self.commit(rec, Durability::Batched);
+        if self.commit(rec, Durability::Batched).is_err() || r.body_len > INLINE_BODY_MAX {
+            return;
+        }
+        // A small body was written without fsync: its bytes go into the journal, in the
+        // fsync that makes the response durable.
+        let path = crate::store::body_path(&self.shared.store_dir, id);
+        match crate::store::body::read_small(&path, r.body_len) {
+            Ok(Some(body)) => {
+                let _ = self.commit(Entry::ResponseBody { id, body }, Durability::Batched);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                log::error!("upload {id}: {e}; fsyncing its response body instead");
+                if let Err(e) = crate::store::body::make_durable(&path) {
+                    log::error!("upload {id}: {e}");
+                }
+            }
+        }
     }
 
     fn done(&mut self, id: UploadId, outcome: Outcome) {

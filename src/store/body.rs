@@ -1,12 +1,19 @@
-//! Keeping a response body in the store (capped): written to a temp file, fsynced and
-//! renamed, and the rename made durable, so a crash never leaves a half body under the
-//! final name, and a completed upload never lacks its body after a power cut.
+//! Keeping a response body in the store (capped): written to a temp file and renamed,
+//! so a crash never leaves a half body under the final name. A completed upload never
+//! lacks its body after a power cut: a body of more than [`INLINE_BODY_MAX`] bytes is
+//! fsynced with its rename before the journal names it; a smaller one (most answers) is
+//! not, and the journal keeps its bytes instead ([`Entry::ResponseBody`], written with
+//! the response in the same fsync), from which recovery rewrites a file the cut lost.
+//!
+//! [`Entry::ResponseBody`]: crate::journal::Entry::ResponseBody
 
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use crate::journal::INLINE_BODY_MAX;
+use crate::model::UploadId;
 use crate::Error;
 
 /// Why a body could not be kept.
@@ -20,7 +27,8 @@ pub(crate) enum SaveError {
 
 /// Reads `body` into `body_path` (at most `cap` bytes), calling `progress` with the
 /// bytes received so far and the announced length. Returns the length kept and whether
-/// the body was longer than `cap`. Either way no temp file is left behind.
+/// the body was longer than `cap`. Either way no temp file is left behind. A kept body
+/// of at most [`INLINE_BODY_MAX`] bytes is not fsynced: the journal takes its bytes.
 pub(crate) fn save(
     body: &mut dyn Read,
     announced: Option<u64>,
@@ -61,18 +69,113 @@ pub(crate) fn save(
         len += n as u64;
         progress(len, announced);
     }
-    file.sync_all()
-        .map_err(|e| store("fsync response body file", &tmp, e))?;
+    let durable_here = len > INLINE_BODY_MAX;
+    if durable_here {
+        file.sync_all()
+            .map_err(|e| store("fsync response body file", &tmp, e))?;
+    }
     fs::rename(&tmp, body_path).map_err(|e| store("rename response body file", body_path, e))?;
     guard.0 = None;
     // The rename must be durable before the journal says Completed.
-    if let Some(dir) = body_path.parent() {
+    if let (true, Some(dir)) = (durable_here, body_path.parent()) {
         super::sync_dir(dir).map_err(SaveError::Store)?;
     }
     if truncated {
         log::warn!("response body over the {cap}-byte cap; kept the first {cap} bytes");
     }
     Ok((len, truncated))
+}
+
+/// The kept body of `len` bytes (at most [`INLINE_BODY_MAX`]) at `body_path`, for the
+/// journal; `None` for a body of no bytes that has no file (an answer whose page broke
+/// off).
+///
+/// # Errors
+/// The file cannot be read, or is not `len` bytes long.
+pub(crate) fn read_small(body_path: &Path, len: u64) -> Result<Option<Vec<u8>>, Error> {
+    let read = |e| Error::io("read response body file", body_path, e);
+    let f = match fs::File::open(body_path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && len == 0 => return Ok(None),
+        Err(e) => return Err(read(e)),
+    };
+    let mut out = Vec::with_capacity(len as usize);
+    f.take(INLINE_BODY_MAX + 1)
+        .read_to_end(&mut out)
+        .map_err(read)?;
+    if out.len() as u64 != len {
+        let e = io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} bytes where the response kept {len}", out.len()),
+        );
+        return Err(read(e));
+    }
+    Ok(Some(out))
+}
+
+/// Makes a kept body durable on its own (fsync of the file and of its directory): for
+/// a small body whose bytes could not go into the journal.
+pub(crate) fn make_durable(body_path: &Path) -> Result<(), Error> {
+    fs::File::open(body_path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io("fsync response body file", body_path, e))?;
+    match body_path.parent() {
+        Some(dir) => super::sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+/// Recovery: makes every body file of `bodies` (the journal's bytes, by upload) hold
+/// those bytes, rewriting (durably) one that a power cut lost, cut or left stale.
+/// Returns how many were rewritten; a file that cannot be rewritten is logged and left
+/// (the journal still holds its bytes for the next open).
+pub(crate) fn restore_small(
+    store: &Path,
+    bodies: impl IntoIterator<Item = (UploadId, Vec<u8>)>,
+) -> usize {
+    let mut rewritten = 0;
+    for (id, bytes) in bodies {
+        let path = super::body_path(store, id);
+        let mut now = Vec::new();
+        let same = fs::File::open(&path)
+            .and_then(|f| f.take(bytes.len() as u64 + 1).read_to_end(&mut now))
+            .is_ok_and(|_| now == bytes);
+        if same {
+            continue;
+        }
+        let tmp = path.with_extension("part");
+        let written = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.write_all(&bytes)?;
+                f.sync_all()
+            })
+            .and_then(|()| fs::rename(&tmp, &path));
+        match written {
+            Ok(()) => {
+                log::warn!(
+                    "upload {id}: its response body was lost or cut (a power cut); \
+                     restored its {} bytes from the journal",
+                    bytes.len()
+                );
+                rewritten += 1;
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                log::error!("upload {id}: could not restore its response body: {e}");
+            }
+        }
+    }
+    if rewritten > 0 {
+        if let Err(e) = super::sync_dir(&store.join(super::BODIES)) {
+            log::error!("{e}");
+        }
+    }
+    rewritten
 }
 
 /// Deletes a temp file when dropped, unless disarmed by setting it to `None`.

@@ -13,7 +13,7 @@ use crate::journal::State;
 use crate::model::UploadId;
 use crate::Error;
 
-const BODIES: &str = "bodies";
+const BODIES: &str = crate::journal::BODIES_DIR;
 const SPOOL: &str = "spool";
 const LOST: &str = "lost";
 
@@ -67,7 +67,7 @@ pub(crate) fn sync_entry(path: &Path) -> Result<(), Error> {
 
 /// Where the response body of `id` is kept.
 pub(crate) fn body_path(store: &Path, id: UploadId) -> PathBuf {
-    store.join(BODIES).join(id.to_string())
+    crate::journal::body_file(store, id)
 }
 
 /// Where the spooled source of `id` is kept.

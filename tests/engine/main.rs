@@ -1,6 +1,6 @@
 //! The engine against loopback servers, one module per capability: plain uploads,
 //! control, events, scheduling, retries, timeouts, redirects, connectivity, retention,
-//! threads, validation, TLS and restarts, plus the self-test of `tests/support`.
+//! threads, validation, TLS, restarts and small bodies kept in the journal, plus the self-test of `tests/support`.
 //!
 //! ```sh
 //! cargo test --release --test engine                 # all of them
@@ -23,6 +23,7 @@ mod restart;
 mod retention;
 mod retry;
 mod scheduling;
+mod small_bodies;
 mod support_selftest;
 mod threads;
 mod timeouts;
