@@ -56,6 +56,18 @@ pub(crate) struct SocketConnector {
     pub stop: Arc<AtomicBool>,
     /// Told about connects that go unanswered.
     pub watch: Option<ConnectWatch>,
+    /// Waited on after the connect, before the connection is handed to ureq (and any
+    /// byte is sent): the scheduler opens it once the transfer's start is durable.
+    pub gate: Option<Arc<super::StartGate>>,
+}
+
+impl SocketConnector {
+    fn pass_gate(&self) -> Result<(), ureq::Error> {
+        match &self.gate {
+            Some(g) => g.wait().map_err(ureq::Error::Io),
+            None => Ok(()),
+        }
+    }
 }
 
 impl<In: Transport> Connector<In> for SocketConnector {
@@ -68,6 +80,7 @@ impl<In: Transport> Connector<In> for SocketConnector {
     ) -> Result<Option<Self::Out>, ureq::Error> {
         if let Some(t) = chained {
             // A proxy connection made earlier in the chain.
+            self.pass_gate()?;
             return Ok(Some(Either::A(t)));
         }
         let mut last = None;
@@ -80,6 +93,7 @@ impl<In: Transport> Connector<In> for SocketConnector {
                 self.watch.as_ref(),
             ) {
                 Ok(stream) => {
+                    self.pass_gate()?;
                     let stream = Arc::new(Sock(stream));
                     let weak: Weak<dyn ShutdownHandle> =
                         Arc::downgrade(&stream) as Weak<dyn ShutdownHandle>;

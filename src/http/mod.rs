@@ -10,6 +10,7 @@ mod fresh_input;
 mod identity;
 mod resolver;
 mod response;
+mod start_gate;
 mod wire;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ pub(crate) use resolver::{lookup, LookupKind};
 #[cfg(any(feature = "s3", feature = "azure"))]
 pub(crate) use response::headers_of;
 pub(crate) use response::{answer, StoredResponse};
+pub(crate) use start_gate::StartGate;
 pub(crate) use wire::WireError;
 
 use crate::{Config, Error};
@@ -155,6 +157,7 @@ pub(crate) fn agent(
     identity: Option<&str>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     watch: Option<ConnectWatch>,
+    gate: Option<Arc<StartGate>>,
 ) -> Result<Agent, Error> {
     let cert = match identity {
         Some(name) => Some(
@@ -210,6 +213,7 @@ pub(crate) fn agent(
             user_timeout: config.tcp_user_timeout,
             stop,
             watch,
+            gate,
         })
         .chain(RustlsConnector::default())
         .chain(fresh_input::FreshInputConnector);

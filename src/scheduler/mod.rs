@@ -88,6 +88,9 @@ pub(crate) struct Scheduler {
     rebounded: HashSet<UploadId>,
     /// A journal write failed: nothing can be recorded until the store is reopened.
     journal_failed: bool,
+    /// The gates of transfers started since the last fsync: opened once their Running
+    /// records are durable ([`Scheduler::open_gates`]).
+    gates: Vec<Arc<crate::http::StartGate>>,
     /// The write or fsync that failed it (what a create caught in it is told).
     journal_error: Option<crate::model::Failure>,
     /// The uploads whose status is `Queued`: what scheduling looks at, so that the work
@@ -141,6 +144,7 @@ impl Scheduler {
             shutting_down: false,
             rebounded: HashSet::new(),
             journal_failed: false,
+            gates: Vec::new(),
             journal_error: None,
             queued: policy::Queue::default(),
             hosts: HashMap::new(),
@@ -404,7 +408,14 @@ impl Scheduler {
             error,
             at_ms: now_ms(),
         };
-        let committed = self.commit(rec, Durability::Sync);
+        // A start is fsynced by `open_gates`, with the other starts of the same pass,
+        // while its worker connects; its first byte waits for that fsync.
+        let durability = if status == Status::Running {
+            Durability::Batched
+        } else {
+            Durability::Sync
+        };
+        let committed = self.commit(rec, durability);
         self.publish(id);
         committed
     }

@@ -47,7 +47,27 @@ impl Scheduler {
         }
     }
 
+    /// Starts what may start now, then makes their starts durable with one fsync and
+    /// lets their first bytes go.
     pub(super) fn schedule(&mut self) {
+        self.start_queued();
+        self.open_gates();
+    }
+
+    /// fsyncs the Running records of the transfers started since the last call, then
+    /// opens their gates (or refuses them, when the fsync failed: the journal failure
+    /// stops those transfers before they send anything).
+    pub(super) fn open_gates(&mut self) {
+        if self.gates.is_empty() {
+            return;
+        }
+        let go = !self.journal_failed && self.sync_now().is_ok();
+        for gate in self.gates.drain(..) {
+            gate.open(go);
+        }
+    }
+
+    fn start_queued(&mut self) {
         // `start_transfers(false)`: the store is open only to be looked at and managed.
         if self.shutting_down || !self.config.start_transfers || self.journal_failed {
             return;
@@ -171,12 +191,16 @@ impl Scheduler {
         let watch = crate::http::ConnectWatch::new(move |waiting| {
             let _ = tx.send(worker::WorkerEvent::Connecting { id, waiting });
         });
+        // A transfer's first byte waits for its Running record's fsync (`open_gates`);
+        // the end of a tus upload records nothing first.
+        let gate = (!terminating).then(|| Arc::new(crate::http::StartGate::default()));
         let agent = match crate::http::agent(
             &self.config,
             &self.roots,
             identity,
             connect_stop.clone(),
             Some(watch),
+            gate.clone(),
         ) {
             Ok(a) => a,
             Err(e) => {
@@ -221,6 +245,7 @@ impl Scheduler {
             .spawn(move || worker::run(job));
         match spawned {
             Ok(thread) => {
+                self.gates.extend(gate);
                 self.running.insert(
                     id,
                     Running {

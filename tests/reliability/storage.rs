@@ -1,6 +1,8 @@
 //! Storage faults at the `Uploader` level: the journal on a full file system (a small
 //! tmpfs the test mounts), write and fsync errors injected into the journal (the Nth
-//! operation, once or from then on), and a response body that does not fit on the disk.
+//! operation, once or from then on), a response body that does not fit on the disk, and
+//! a start's fsync that is slow or fails (the transfer connects meanwhile, and sends
+//! nothing before it).
 //! In every case the operation gets a typed error, nothing acknowledged before it is
 //! lost, and the store opens again once the fault is gone.
 //!
@@ -528,4 +530,126 @@ fn a_response_body_that_fills_the_disk_fails_the_upload_and_gives_the_space_back
     drop(up);
     drop(bodies);
     let _ = File::open(&store); // the store directory outlives its tmpfs
+}
+
+// ---- (d) a start's fsync and its first byte ---------------------------------------
+
+/// Holds the first journal fsync for `hold`, notes when it let it go on, and then fails
+/// it with `fail` if set.
+#[derive(Debug)]
+struct SlowFirstFsync {
+    hold: Duration,
+    fail: Option<i32>,
+    fsyncs: std::sync::atomic::AtomicU64,
+    released: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl SlowFirstFsync {
+    fn new(hold: Duration, fail: Option<i32>) -> Arc<Self> {
+        Arc::new(SlowFirstFsync {
+            hold,
+            fail,
+            fsyncs: Default::default(),
+            released: Default::default(),
+        })
+    }
+}
+
+impl background_transfer::journal::fault::FaultHook for SlowFirstFsync {
+    fn before(&self, op: FileOp) -> io::Result<()> {
+        if op == FileOp::Fsync
+            && self
+                .fsyncs
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                == 0
+        {
+            std::thread::sleep(self.hold);
+            *self.released.lock().unwrap() = Some(std::time::Instant::now());
+            if let Some(errno) = self.fail {
+                return Err(io::Error::from_raw_os_error(errno));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A transfer's worker connects while the scheduler fsyncs its start, and sends its
+/// first byte only after that fsync: the connect overlaps the fsync, the request does
+/// not.
+#[test]
+fn a_transfer_connects_during_its_starts_fsync_and_sends_only_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start(Action::ok());
+    let src = write_file(tmp.path(), "src.bin", 1024, 5);
+    let hook = SlowFirstFsync::new(Duration::from_millis(300), None);
+    let up = fast(&tmp.path().join("store"))
+        .fault_hook(hook.clone())
+        .open()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    // When the server first saw a connection, watched (bounded) while the create runs.
+    let connected = std::thread::scope(|s| {
+        let watch = s.spawn(|| {
+            let deadline = t0 + Duration::from_secs(20);
+            while server.connections() == 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::time::Instant::now()
+        });
+        let h = up
+            .create_upload(UploadRequest::put(server.url("/gated"), &src))
+            .unwrap();
+        h.wait_timeout(Duration::from_secs(20))
+            .expect("finishes")
+            .unwrap();
+        watch.join().unwrap()
+    });
+    let released = hook
+        .released
+        .lock()
+        .unwrap()
+        .expect("the start was fsynced");
+    assert!(
+        connected < released,
+        "the worker connected only {:?} after the start's fsync",
+        connected - released
+    );
+    assert!(released >= t0 + Duration::from_millis(300));
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 1);
+    assert!(
+        reqs[0].started_at > released,
+        "the request arrived {:?} before the start's fsync ran",
+        released - reqs[0].started_at
+    );
+    up.shutdown().unwrap();
+}
+
+/// A start whose fsync fails (after a while: its worker has connected meanwhile) never
+/// reaches the wire.
+#[test]
+fn a_start_whose_fsync_fails_sends_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start(Action::ok());
+    let src = write_file(tmp.path(), "src.bin", 1024, 6);
+    let hook = SlowFirstFsync::new(Duration::from_millis(300), Some(EIO));
+    let up = fast(&tmp.path().join("store"))
+        .fault_hook(hook)
+        .open()
+        .unwrap();
+    let e = up
+        .create_upload(UploadRequest::put(server.url("/never"), &src))
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Io { op, .. } if op.contains("journal")),
+        "{e}"
+    );
+    assert_eq!(
+        server.connections(),
+        1,
+        "its worker connected during the fsync"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.request_count(), 0, "a request reached the server");
+    up.shutdown().unwrap();
 }
