@@ -89,7 +89,7 @@ impl Cell {
     /// subscribers and wakes waiters. The event is sent before the snapshot lock is
     /// released: whoever sees the new state can also receive its event.
     pub fn update(&self, f: impl FnOnce(&mut Snapshot), event: fn(Progress) -> Event) {
-        {
+        let ends = {
             let mut s = lock(&self.snap);
             f(&mut s);
             let ev = event(s.progress.clone());
@@ -100,7 +100,12 @@ impl Cell {
                 // `for ev in upload.events()` loop ends too.
                 subscribers.clear();
             }
+            s.removed || matches!(ev, Event::StatusChanged(_))
+        };
+        // Waiters wait for an end, which only a status change or a removal brings: bytes
+        // moving do not wake them.
+        if ends {
+            self.changed.notify_all();
         }
-        self.changed.notify_all();
     }
 }

@@ -122,9 +122,10 @@ impl Scheduler {
         let Some(r) = self.running.remove(&id) else {
             return;
         };
-        if r.thread.join().is_err() {
-            log::error!("worker of upload {id} panicked");
-        }
+        // Its outcome was the worker's last message: its thread is ending. Joined once
+        // the outcome is recorded, so that the fsync and the replies do not wait for the
+        // thread's exit.
+        let _joined_after = Reap(Some(r.thread), id);
         let waiting = r.replies;
         let rebounded = self.rebounded.contains(&id);
         let (ending, ctx) = match outcome {
@@ -244,6 +245,20 @@ impl Scheduler {
                 acked,
             };
             let _ = self.commit(rec, Durability::Batched);
+        }
+    }
+}
+
+/// Joins a worker's thread when dropped (at the end of [`Scheduler::done`]), and says
+/// so if it panicked.
+struct Reap(Option<std::thread::JoinHandle<()>>, UploadId);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            if t.join().is_err() {
+                log::error!("worker of upload {} panicked", self.1);
+            }
         }
     }
 }
