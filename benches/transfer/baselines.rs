@@ -69,3 +69,57 @@ pub fn run_ureq(t: &Target, ca_pem: &str) -> (f64, f64) {
     check_answer("bare ureq", &answer, t.size);
     (wall, c1 - c0)
 }
+
+/// A plain HTTP PUT whose body the kernel copies from the file to the socket
+/// (`sendfile(2)`, no user-space copy): a hand-written request, the answer read to the
+/// end. Not a client (no pause, progress or bandwidth cap): the physical limit of the
+/// plain HTTP path, to measure the crate against.
+pub fn run_sendfile(t: &Target) -> (f64, f64) {
+    use std::io::{Read, Write};
+    let (_, rest) = t.url.split_once("://").expect("a URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (c0, _) = cpu_times();
+    let start = Instant::now();
+    let file = std::fs::File::open(t.file).expect("open the file");
+    let mut sock = std::net::TcpStream::connect(host).expect("connect to the sink");
+    sock.set_nodelay(true).expect("TCP_NODELAY");
+    write!(
+        sock,
+        "PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        t.size
+    )
+    .expect("send the head");
+    let mut left = t.size as usize;
+    while left > 0 {
+        let n =
+            nix::sys::sendfile::sendfile(&sock, &file, None, left.min(1 << 30)).expect("sendfile");
+        assert!(n > 0, "sendfile sent nothing with {left} bytes left");
+        left -= n;
+    }
+    // The sink keeps the connection open: the head, then `Content-Length` bytes.
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let body = loop {
+        let n = sock.read(&mut buf).expect("read the answer");
+        assert!(n > 0, "the sink closed before its answer was whole");
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = (head.lines())
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse().ok())
+                .expect("a Content-Length");
+            if body.len() >= len {
+                break body.to_string();
+            }
+        }
+    };
+    let wall = start.elapsed().as_secs_f64();
+    let (c1, _) = cpu_times();
+    check_answer("sendfile", &body, t.size);
+    (wall, c1 - c0)
+}

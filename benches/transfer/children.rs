@@ -137,7 +137,7 @@ pub fn one_main() {
         let (u1, s1) = user_sys();
         check_answer(&who, &answer, size);
         println!(
-            "{who}: wall {wall:.3} s, user {:.2} s, sys {:.2} s",
+            "{who}: wall {wall:.6} s, user {:.2} s, sys {:.2} s",
             u1 - u0,
             s1 - s0
         );

@@ -1,12 +1,13 @@
-//! The contest: curl, bare ureq and this crate alternating on the same target, one
-//! untimed warm-up each, the order rotating each round.
+//! The contest: curl, bare ureq, this crate (and, for plain HTTP, a `sendfile(2)` PUT)
+//! alternating on the same target, one untimed warm-up each, the order rotating each
+//! round.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use background_transfer::Uploader;
 
-use crate::baselines::{run_curl, run_ureq};
+use crate::baselines::{run_curl, run_sendfile, run_ureq};
 use crate::measure::{pid_cpu, JournalCost};
 use crate::sink::Sink;
 use crate::this_crate::run_crate;
@@ -16,6 +17,8 @@ pub enum Who {
     Curl,
     Ureq,
     Crate,
+    /// Plain HTTP only.
+    Sendfile,
 }
 
 impl Who {
@@ -24,6 +27,7 @@ impl Who {
             Who::Curl => "curl",
             Who::Ureq => "bare ureq",
             Who::Crate => "this crate",
+            Who::Sendfile => "sendfile(2)",
         }
     }
 }
@@ -65,12 +69,16 @@ pub fn contest(
     if curl {
         who.insert(0, Who::Curl);
     }
+    if t.cacert.is_none() {
+        who.push(Who::Sendfile);
+    }
     let mut scratch = JournalCost::default();
     for w in &who {
         match w {
             Who::Curl => drop(run_curl(t)),
             Who::Ureq => drop(run_ureq(t, ca_pem)),
             Who::Crate => drop(run_crate(t, up, &mut scratch)),
+            Who::Sendfile => drop(run_sendfile(t)),
         }
     }
     let mut out: BTreeMap<&'static str, Samples> = BTreeMap::new();
@@ -82,6 +90,7 @@ pub fn contest(
                 Who::Curl => run_curl(t),
                 Who::Ureq => run_ureq(t, ca_pem),
                 Who::Crate => run_crate(t, up, cost),
+                Who::Sendfile => run_sendfile(t),
             };
             let s = out.entry(w.name()).or_default();
             s.wall.push(wall);

@@ -1,9 +1,10 @@
-//! Transfer benchmark (issue 8): this crate next to `curl -T` and a bare ureq PUT, on
-//! loopback, in the same run. Prints one table of figures with their targets; asserts
-//! nothing about time.
+//! Transfer benchmark (issues 8 and 20): this crate next to `curl -T` and a bare ureq
+//! PUT, on loopback, in the same run. Prints one table of figures with their targets;
+//! asserts nothing about time.
 //!
-//! Run:        `cargo bench --bench transfer`
-//! Quick run:  `BGXFER_BENCH_QUICK=1 cargo bench --bench transfer` (64 MiB files, 3 runs)
+//! Run:        `cargo bench --bench transfer` (plain HTTP and TLS at 64 MiB and 1 GiB,
+//!             9 runs)
+//! Quick run:  `BGXFER_BENCH_QUICK=1 cargo bench --bench transfer` (64 MiB only, 3 runs)
 //! No size:    `BGXFER_BENCH_SIZE=0` skips building `examples/minimal*.rs` (the size rows).
 //! No S3:      `BGXFER_BENCH_S3=0` skips the S3 rows (moto from `tests/setup.sh`).
 //! Tuning:     `BGXFER_BENCH_ONLY=transfer` stops after the plain and TLS contests,
@@ -32,8 +33,12 @@
 //!     clock ticks (10 ms): read them at full size, not in quick mode.
 //! - Fixed cost: 21 uploads of a 1 KiB file, this crate alternating with bare ureq (the
 //!   crate's journal fsyncs, worker thread and stored response, with no bytes to hide them).
+//! - The CLI: `bgupload send` of that 1 KiB file to a fresh store, a process per run (9,
+//!   after a warm-up), alternating with `curl -T`; its syncs counted by strace
+//!   (`cli_send.rs`).
 //! - Memory: peak RSS (`VmHWM`) of a child process (this binary again) that uploads
-//!   8 files at once (8 hard links of the TLS-size file, plain HTTP, `max_concurrent(8)`),
+//!   8 files at once (8 hard links of a 256 MiB file, 64 MiB quick; plain HTTP,
+//!   `max_concurrent(8)`),
 //!   next to the same with 8 bare ureq threads and an idle child (the binary's floor); and
 //!   of a child that opens a store of 10,000 queued uploads (`start_transfers(false)`).
 //! - Journal: the 10,000-upload store is written with the journal API (as
@@ -57,7 +62,8 @@
 //! (`BGXFER_BENCH_WHO=ureq` for the bare ureq PUT; `BGXFER_BENCH_CA=/tmp/b/ca.pem` for TLS.)
 //!
 //! The code, by role: `sink.rs` (the sink process and the parent's handle on it),
-//! `baselines.rs` (curl and bare ureq), `this_crate.rs` (the crate's runs), `contest.rs`
+//! `baselines.rs` (curl and bare ureq), `this_crate.rs` (the crate's runs), `cli_send.rs`
+//! (`bgupload send`), `contest.rs`
 //! (contenders alternating on one target), `measure.rs` (CPU, RSS, medians, journal
 //! cost), `children.rs` (the memory and profiling child roles), `store.rs` (journal and
 //! start-up), `scheduler.rs` (scheduler CPU against the store's size), `size.rs` (the
@@ -67,6 +73,7 @@
 
 mod baselines;
 mod children;
+mod cli_send;
 mod contest;
 mod measure;
 mod report;
@@ -143,7 +150,8 @@ fn main() {
         _ => {}
     }
     let quick = env_on("BGXFER_BENCH_QUICK");
-    let (plain_size, tls_size, runs) = if quick {
+    // `mem_size`: the file the memory rows upload 8 times at once.
+    let (plain_size, mem_size, runs) = if quick {
         (64 * MIB, 64 * MIB, 3)
     } else {
         (GIB, 256 * MIB, 9)
@@ -158,9 +166,9 @@ fn main() {
         if quick { "quick" } else { "full" }
     );
     let plain_file = dir.join("plain.bin");
-    let tls_file = dir.join("tls.bin");
+    let mem_file = dir.join("mem.bin");
     make_file(&plain_file, plain_size).expect("write plain file");
-    make_file(&tls_file, tls_size).expect("write tls file");
+    make_file(&mem_file, mem_size).expect("write the memory rows' file");
     let sink = Sink::start(dir);
     let curl = curl_available();
     if !curl {
@@ -181,34 +189,47 @@ fn main() {
     let up = builder(&store, &sink.ca_pem).open().expect("open store");
     let open_empty = t.elapsed().as_secs_f64();
     let mut cost = JournalCost::default();
-    eprintln!("plain HTTP, {}", fmt_mib(plain_size));
-    let plain = contest(
-        &Target {
-            url: format!("http://127.0.0.1:{}/upload/plain", sink.http),
-            file: &plain_file,
-            size: plain_size,
-            cacert: None,
-        },
-        runs,
-        curl,
-        &sink,
-        &up,
-        &mut cost,
-    );
-    eprintln!("TLS, {}", fmt_mib(tls_size));
-    let tls = contest(
-        &Target {
-            url: format!("https://127.0.0.1:{}/upload/tls", sink.https),
-            file: &tls_file,
-            size: tls_size,
-            cacert: Some(&sink.ca_path),
-        },
-        runs,
-        curl,
-        &sink,
-        &up,
-        &mut cost,
-    );
+    // Plain HTTP and TLS at 64 MiB, and in a full run at 1 GiB too (the 1 GiB file serves
+    // both: its content is irrelevant).
+    let small_file = dir.join("small.bin");
+    let sizes: Vec<(u64, &Path)> = if quick {
+        vec![(plain_size, &plain_file)]
+    } else {
+        make_file(&small_file, 64 * MIB).expect("write 64 MiB file");
+        vec![(64 * MIB, &small_file), (plain_size, &plain_file)]
+    };
+    let mut contests = Vec::new();
+    for (scheme, port, cacert) in [
+        ("http", sink.http, None),
+        ("https", sink.https, Some(sink.ca_path.as_path())),
+    ] {
+        for &(size, file) in &sizes {
+            let label = format!(
+                "{} {}",
+                if cacert.is_some() {
+                    "TLS"
+                } else {
+                    "plain HTTP"
+                },
+                fmt_mib(size)
+            );
+            eprintln!("{label}");
+            let samples = contest(
+                &Target {
+                    url: format!("{scheme}://127.0.0.1:{port}/upload/{scheme}"),
+                    file,
+                    size,
+                    cacert,
+                },
+                runs,
+                curl,
+                &sink,
+                &up,
+                &mut cost,
+            );
+            contests.push((label, size, cacert.is_some(), samples));
+        }
+    }
     // The fixed cost of an upload (journal fsyncs, a worker thread, the stored response):
     // a 1 KiB file, alternating with bare ureq.
     let tiny_file = dir.join("tiny.bin");
@@ -225,20 +246,14 @@ fn main() {
         tiny_crate.push(run_crate(&tiny, &up, &mut JournalCost::default()).0);
     }
     up.shutdown().expect("shutdown");
-    contest_rows(
-        &mut table,
-        &format!("plain HTTP {}", fmt_mib(plain_size)),
-        plain_size,
-        &plain,
-        (0.75, "≤ 0.75"),
-    );
-    contest_rows(
-        &mut table,
-        &format!("TLS {}", fmt_mib(tls_size)),
-        tls_size,
-        &tls,
-        (0.95, "≤ 0.95"),
-    );
+    for (label, size, tls, samples) in &contests {
+        let vs_curl = if *tls {
+            (0.95, "≤ 0.95")
+        } else {
+            (0.75, "≤ 0.75")
+        };
+        contest_rows(&mut table, label, *size, samples, vs_curl);
+    }
     let (ours, bare) = (median(&tiny_crate) * 1e3, median(&tiny_ureq) * 1e3);
     table.info(
         "one 1 KiB upload, plain HTTP (fixed cost)",
@@ -260,6 +275,7 @@ fn main() {
         ),
         (&tiny.url, &tiny_file),
     );
+    cli_send::cli_rows(&mut table, dir, &tiny, curl);
     if std::env::var("BGXFER_BENCH_ONLY").as_deref() == Ok("transfer") {
         drop(sink);
         print_header(quick, runs, &load_at_start);
@@ -268,7 +284,7 @@ fn main() {
     }
 
     // 3: memory.
-    let queued_dir = memory_rows(&mut table, dir, &tls_file, tls_size, sink.http, queued);
+    let queued_dir = memory_rows(&mut table, dir, &mem_file, mem_size, sink.http, queued);
 
     // 3b: scheduler CPU against the store's size.
     scheduler::scheduler_rows(&mut table, dir, &plain_file, sink.http);

@@ -12,7 +12,7 @@ use crate::report::Table;
 use crate::ROLE;
 
 /// Whether strace can run here.
-fn strace_available() -> bool {
+pub fn strace_available() -> bool {
     Command::new("strace")
         .arg("-V")
         .stdout(Stdio::null())
@@ -46,7 +46,7 @@ fn count(dir: &Path, who: &str, url: &str, file: &Path, repeat: usize) -> BTreeM
 }
 
 /// `strace -c`'s table: `% time  seconds  usecs/call  calls  [errors]  syscall`.
-fn parse(text: &str) -> BTreeMap<String, u64> {
+pub fn parse(text: &str) -> BTreeMap<String, u64> {
     let mut calls = BTreeMap::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -103,7 +103,7 @@ pub fn syscall_rows(
     let eleven = count(dir, "crate", tiny_url, tiny, 11);
     let per = |name: &str| (get(&eleven, name).saturating_sub(get(&one, name))) as f64 / 10.0;
     table.info(
-        "fsyncs of one 1 KiB upload in-process (fdatasync journal + fsync response body and its directory)",
+        "fsyncs of one 1 KiB upload in-process (fdatasync journal; fsync of a response body over 4 KiB and its directory)",
         format!(
             "{:.1} fdatasync + {:.1} fsync; threads started {:.1}",
             per("fdatasync"),
