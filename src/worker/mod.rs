@@ -113,6 +113,14 @@ impl Reporter {
         }
     }
 
+    /// Response body bytes received so far, reported like the bytes sent: at most once
+    /// per interval (the completion reports the whole body).
+    pub fn received(&mut self, received: u64, to_receive: Option<u64>) {
+        if self.last.elapsed() >= self.every {
+            self.flush(received, to_receive);
+        }
+    }
+
     pub fn flush(&mut self, received: u64, to_receive: Option<u64>) {
         self.last = Instant::now();
         let _ = self.tx.send(WorkerEvent::Progress {
@@ -233,7 +241,7 @@ pub(crate) fn finish(
         answer.announced,
         &job.body_path,
         job.config.max_response_body,
-        &mut |got, of| reporter.flush(got, of),
+        &mut |got, of| reporter.received(got, of),
     );
     let refusal =
         !(200..300).contains(&answer.status) && !classify::is_transient_status(answer.status);
