@@ -21,6 +21,16 @@ fn path(b: &[u8]) -> PathBuf {
     PathBuf::from(OsString::from_vec(b.to_vec()))
 }
 
+fn stored_response(r: &ResponseV1) -> StoredResponse {
+    StoredResponse {
+        status: r.status,
+        headers: r.headers.clone(),
+        url: r.url.clone(),
+        body_len: r.body_len,
+        body_truncated: r.body_truncated,
+    }
+}
+
 impl From<&Record> for Entry {
     fn from(r: &Record) -> Entry {
         match r {
@@ -78,17 +88,13 @@ impl From<&Record> for Entry {
             },
             Record::Response(r) => Entry::Response {
                 id: r.id,
-                response: StoredResponse {
-                    status: r.status,
-                    headers: r.headers.clone(),
-                    url: r.url.clone(),
-                    body_len: r.body_len,
-                    body_truncated: r.body_truncated,
-                },
+                response: stored_response(r),
+                body: None,
             },
-            Record::ResponseBody(b) => Entry::ResponseBody {
-                id: b.id,
-                body: b.body.clone(),
+            Record::ResponseWithBody(r) => Entry::Response {
+                id: r.response.id,
+                response: stored_response(&r.response),
+                body: Some(r.body.clone()),
             },
             Record::Removed(id) => Entry::Removed(*id),
             Record::Restarted(id) => Entry::Restarted(*id),
@@ -220,18 +226,23 @@ impl From<&Entry> for Record {
                 etag: part.etag.clone(),
                 size: part.size,
             }),
-            Entry::Response { id, response: r } => Record::Response(ResponseV1 {
-                id: *id,
-                status: r.status,
-                headers: r.headers.clone(),
-                url: r.url.clone(),
-                body_len: r.body_len,
-                body_truncated: r.body_truncated,
-            }),
-            Entry::ResponseBody { id, body } => Record::ResponseBody(ResponseBodyV1 {
-                id: *id,
-                body: body.clone(),
-            }),
+            Entry::Response { id, response, body } => {
+                let response = ResponseV1 {
+                    id: *id,
+                    status: response.status,
+                    headers: response.headers.clone(),
+                    url: response.url.clone(),
+                    body_len: response.body_len,
+                    body_truncated: response.body_truncated,
+                };
+                match body {
+                    None => Record::Response(response),
+                    Some(body) => Record::ResponseWithBody(ResponseWithBodyV1 {
+                        response,
+                        body: body.clone(),
+                    }),
+                }
+            }
             Entry::Removed(id) => Record::Removed(*id),
             Entry::Restarted(id) => Record::Restarted(*id),
             Entry::Changed {

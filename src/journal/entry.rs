@@ -4,9 +4,9 @@
 use crate::model::{Failure, Request, Session, StoredPart, StoredResponse, UploadId};
 use crate::model::{Priority, Status};
 
-/// The largest response body kept in the journal beside its file (an
-/// [`Entry::ResponseBody`]) instead of being fsynced on its own: two fsyncs fewer per
-/// upload whose answer is small, as most are.
+/// The largest response body kept in the journal beside its file (in its
+/// [`Entry::Response`]) instead of being fsynced on its own: two fsyncs fewer per upload
+/// whose answer is small, as most are.
 pub const INLINE_BODY_MAX: u64 = 4096;
 
 /// One change to the store.
@@ -63,14 +63,10 @@ pub enum Entry {
         id: UploadId,
         /// The response.
         response: StoredResponse,
-    },
-    /// The bytes of the response's body (at most [`INLINE_BODY_MAX`]), whose file was
-    /// written without fsync: recovery restores the file from them.
-    ResponseBody {
-        /// The upload.
-        id: UploadId,
-        /// The body as stored.
-        body: Vec<u8>,
+        /// The body's bytes (at most [`INLINE_BODY_MAX`]) when its file was written
+        /// without fsync: recovery restores the file from them. `None` for a body that
+        /// was fsynced on its own.
+        body: Option<Vec<u8>>,
     },
     /// The upload and its files were removed.
     Removed(UploadId),
@@ -97,7 +93,6 @@ impl Entry {
             | Entry::Session { id, .. }
             | Entry::Part { id, .. }
             | Entry::Response { id, .. }
-            | Entry::ResponseBody { id, .. }
             | Entry::Changed { id, .. }
             | Entry::Removed(id)
             | Entry::Restarted(id) => *id,

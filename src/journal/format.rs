@@ -42,8 +42,8 @@ pub const FRAME_HEADER_LEN: usize = 8;
 /// trusts a length beyond it.
 pub const MAX_RECORD_LEN: usize = 1 << 20;
 /// Flag in a frame's length word: a record kind that builds which do not know it may
-/// skip (see the module docs). This build writes it on [`Record::ResponseBody`] only
-/// ([`Record::skippable`]).
+/// skip (see the module docs). This build knows every kind it writes and writes none
+/// with the flag.
 pub const SKIPPABLE: u32 = 1 << 31;
 
 /// The file header for this build.
@@ -110,7 +110,7 @@ pub fn encode_frame(record: &Record) -> Result<Vec<u8>, usize> {
     if payload.len() > MAX_RECORD_LEN {
         return Err(payload.len());
     }
-    Ok(encode_raw_frame(&payload, record.skippable()))
+    Ok(encode_raw_frame(&payload, false))
 }
 
 /// Why a scan stopped before the end of the bytes.

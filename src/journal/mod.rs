@@ -53,8 +53,8 @@ fn inline_bodies(records: &[Record], state: &State) -> BTreeMap<UploadId, Vec<u8
     let mut bodies = BTreeMap::new();
     for r in records {
         match r {
-            Record::ResponseBody(b) => {
-                bodies.insert(b.id, b.body.clone());
+            Record::ResponseWithBody(r) => {
+                bodies.insert(r.response.id, r.body.clone());
             }
             Record::Response(r) => {
                 bodies.remove(&r.id);
@@ -203,7 +203,7 @@ impl Store {
     }
 
     /// The journal's bytes of response bodies whose files may not have reached the disk
-    /// (see [`Entry::ResponseBody`]), as replayed at open; empty after the first call.
+    /// (see [`Entry::Response`]), as replayed at open; empty after the first call.
     pub fn take_inline_bodies(&mut self) -> BTreeMap<UploadId, Vec<u8>> {
         std::mem::take(&mut self.inline_bodies)
     }

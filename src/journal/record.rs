@@ -49,20 +49,21 @@ pub enum Record {
     /// that a submission that reaches the owner twice is created once. Uploads the
     /// owner created itself are written as before.
     CreatedV4(CreatedV4),
-    /// The bytes of a small response body (at most 4 KiB), after the `Response` record
-    /// it belongs to. Its file in `bodies/` was written without fsync: this record is
-    /// what makes the body durable, and recovery rewrites the file from it if a power cut
-    /// lost or cut it. Compaction fsyncs the file and drops the record. Written with the
-    /// skippable flag: an older build keeps the response and reads the file as before.
-    ResponseBody(ResponseBodyV1),
+    /// The server's final response with its body (at most 4 KiB), in one record so that
+    /// the two reach the disk together or not at all. Its file in `bodies/` was written
+    /// without fsync: this record is what makes the body durable, and recovery rewrites
+    /// the file from it if a power cut lost or cut it. Compaction fsyncs the file and
+    /// writes a plain `Response` instead. Not skippable: an older build that ignored it
+    /// would miss the response.
+    ResponseWithBody(ResponseWithBodyV1),
 }
 
-/// A small response body, kept in the journal.
+/// A response and its small body, kept in the journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResponseBodyV1 {
-    /// Upload id.
-    pub id: UploadId,
-    /// The body as stored (the first `body_len` bytes of what the server sent).
+pub struct ResponseWithBodyV1 {
+    /// Everything `Response` records.
+    pub response: ResponseV1,
+    /// The body as stored (`response.body_len` bytes).
     pub body: Vec<u8>,
 }
 
@@ -112,14 +113,8 @@ impl Record {
             Record::GcsSession(g) => g.id,
             Record::CreatedV3(c) => c.created.created.id,
             Record::CreatedV4(c) => c.created.created.created.id,
-            Record::ResponseBody(b) => b.id,
+            Record::ResponseWithBody(r) => r.response.id,
         }
-    }
-
-    /// Whether an older build that does not know this kind may skip it (written with the
-    /// [`super::format::SKIPPABLE`] flag).
-    pub fn skippable(&self) -> bool {
-        matches!(self, Record::ResponseBody(_))
     }
 }
 

@@ -39,7 +39,7 @@ pub struct UploadState {
     /// The server's final response.
     pub response: Option<StoredResponse>,
     /// The response's body file was written without fsync and the journal holds its
-    /// bytes ([`Entry::ResponseBody`]) until a compaction has fsynced the file.
+    /// bytes (in its [`Entry::Response`]) until a compaction has fsynced the file.
     pub body_in_journal: bool,
     /// Some attempt started again from byte 0.
     pub restarted: bool,
@@ -190,12 +190,10 @@ fn apply_to_upload(u: &mut UploadState, entry: &Entry) {
                 }
             }
         }
-        Entry::Response { response, .. } => {
+        Entry::Response { response, body, .. } => {
             u.response = Some(response.clone());
-            u.body_in_journal = false;
+            u.body_in_journal = body.is_some();
         }
-        // The body of the response before it; one with no response is stale.
-        Entry::ResponseBody { .. } => u.body_in_journal = u.response.is_some(),
         Entry::Restarted(_) => {
             u.restarted = true;
             u.bytes_sent = 0;
@@ -262,9 +260,11 @@ fn upload_entries(u: &UploadState, out: &mut Vec<Entry>) {
         }
     }
     if let Some(r) = &u.response {
+        // Compaction has fsynced the bodies the journal held (`Store::compact`).
         out.push(Entry::Response {
             id: u.id,
             response: r.clone(),
+            body: None,
         });
     }
 }

@@ -83,28 +83,26 @@ impl Scheduler {
     }
 
     pub(super) fn store_response(&mut self, id: UploadId, r: &StoredResponse) {
-        let rec = Entry::Response {
-            id,
-            response: r.clone(),
-        };
-        if self.commit(rec, Durability::Batched).is_err() || r.body_len > INLINE_BODY_MAX {
-            return;
-        }
-        // A small body was written without fsync: its bytes go into the journal, in the
-        // fsync that makes the response durable.
-        let path = crate::store::body_path(&self.shared.store_dir, id);
-        match crate::store::body::read_small(&path, r.body_len) {
-            Ok(Some(body)) => {
-                let _ = self.commit(Entry::ResponseBody { id, body }, Durability::Batched);
-            }
-            Ok(None) => {}
-            Err(e) => {
+        // A small body was written without fsync: its bytes go into the response's
+        // record, so that both reach the disk in one frame.
+        let body = if r.body_len <= INLINE_BODY_MAX {
+            let path = crate::store::body_path(&self.shared.store_dir, id);
+            crate::store::body::read_small(&path, r.body_len).unwrap_or_else(|e| {
                 log::error!("upload {id}: {e}; fsyncing its response body instead");
                 if let Err(e) = crate::store::body::make_durable(&path) {
                     log::error!("upload {id}: {e}");
                 }
-            }
-        }
+                None
+            })
+        } else {
+            None
+        };
+        let rec = Entry::Response {
+            id,
+            response: r.clone(),
+            body,
+        };
+        let _ = self.commit(rec, Durability::Batched);
     }
 
     fn done(&mut self, id: UploadId, outcome: Outcome) {

@@ -2,10 +2,10 @@
 //! so a crash never leaves a half body under the final name. A completed upload never
 //! lacks its body after a power cut: a body of more than [`INLINE_BODY_MAX`] bytes is
 //! fsynced with its rename before the journal names it; a smaller one (most answers) is
-//! not, and the journal keeps its bytes instead ([`Entry::ResponseBody`], written with
-//! the response in the same fsync), from which recovery rewrites a file the cut lost.
+//! not, and the journal keeps its bytes instead, in the response's own record
+//! ([`Entry::Response`]), from which recovery rewrites a file the cut lost.
 //!
-//! [`Entry::ResponseBody`]: crate::journal::Entry::ResponseBody
+//! [`Entry::Response`]: crate::journal::Entry::Response
 
 use std::fs;
 use std::io::{self, Read, Write};

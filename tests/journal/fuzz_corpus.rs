@@ -16,7 +16,7 @@ use background_transfer::journal::format::{
 use background_transfer::journal::record::{
     AzureTargetV1, BodyV1, ChangedV1, CostPolicyV1, CreatedV1, CreatedV2, CreatedV3, CreatedV4,
     FailureV1, GcsSessionV1, GcsTargetV1, MultipartV1, PartContentV1, PartV1, PriorityV1,
-    ProgressV1, ProtocolV1, RequestV1, ResponseBodyV1, ResponseV1, ResumeUrlV1, S3PartV1,
+    ProgressV1, ProtocolV1, RequestV1, ResponseV1, ResponseWithBodyV1, ResumeUrlV1, S3PartV1,
     S3TargetV1, S3UploadV1, SourceV1, StateV1, StatusV1,
 };
 use background_transfer::journal::Record;
@@ -309,10 +309,13 @@ fn resume_url(id: u64, url: Option<&str>) -> Record {
     })
 }
 
-/// The 17 bytes of `response(id)`'s body, kept in the journal.
-fn response_body(id: u64) -> Record {
-    Record::ResponseBody(ResponseBodyV1 {
-        id,
+/// `response(id)` with its 17-byte body kept in the journal.
+fn response_with_body(id: u64) -> Record {
+    let Record::Response(response) = response(id) else {
+        unreachable!("response makes a Response record")
+    };
+    Record::ResponseWithBody(ResponseWithBodyV1 {
+        response,
         body: b"{\"id\":\"files/42\"}".to_vec(),
     })
 }
@@ -346,8 +349,7 @@ fn plain_life() -> Vec<Record> {
         state(0, StatusV1::Running, 1, None),
         progress(0, 1 << 20, 0),
         progress(0, 3_000_000, 0),
-        response(0),
-        response_body(0),
+        response_with_body(0),
         state(0, StatusV1::Completed, 1, None),
     ]
 }
@@ -620,7 +622,7 @@ fn record_seeds() -> Vec<Seed> {
         ),
         one("resume_url_none.frame", resume_url(4, None)),
         one("response.frame", response(3)),
-        one("response_body.frame", response_body(3)),
+        one("response_with_body.frame", response_with_body(3)),
         one("removed.frame", Record::Removed(3)),
         one("restarted.frame", Record::Restarted(u64::MAX)),
         one("changed.frame", changed(4, PriorityV1::High, 2)),
