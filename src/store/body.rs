@@ -126,13 +126,10 @@ pub(crate) fn make_durable(body_path: &Path) -> Result<(), Error> {
 }
 
 /// Recovery: makes every body file of `bodies` (the journal's bytes, by upload) hold
-/// those bytes, rewriting (durably) one that a power cut lost, cut or left stale.
-/// Returns how many were rewritten; a file that cannot be rewritten is logged and left
-/// (the journal still holds its bytes for the next open).
-pub(crate) fn restore_small(
-    store: &Path,
-    bodies: impl IntoIterator<Item = (UploadId, Vec<u8>)>,
-) -> usize {
+/// those bytes, rewriting (durably) one that a power cut lost, cut or left stale. A
+/// file that cannot be rewritten is logged and left (the journal still holds its bytes
+/// for the next open).
+pub(crate) fn restore_small(store: &Path, bodies: impl IntoIterator<Item = (UploadId, Vec<u8>)>) {
     let mut rewritten = 0;
     for (id, bytes) in bodies {
         let path = super::body_path(store, id);
@@ -175,7 +172,6 @@ pub(crate) fn restore_small(
             log::error!("{e}");
         }
     }
-    rewritten
 }
 
 /// Deletes a temp file when dropped, unless disarmed by setting it to `None`.
