@@ -111,16 +111,24 @@ pub fn one_main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
-    let who = std::env::var("BGXFER_BENCH_WHO").unwrap_or_else(|_| "crate".into());
+    // A comma-separated list alternates its contenders, one upload each in turn.
+    let whos = std::env::var("BGXFER_BENCH_WHO").unwrap_or_else(|_| "crate".into());
+    let whos: Vec<String> = whos.split(',').map(str::to_string).collect();
     let store = tempfile::tempdir().expect("temp dir");
     let up = builder(&store.path().join("store"), &ca_pem)
         .open()
         .expect("open store");
-    for _ in 0..repeat {
+    for i in 0..repeat * whos.len() {
+        let who = &whos[i % whos.len()];
         let (u0, s0) = user_sys();
         let start = Instant::now();
         let answer = if who == "ureq" {
             ureq_put(&ca_pem, &url, &file)
+        } else if who == "ureq-thread" {
+            let (ca, u, f) = (ca_pem.clone(), url.clone(), file.clone());
+            std::thread::spawn(move || ureq_put(&ca, &u, &f))
+                .join()
+                .expect("ureq thread")
         } else {
             let op = up
                 .create_upload(UploadRequest::put(url.clone(), &file))
@@ -135,7 +143,7 @@ pub fn one_main() {
         };
         let wall = start.elapsed().as_secs_f64();
         let (u1, s1) = user_sys();
-        check_answer(&who, &answer, size);
+        check_answer(who, &answer, size);
         println!(
             "{who}: wall {wall:.6} s, user {:.2} s, sys {:.2} s",
             u1 - u0,

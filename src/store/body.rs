@@ -10,7 +10,7 @@
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::journal::INLINE_BODY_MAX;
 use crate::model::UploadId;
@@ -25,28 +25,68 @@ pub(crate) enum SaveError {
     Store(Error),
 }
 
-/// Reads `body` into `body_path` (at most `cap` bytes), calling `progress` with the
-/// bytes received so far and the announced length. Returns the length kept and whether
-/// the body was longer than `cap`. Either way no temp file is left behind. A kept body
-/// of at most [`INLINE_BODY_MAX`] bytes is not fsynced: the journal takes its bytes.
+/// A response body's temp file (`<body>.part`), made before the answer comes: creating
+/// a file is a directory update (tens of µs on ext4), which then overlaps the start's
+/// fsync instead of sitting between the answer and the completion. Removed when dropped,
+/// unless [`save`] renamed it into place.
+pub(crate) struct BodyFile {
+    file: fs::File,
+    tmp: PathBuf,
+    kept: bool,
+}
+
+impl BodyFile {
+    /// Creates (or empties) the temp file of the body kept at `body_path`.
+    ///
+    /// # Errors
+    /// The file cannot be created.
+    pub(crate) fn create(body_path: &Path) -> Result<BodyFile, Error> {
+        let tmp = body_path.with_extension("part");
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io("create response body file", &tmp, e))?;
+        Ok(BodyFile {
+            file,
+            tmp,
+            kept: false,
+        })
+    }
+}
+
+impl Drop for BodyFile {
+    fn drop(&mut self) {
+        // A body that fails half-way (or never comes) must not leave its temp file
+        // behind until the next open.
+        if !self.kept {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Reads `body` into `body_path` (at most `cap` bytes), through `early` if the caller
+/// made its temp file already (else one made here), calling `progress` with the bytes
+/// received so far and the announced length. Returns the length kept and whether the
+/// body was longer than `cap`. Either way no temp file is left behind. A kept body of
+/// at most [`INLINE_BODY_MAX`] bytes is not fsynced: the journal takes its bytes.
 pub(crate) fn save(
     body: &mut dyn Read,
     announced: Option<u64>,
     body_path: &Path,
+    early: Option<BodyFile>,
     cap: u64,
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Result<(u64, bool), SaveError> {
     let store = |op, path: &Path, e| SaveError::Store(Error::io(op, path, e));
-    let tmp = body_path.with_extension("part");
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| store("create response body file", &tmp, e))?;
-    // A body that fails half-way must not leave its temp file behind until the next open.
-    let mut guard = RemoveOnDrop(Some(&tmp));
+    let mut part = match early {
+        Some(f) if f.tmp == body_path.with_extension("part") => f,
+        _ => BodyFile::create(body_path).map_err(SaveError::Store)?,
+    };
+    let tmp = part.tmp.clone();
+    let file = &mut part.file;
     let mut buf = vec![0u8; 16 * 1024];
     let mut len = 0u64;
     let mut truncated = false;
@@ -75,7 +115,7 @@ pub(crate) fn save(
             .map_err(|e| store("fsync response body file", &tmp, e))?;
     }
     fs::rename(&tmp, body_path).map_err(|e| store("rename response body file", body_path, e))?;
-    guard.0 = None;
+    part.kept = true;
     // The rename must be durable before the journal says Completed.
     if let (true, Some(dir)) = (durable_here, body_path.parent()) {
         super::sync_dir(dir).map_err(SaveError::Store)?;
@@ -170,17 +210,6 @@ pub(crate) fn restore_small(store: &Path, bodies: impl IntoIterator<Item = (Uplo
     if rewritten > 0 {
         if let Err(e) = super::sync_dir(&store.join(super::BODIES)) {
             log::error!("{e}");
-        }
-    }
-}
-
-/// Deletes a temp file when dropped, unless disarmed by setting it to `None`.
-struct RemoveOnDrop<'a>(Option<&'a Path>);
-
-impl Drop for RemoveOnDrop<'_> {
-    fn drop(&mut self) {
-        if let Some(p) = self.0 {
-            let _ = fs::remove_file(p);
         }
     }
 }

@@ -227,19 +227,22 @@ pub(crate) fn accepted(stored: StoredResponse, segments: &[Segment]) -> Outcome 
     }
 }
 
-/// Stores the response and decides what it means.
+/// Stores the response (in `early`, the body's temp file, if the protocol made it
+/// before the answer came) and decides what it means.
 pub(crate) fn finish(
     job: &Job,
     resp: ureq::http::Response<ureq::Body>,
     url: &str,
     segments: &[Segment],
     reporter: &mut Reporter,
+    early: Option<store::body::BodyFile>,
 ) -> Outcome {
     let mut answer = http::answer(resp);
     let saved = store::body::save(
         &mut answer.body,
         answer.announced,
         &job.body_path,
+        early,
         job.config.max_response_body,
         &mut |got, of| reporter.received(got, of),
     );
@@ -286,7 +289,12 @@ pub(crate) fn finish(
     };
     let status = stored.status;
     if (200..300).contains(&status) {
-        return accepted(stored, segments);
+        let outcome = accepted(stored, segments);
+        if !matches!(outcome, Outcome::Completed(_)) {
+            // Not the completion that would have shown every byte sent.
+            reporter.flush(body_len, answer.announced);
+        }
+        return outcome;
     }
     let class = if classify::is_transient_status(status) {
         Class::Transient

@@ -145,3 +145,70 @@ fn a_compaction_fsyncs_small_bodies_and_drops_their_bytes() {
     let up = fast(&store).start_transfers(false).open().unwrap();
     assert_eq!(body_of(&up, id), answer);
 }
+
+/// The files in the store's `bodies/` directory, sorted.
+fn body_files(store: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(store.join("bodies"))
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A plain upload makes its body's temp file before it sends (off the path from the
+/// answer to the completion). An attempt that gets no answer removes it: neither the
+/// upload waiting for its retry nor the completed one leaves a `.part` behind.
+#[test]
+fn an_attempt_without_an_answer_leaves_no_body_temp_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let server = TestServer::start(
+        Behavior::script([
+            Action::DelayResponse(Duration::from_millis(400)),
+            Action::CloseAfterBodyBytes(512),
+        ])
+        .then(Action::respond(201, b"made".to_vec())),
+    );
+    // A long first backoff: the upload sits in WaitingToRetry long enough to look.
+    let up = fast(&store)
+        .backoff(Duration::from_millis(600), Duration::from_millis(600))
+        .open()
+        .unwrap();
+    let f = write_file(tmp.path(), "src", 1024, 3);
+    let h = up
+        .create_upload(UploadRequest::put(server.url("/a"), &f))
+        .unwrap();
+    let id = h.id();
+    // First attempt: the server holds its answer; the temp file is there meanwhile.
+    assert!(server.wait_for_requests(1, Duration::from_secs(10)));
+    assert_eq!(body_files(&store), vec![format!("{id}.part")]);
+    let first = h
+        .wait_timeout(Duration::from_secs(10))
+        .expect("the first attempt ends");
+    assert!(first.is_ok(), "{first:?}");
+    // A second upload whose attempt is cut before the answer: WaitingToRetry, no file.
+    let g = up
+        .create_upload(UploadRequest::put(server.url("/b"), &f))
+        .unwrap();
+    let waiting = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        g.status() == background_transfer::Status::WaitingToRetry
+    });
+    assert!(
+        waiting,
+        "the cut attempt is waiting to retry: {:?}",
+        g.status()
+    );
+    assert_eq!(body_files(&store), vec![id.to_string()]);
+    let done = g
+        .wait_timeout(Duration::from_secs(10))
+        .expect("the retry ends")
+        .unwrap();
+    assert_eq!(done.status, 201);
+    assert_eq!(body_files(&store), vec![id.to_string(), g.id().to_string()]);
+    assert_eq!(body_of(&up, g.id()), b"made");
+}

@@ -35,6 +35,11 @@ fn run_plain(job: &Job) -> Outcome {
         }
     };
     let total = crate::multipart::total_len(&segments);
+    // Made now, while the start's fsync runs, rather than after the answer. If it cannot
+    // be made here, `finish` tries again and reports why.
+    let mut early = crate::store::body::BodyFile::create(&job.body_path)
+        .map_err(|e| log::debug!("upload {}: {e}; trying again after the answer", job.id))
+        .ok();
     let mut reporter = Reporter::new(job.id, job.tx.clone(), job.config.progress_interval);
     let mut creds = match Creds::new(job) {
         Ok(c) => c,
@@ -61,7 +66,11 @@ fn run_plain(job: &Job) -> Outcome {
             },
             &mut |pos| reporter.sent(pos),
         );
-        reporter.flush(0, None);
+        // A 2xx completes the upload, and the completion shows every byte sent: no
+        // progress message (a wake-up of the scheduler) just before it.
+        if !matches!(&sent, Sent::Response { resp, .. } if resp.status().is_success()) {
+            reporter.flush(0, None);
+        }
         let (resp, url) = match sent {
             Sent::Stopped { body_complete, .. } => return Outcome::Stopped { body_complete },
             Sent::Failed {
@@ -97,6 +106,6 @@ fn run_plain(job: &Job) -> Outcome {
         } else {
             url
         };
-        return finish(job, resp, &url, &segments, &mut reporter);
+        return finish(job, resp, &url, &segments, &mut reporter, early.take());
     }
 }

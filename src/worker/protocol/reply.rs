@@ -103,6 +103,7 @@ pub(crate) fn keep(
         &mut Cursor::new(body),
         Some(body.len() as u64),
         &job.body_path,
+        None,
         job.config.max_response_body,
         &mut |_, _| {},
     );

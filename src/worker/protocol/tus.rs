@@ -146,7 +146,7 @@ impl TusAttempt<'_> {
                  answer; is {url} a tus endpoint?"
             ));
         }
-        finish(self.job, resp, url, &[], &mut self.reporter)
+        finish(self.job, resp, url, &[], &mut self.reporter, None)
     }
 
     /// HEAD: where does the server stand?
@@ -457,6 +457,7 @@ impl TusAttempt<'_> {
             &last_url,
             segments,
             &mut self.reporter,
+            None,
         ))
     }
 }
