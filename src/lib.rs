@@ -183,8 +183,9 @@
 //! ## Threads
 //!
 //! One scheduler thread owns the state and is the only journal writer; one named worker
-//! thread per running transfer (`bgxfer-upload-<id>`, 256 KiB stack by default); one
-//! prober thread. Handles talk to the scheduler over crossbeam channels and read
+//! thread per running transfer (`bgxfer-upload-<id>`, 256 KiB stack by default; a
+//! thread whose transfer ended waits up to 10 s to run the next one, renamed, rather
+//! than a new thread being started); one prober thread. Handles talk to the scheduler over crossbeam channels and read
 //! snapshots without touching the network. [`Uploader::shutdown`] (and `Drop`) stops
 //! every transfer within one buffer, persists its progress and joins every thread.
 //!

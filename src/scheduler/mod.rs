@@ -12,7 +12,6 @@ mod transfers;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
@@ -27,7 +26,8 @@ use crate::model::{Failure, Protocol, StoredResponse, UploadId};
 use crate::prober::{ProbeEvent, ProbeMsg};
 use crate::progress::{Event, ResponseInfo};
 use crate::shared::{lock, Cell, Shared};
-use crate::worker::WorkerEvent;
+use crate::worker::pool::Pool;
+use crate::worker::{self, WorkerEvent};
 use crate::{Config, Error, GroupBehavior, Status};
 
 pub(crate) use policy::host_key;
@@ -49,7 +49,7 @@ struct Running {
     agent: Agent,
     /// Tells the agent's connector to give up a connect in progress.
     connect_stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: JoinHandle<()>,
+    thread: worker::pool::Finished,
     stop: Option<StopReason>,
     /// Only for tus terminations: this worker sends DELETE, nothing else.
     terminating: bool,
@@ -98,6 +98,8 @@ pub(crate) struct Scheduler {
     queued: policy::Queue,
     /// Each upload's `host:port`, parsed once (at create or open).
     hosts: HashMap<UploadId, String>,
+    /// The worker threads (kept for the next transfer a while).
+    pool: Pool,
 }
 
 /// Longest the loop sleeps: batched journal records are fsynced at this pace.
@@ -116,6 +118,7 @@ impl Scheduler {
         roots: Roots,
     ) -> Scheduler {
         let (worker_tx, worker_rx) = unbounded();
+        let config_stack = config.worker_stack_size;
         let bandwidth = config.max_bandwidth.map(|b| Arc::new(Bandwidth::new(b)));
         let groups = config.groups.iter().cloned().collect();
         let seed = std::time::SystemTime::now()
@@ -148,6 +151,7 @@ impl Scheduler {
             journal_error: None,
             queued: policy::Queue::default(),
             hosts: HashMap::new(),
+            pool: Pool::new(config_stack),
         }
     }
 

@@ -249,7 +249,7 @@ impl Scheduler {
 
 /// Joins a worker's thread when dropped (at the end of [`Scheduler::done`]), and says
 /// so if it panicked.
-struct Reap(Option<std::thread::JoinHandle<()>>, UploadId);
+struct Reap(Option<crate::worker::pool::Finished>, UploadId);
 
 impl Drop for Reap {
     fn drop(&mut self) {

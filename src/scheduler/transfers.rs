@@ -239,10 +239,9 @@ impl Scheduler {
             body_path: crate::store::body_path(&self.shared.store_dir, id),
             terminate: terminating,
         };
-        let spawned = std::thread::Builder::new()
-            .name(format!("bgxfer-upload-{id}"))
-            .stack_size(self.config.worker_stack_size)
-            .spawn(move || worker::run(job));
+        let spawned = self
+            .pool
+            .run(format!("bgxfer-upload-{id}"), move || worker::run(job));
         match spawned {
             Ok(thread) => {
                 self.gates.extend(gate);

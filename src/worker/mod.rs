@@ -4,6 +4,7 @@
 
 pub(crate) mod classify;
 pub(crate) mod credentials;
+pub(crate) mod pool;
 pub(crate) mod protocol;
 
 use std::path::PathBuf;

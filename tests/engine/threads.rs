@@ -40,6 +40,15 @@ pub fn child_process() {
     let offline = closed_port();
     let file = write_file(tmp.path(), "a", 32 << 20, 1);
     let up = fast(&tmp.path().join("store")).open().unwrap();
+    // A finished transfer's thread is kept a while for the next one: shutdown must end
+    // it too.
+    let quick = TestServer::start(Behavior::ok());
+    let small = write_file(tmp.path(), "small", 1024, 2);
+    up.create_upload(UploadRequest::put(quick.url("/done"), &small))
+        .unwrap()
+        .wait_timeout(Duration::from_secs(10))
+        .expect("the small upload ends")
+        .expect("and completes");
     let running = up
         .create_upload(UploadRequest::put(slow.url("/a"), &file))
         .unwrap();
