@@ -1,5 +1,5 @@
-//! The contest: curl, bare ureq, this crate (and, for plain HTTP, a `sendfile(2)` PUT)
-//! alternating on the same target, one untimed warm-up each, the order rotating each
+//! The contest: curl, bare ureq, this crate (and, for plain HTTP, a `sendfile(2)` PUT;
+//! for TLS, bare ureq in a spawned thread) alternating on the same target, one untimed warm-up each, the order rotating each
 //! round.
 
 use std::collections::BTreeMap;
@@ -7,7 +7,7 @@ use std::path::Path;
 
 use background_transfer::Uploader;
 
-use crate::baselines::{run_curl, run_sendfile, run_ureq};
+use crate::baselines::{run_curl, run_sendfile, run_ureq, run_ureq_thread};
 use crate::measure::{pid_cpu, JournalCost};
 use crate::sink::Sink;
 use crate::this_crate::run_crate;
@@ -19,6 +19,8 @@ pub enum Who {
     Crate,
     /// Plain HTTP only.
     Sendfile,
+    /// TLS only: bare ureq in a spawned thread.
+    UreqThread,
 }
 
 impl Who {
@@ -28,6 +30,7 @@ impl Who {
             Who::Ureq => "bare ureq",
             Who::Crate => "this crate",
             Who::Sendfile => "sendfile(2)",
+            Who::UreqThread => "bare ureq on a thread",
         }
     }
 }
@@ -71,6 +74,8 @@ pub fn contest(
     }
     if t.cacert.is_none() {
         who.push(Who::Sendfile);
+    } else {
+        who.push(Who::UreqThread);
     }
     let mut scratch = JournalCost::default();
     for w in &who {
@@ -79,6 +84,7 @@ pub fn contest(
             Who::Ureq => drop(run_ureq(t, ca_pem)),
             Who::Crate => drop(run_crate(t, up, &mut scratch)),
             Who::Sendfile => drop(run_sendfile(t)),
+            Who::UreqThread => drop(run_ureq_thread(t, ca_pem)),
         }
     }
     let mut out: BTreeMap<&'static str, Samples> = BTreeMap::new();
@@ -91,6 +97,7 @@ pub fn contest(
                 Who::Ureq => run_ureq(t, ca_pem),
                 Who::Crate => run_crate(t, up, cost),
                 Who::Sendfile => run_sendfile(t),
+                Who::UreqThread => run_ureq_thread(t, ca_pem),
             };
             let s = out.entry(w.name()).or_default();
             s.wall.push(wall);

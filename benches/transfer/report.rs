@@ -60,8 +60,9 @@ pub fn contest_rows(
     s: &BTreeMap<&'static str, Samples>,
     crate_vs_curl_wall: (f64, &str),
 ) {
-    for who in ["curl", "bare ureq", "this crate", "sendfile(2)"] {
-        if who == "sendfile(2)" && !s.contains_key(who) {
+    let optional = ["sendfile(2)", "bare ureq on a thread"];
+    for who in ["curl", "bare ureq", "this crate", optional[0], optional[1]] {
+        if optional.contains(&who) && !s.contains_key(who) {
             continue;
         }
         let Some(x) = s.get(who) else {
@@ -144,6 +145,25 @@ pub fn contest_rows(
         table.info(
             &format!("{label}: crate/sendfile(2) (the plain path's limit), wall / CPU"),
             format!("{w:.2} / {c:.2}"),
+        );
+    }
+    let on_thread = "bare ureq on a thread";
+    if s.contains_key(on_thread) {
+        table.info(
+            &format!("{label}: crate/bare ureq on a thread, wall / CPU"),
+            format!(
+                "{:.2} / {:.2}",
+                wall("this crate", on_thread),
+                cpu("this crate", on_thread)
+            ),
+        );
+        table.info(
+            &format!("{label}: bare ureq on a thread/bare ureq (the thread's cost), wall / CPU"),
+            format!(
+                "{:.2} / {:.2}",
+                wall(on_thread, "bare ureq"),
+                cpu(on_thread, "bare ureq")
+            ),
         );
     }
     let r = wall("bare ureq", "curl");
