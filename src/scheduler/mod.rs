@@ -91,6 +91,9 @@ pub(crate) struct Scheduler {
     /// The gates of transfers started since the last fsync: opened once their Running
     /// records are durable ([`Scheduler::open_gates`]).
     gates: Vec<Arc<crate::http::StartGate>>,
+    /// Uploads whose Running record awaits that fsync: their handles show Running only
+    /// after it (an observable status is durable).
+    starting: Vec<UploadId>,
     /// The write or fsync that failed it (what a create caught in it is told).
     journal_error: Option<crate::model::Failure>,
     /// The uploads whose status is `Queued`: what scheduling looks at, so that the work
@@ -148,6 +151,7 @@ impl Scheduler {
             rebounded: HashSet::new(),
             journal_failed: false,
             gates: Vec::new(),
+            starting: Vec::new(),
             journal_error: None,
             queued: policy::Queue::default(),
             hosts: HashMap::new(),
@@ -420,7 +424,11 @@ impl Scheduler {
             Durability::Sync
         };
         let committed = self.commit(rec, durability);
-        self.publish(id);
+        if status == Status::Running && committed.is_ok() {
+            self.starting.push(id);
+        } else {
+            self.publish(id);
+        }
         committed
     }
 

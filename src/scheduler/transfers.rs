@@ -55,13 +55,19 @@ impl Scheduler {
     }
 
     /// fsyncs the Running records of the transfers started since the last call, then
-    /// opens their gates (or refuses them, when the fsync failed: the journal failure
-    /// stops those transfers before they send anything).
+    /// shows them Running and opens their gates (or refuses them, when the fsync failed:
+    /// the journal failure stops those transfers before they send anything).
     pub(super) fn open_gates(&mut self) {
-        if self.gates.is_empty() {
+        if self.gates.is_empty() && self.starting.is_empty() {
             return;
         }
         let go = !self.journal_failed && self.sync_now().is_ok();
+        for id in std::mem::take(&mut self.starting) {
+            // After a failed fsync the handles show the journal failure instead.
+            if go {
+                self.publish(id);
+            }
+        }
         for gate in self.gates.drain(..) {
             gate.open(go);
         }

@@ -314,6 +314,9 @@ fn make_current_moves_an_upload_ahead() {
         .create_upload(UploadRequest::put(server.url("/blocker"), &big))
         .unwrap();
     assert!(wait_for(&blocker, T, |s| s == Status::Running));
+    // Running is durable before the blocker sends; the order below needs its request
+    // at the server first.
+    assert!(server.wait_until(T, |r| !r.is_empty()));
     let hs: Vec<Upload> = ["/a", "/b", "/c"]
         .iter()
         .map(|p| {

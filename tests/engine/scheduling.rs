@@ -50,6 +50,9 @@ fn order_seen(prios: &[(&str, Priority)], before_release: impl FnOnce(&[Upload])
         .create_upload(UploadRequest::put(server.url("/blocker"), &big))
         .unwrap();
     assert!(wait_for(&blocker, T, |s| s == Status::Running));
+    // Running is durable before the blocker sends; the order below needs its request
+    // at the server first.
+    assert!(server.wait_until(T, |r| !r.is_empty()));
     let hs: Vec<Upload> = prios
         .iter()
         .map(|(p, prio)| {

@@ -653,3 +653,54 @@ fn a_start_whose_fsync_fails_sends_nothing() {
     assert_eq!(server.request_count(), 0, "a request reached the server");
     up.shutdown().unwrap();
 }
+
+/// A start is shown (`Running`) only once its record is durable: a handle looking while
+/// the start's fsync is held sees the upload `Queued`, never `Running`.
+#[test]
+fn running_is_shown_only_once_the_start_is_durable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start(Action::ok());
+    let src = write_file(tmp.path(), "src.bin", 1024, 7);
+    let hook = SlowFirstFsync::new(Duration::from_millis(300), None);
+    let up = fast(&tmp.path().join("store"))
+        .fault_hook(hook.clone())
+        .open()
+        .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    // When a handle first showed Running, watched (bounded) while the create runs.
+    let shown = std::thread::scope(|s| {
+        let watch = s.spawn(|| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while std::time::Instant::now() < deadline
+                && !done.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                if up.uploads().iter().any(|u| u.status() == Status::Running) {
+                    return Some(std::time::Instant::now());
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            None
+        });
+        let h = up
+            .create_upload(UploadRequest::put(server.url("/shown"), &src))
+            .unwrap();
+        h.wait_timeout(Duration::from_secs(20))
+            .expect("finishes")
+            .unwrap();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        watch.join().unwrap()
+    });
+    let released = hook
+        .released
+        .lock()
+        .unwrap()
+        .expect("the start was fsynced");
+    if let Some(at) = shown {
+        assert!(
+            at >= released,
+            "Running was shown {:?} before the start's fsync ended",
+            released - at
+        );
+    }
+    up.shutdown().unwrap();
+}
