@@ -180,18 +180,14 @@ pub(crate) fn restore_small(store: &Path, bodies: impl IntoIterator<Item = (Uplo
         if same {
             continue;
         }
-        let tmp = path.with_extension("part");
-        let written = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| {
-                f.write_all(&bytes)?;
-                f.sync_all()
-            })
-            .and_then(|()| fs::rename(&tmp, &path));
+        let written = BodyFile::create(&path).and_then(|mut part| {
+            let io = |e| Error::io("restore response body file", &part.tmp, e);
+            part.file.write_all(&bytes).map_err(io)?;
+            part.file.sync_all().map_err(io)?;
+            fs::rename(&part.tmp, &path).map_err(io)?;
+            part.kept = true;
+            Ok(())
+        });
         match written {
             Ok(()) => {
                 log::warn!(
@@ -202,7 +198,6 @@ pub(crate) fn restore_small(store: &Path, bodies: impl IntoIterator<Item = (Uplo
                 rewritten += 1;
             }
             Err(e) => {
-                let _ = fs::remove_file(&tmp);
                 log::error!("upload {id}: could not restore its response body: {e}");
             }
         }
