@@ -49,9 +49,10 @@ impl Scheduler {
             });
         };
         let cell = Arc::new(Cell::new(u, total_len(&u.request), None));
-        // Its key goes into `submissions` once the record is durable (the caller's
-        // fsync): an inbox copy of it must not be taken for created before.
-        lock(&self.shared.cells).insert(id, cell);
+        // Listed, and its key put into `submissions`, once the record is durable (the
+        // caller's fsync): until then no handle sees it, and an inbox copy of it is not
+        // taken for created.
+        self.unlisted = Some((id, cell));
         log::info!(
             "accepted upload {id}: {} {}",
             u.request.method,

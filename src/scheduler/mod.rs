@@ -94,6 +94,9 @@ pub(crate) struct Scheduler {
     /// Uploads whose Running record awaits that fsync: their handles show Running only
     /// after it (an observable status is durable).
     starting: Vec<UploadId>,
+    /// The upload being created and its cell: listed (`shared.cells`) only once its
+    /// creation is durable, since a power cut before would take it back.
+    unlisted: Option<(UploadId, Arc<Cell>)>,
     /// The write or fsync that failed it (what a create caught in it is told).
     journal_error: Option<crate::model::Failure>,
     /// The uploads whose status is `Queued`: what scheduling looks at, so that the work
@@ -152,6 +155,7 @@ impl Scheduler {
             journal_failed: false,
             gates: Vec::new(),
             starting: Vec::new(),
+            unlisted: None,
             journal_error: None,
             queued: policy::Queue::default(),
             hosts: HashMap::new(),
@@ -249,7 +253,11 @@ impl Scheduler {
                     Ok(true) => {
                         self.schedule();
                         self.sync_now().map(|()| {
-                            // Durable now: a second arrival of it is this upload.
+                            // Durable now: listed, and a second arrival of it is this
+                            // upload.
+                            if let Some((id, cell)) = self.unlisted.take() {
+                                lock(&self.shared.cells).insert(id, cell);
+                            }
                             if let Some(k) = key {
                                 lock(&self.shared.submissions).insert(k, id);
                             }
@@ -272,9 +280,10 @@ impl Scheduler {
                     }
                     _ => e,
                 });
+                // Still unlisted: it failed. It is not in the store after a reopen, and
+                // no handle has seen it.
+                self.unlisted = None;
                 if r.is_err() {
-                    // Failed: it is not in the store after a reopen, and not shown now.
-                    lock(&self.shared.cells).remove(&id);
                     if let Some(k) = key {
                         let mut subs = lock(&self.shared.submissions);
                         if subs.get(&k) == Some(&id) {
@@ -433,6 +442,11 @@ impl Scheduler {
     }
 
     fn cell(&self, id: UploadId) -> Option<Arc<Cell>> {
+        if let Some((unlisted, cell)) = &self.unlisted {
+            if *unlisted == id {
+                return Some(cell.clone());
+            }
+        }
         lock(&self.shared.cells).get(&id).cloned()
     }
 

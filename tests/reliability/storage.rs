@@ -573,6 +573,46 @@ impl background_transfer::journal::fault::FaultHook for SlowFirstFsync {
     }
 }
 
+/// Runs `run` while another thread polls `seen` (every 200 µs, at most 20 s): when
+/// `seen` first held, or `None` if it did not hold before `run` returned, nor once
+/// after.
+fn first_seen_during(
+    seen: impl Fn() -> bool + Sync,
+    run: impl FnOnce(),
+) -> Option<std::time::Instant> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let watch = s.spawn(|| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                // Looked at once more after `run` returned: what holds then is seen.
+                let last = done.load(Ordering::SeqCst);
+                if seen() {
+                    return Some(std::time::Instant::now());
+                }
+                if last || std::time::Instant::now() >= deadline {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
+        run();
+        done.store(true, Ordering::SeqCst);
+        watch.join().unwrap()
+    })
+}
+
+/// Creates a PUT of `src` to `path` and waits (bounded) for its end.
+fn put_and_wait(up: &Uploader, server: &TestServer, path: &str, src: &Path) {
+    let h = up
+        .create_upload(UploadRequest::put(server.url(path), src))
+        .unwrap();
+    h.wait_timeout(Duration::from_secs(20))
+        .expect("finishes")
+        .unwrap();
+}
+
 /// A transfer's worker connects while the scheduler fsyncs its start, and sends its
 /// first byte only after that fsync: the connect overlaps the fsync, the request does
 /// not.
@@ -587,23 +627,11 @@ fn a_transfer_connects_during_its_starts_fsync_and_sends_only_after_it() {
         .open()
         .unwrap();
     let t0 = std::time::Instant::now();
-    // When the server first saw a connection, watched (bounded) while the create runs.
-    let connected = std::thread::scope(|s| {
-        let watch = s.spawn(|| {
-            let deadline = t0 + Duration::from_secs(20);
-            while server.connections() == 0 && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            std::time::Instant::now()
-        });
-        let h = up
-            .create_upload(UploadRequest::put(server.url("/gated"), &src))
-            .unwrap();
-        h.wait_timeout(Duration::from_secs(20))
-            .expect("finishes")
-            .unwrap();
-        watch.join().unwrap()
-    });
+    let connected = first_seen_during(
+        || server.connections() > 0,
+        || put_and_wait(&up, &server, "/gated", &src),
+    )
+    .expect("the worker connected");
     let released = hook
         .released
         .lock()
@@ -655,7 +683,7 @@ fn a_start_whose_fsync_fails_sends_nothing() {
 }
 
 /// A start is shown (`Running`) only once its record is durable: a handle looking while
-/// the start's fsync is held sees the upload `Queued`, never `Running`.
+/// the start's fsync is held never sees the upload `Running`.
 #[test]
 fn running_is_shown_only_once_the_start_is_durable() {
     let tmp = tempfile::tempdir().unwrap();
@@ -666,30 +694,10 @@ fn running_is_shown_only_once_the_start_is_durable() {
         .fault_hook(hook.clone())
         .open()
         .unwrap();
-    let done = std::sync::atomic::AtomicBool::new(false);
-    // When a handle first showed Running, watched (bounded) while the create runs.
-    let shown = std::thread::scope(|s| {
-        let watch = s.spawn(|| {
-            let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            while std::time::Instant::now() < deadline
-                && !done.load(std::sync::atomic::Ordering::SeqCst)
-            {
-                if up.uploads().iter().any(|u| u.status() == Status::Running) {
-                    return Some(std::time::Instant::now());
-                }
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            None
-        });
-        let h = up
-            .create_upload(UploadRequest::put(server.url("/shown"), &src))
-            .unwrap();
-        h.wait_timeout(Duration::from_secs(20))
-            .expect("finishes")
-            .unwrap();
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        watch.join().unwrap()
-    });
+    let shown = first_seen_during(
+        || up.uploads().iter().any(|u| u.status() == Status::Running),
+        || put_and_wait(&up, &server, "/shown", &src),
+    );
     let released = hook
         .released
         .lock()
@@ -702,5 +710,36 @@ fn running_is_shown_only_once_the_start_is_durable() {
             released - at
         );
     }
+    up.shutdown().unwrap();
+}
+
+/// A new upload is listed (`uploads()`, `get`) only once its creation is durable: a
+/// handle looking while the create's fsync is held does not see it, since a power cut
+/// then would take it back.
+#[test]
+fn an_upload_is_listed_only_once_its_create_is_durable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start(Action::ok());
+    let src = write_file(tmp.path(), "src.bin", 1024, 8);
+    let hook = SlowFirstFsync::new(Duration::from_millis(300), None);
+    let up = fast(&tmp.path().join("store"))
+        .fault_hook(hook.clone())
+        .open()
+        .unwrap();
+    let listed = first_seen_during(
+        || !up.uploads().is_empty() || up.get(1).is_some(),
+        || put_and_wait(&up, &server, "/listed", &src),
+    );
+    let released = hook
+        .released
+        .lock()
+        .unwrap()
+        .expect("the create was fsynced");
+    let at = listed.expect("the upload is listed once it is created");
+    assert!(
+        at >= released,
+        "the upload was listed {:?} before its create's fsync ended",
+        released - at
+    );
     up.shutdown().unwrap();
 }
