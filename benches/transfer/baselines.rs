@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crate::contest::{check_answer, Target};
-use crate::measure::cpu_times;
+use crate::measure::{cpu_times, process_cpu};
 
 pub fn curl_available() -> bool {
     Command::new("which")
@@ -61,27 +61,26 @@ pub fn ureq_put(ca_pem: &str, url: &str, file: &Path) -> String {
 }
 
 pub fn run_ureq(t: &Target, ca_pem: &str) -> (f64, f64) {
-    let (c0, _) = cpu_times();
+    let c0 = process_cpu();
     let start = Instant::now();
     let answer = ureq_put(ca_pem, &t.url, t.file);
     let wall = start.elapsed().as_secs_f64();
-    let (c1, _) = cpu_times();
+    let c1 = process_cpu();
     check_answer("bare ureq", &answer, t.size);
     (wall, c1 - c0)
 }
 
-/// The bare ureq PUT in a thread of its own, as the crate's worker runs it: over TLS the
-/// thread itself costs a few percent (glibc gives it its own malloc arena, where
-/// rustls's per-record buffers come from), which tells that cost from the crate's.
+/// The bare ureq PUT in a thread of its own, as the crate's worker runs it: tells what a
+/// thread itself costs from what the crate costs.
 pub fn run_ureq_thread(t: &Target, ca_pem: &str) -> (f64, f64) {
     let (ca, url, file) = (ca_pem.to_string(), t.url.clone(), t.file.to_path_buf());
-    let (c0, _) = cpu_times();
+    let c0 = process_cpu();
     let start = Instant::now();
     let answer = std::thread::spawn(move || ureq_put(&ca, &url, &file))
         .join()
         .expect("the ureq thread");
     let wall = start.elapsed().as_secs_f64();
-    let (c1, _) = cpu_times();
+    let c1 = process_cpu();
     check_answer("bare ureq on a thread", &answer, t.size);
     (wall, c1 - c0)
 }
@@ -94,7 +93,7 @@ pub fn run_sendfile(t: &Target) -> (f64, f64) {
     use std::io::{Read, Write};
     let (_, rest) = t.url.split_once("://").expect("a URL");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let (c0, _) = cpu_times();
+    let c0 = process_cpu();
     let start = Instant::now();
     let file = std::fs::File::open(t.file).expect("open the file");
     let mut sock = std::net::TcpStream::connect(host).expect("connect to the sink");
@@ -135,7 +134,7 @@ pub fn run_sendfile(t: &Target) -> (f64, f64) {
         }
     };
     let wall = start.elapsed().as_secs_f64();
-    let (c1, _) = cpu_times();
+    let c1 = process_cpu();
     check_answer("sendfile", &body, t.size);
     (wall, c1 - c0)
 }

@@ -13,7 +13,7 @@ use background_transfer::{UploadRequest, Uploader};
 
 use crate::baselines::ureq_put;
 use crate::contest::check_answer;
-use crate::measure::{user_sys, vm_hwm_kib};
+use crate::measure::{process_cpu, user_sys, vm_hwm_kib};
 use crate::report::{fmt_mib, Table};
 use crate::store::make_queued_store;
 use crate::this_crate::builder;
@@ -121,6 +121,7 @@ pub fn one_main() {
     for i in 0..repeat * whos.len() {
         let who = &whos[i % whos.len()];
         let (u0, s0) = user_sys();
+        let c0 = process_cpu();
         let start = Instant::now();
         let answer = if who == "ureq" {
             ureq_put(&ca_pem, &url, &file)
@@ -142,10 +143,11 @@ pub fn one_main() {
             a
         };
         let wall = start.elapsed().as_secs_f64();
+        let cpu = process_cpu() - c0;
         let (u1, s1) = user_sys();
         check_answer(who, &answer, size);
         println!(
-            "{who}: wall {wall:.6} s, user {:.2} s, sys {:.2} s",
+            "{who}: wall {wall:.6} s, cpu {cpu:.6} s, user {:.2} s, sys {:.2} s",
             u1 - u0,
             s1 - s0
         );

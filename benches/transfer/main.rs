@@ -21,20 +21,23 @@
 //! - Contenders alternate, rotating the order each round, after one untimed warm-up each.
 //!   Every figure is the median of the timed runs; a ratio is the median over rounds of
 //!   the wall-time ratio within the round (paired: load from other work drifts over
-//!   seconds); a CPU ratio is that of the totals over all rounds (finer than 10 ms ticks).
+//!   seconds). A CPU ratio between in-process contenders is paired the same way; one
+//!   against curl is that of the totals over all rounds (curl's CPU is in ticks).
+//!   The 64 MiB contests take three times the rounds (a run is tens of milliseconds).
 //!   - `curl`: `curl -sS --fail -T <file> <url>` (`--cacert` for TLS). CPU is the
-//!     children's user+sys from `/proc/self/stat` (cutime+cstime) around the wait.
+//!     children's user+sys from `/proc/self/stat` (cutime+cstime) around the wait, in
+//!     10 ms ticks.
 //!   - bare ureq: a fresh agent (rustls, the CA as its only root, no proxy, defaults
 //!     otherwise), `agent.put(url).send(File)`, the response body read.
 //!   - bare ureq on a thread (TLS only): the same, in a spawned thread, as the crate's
-//!     worker runs it. Over TLS the thread alone costs a few percent (glibc gives it a
-//!     malloc arena of its own, where rustls's per-record buffers come from): its rows
-//!     tell that cost from the crate's.
+//!     worker runs it: its rows tell a thread's own cost from the crate's.
 //!   - this crate: one `Uploader` (journal, default checkpointing, the CA added as a
 //!     root), timed from `create_upload(UploadRequest::put(..))` to `wait()`; opening is
-//!     timed separately. CPU is this process's user+sys (utime+stime) delta: the sink is
-//!     another process, and nothing else runs here meanwhile. CPU figures come from
-//!     clock ticks (10 ms): read them at full size, not in quick mode.
+//!     timed separately.
+//!   - CPU of the in-process contenders (bare ureq, on a thread, this crate) is this
+//!     process's `CLOCK_PROCESS_CPUTIME_ID` delta: nanoseconds, every thread (the
+//!     crate's scheduler and prober too); the sink is another process, and nothing
+//!     else runs here meanwhile.
 //! - Fixed cost: 101 uploads of a 1 KiB file, this crate alternating with bare ureq (the
 //!   crate's journal fsyncs, worker thread and stored response, with no bytes to hide
 //!   them), after a `sync`, so that those fsyncs do not queue behind the writeback of
@@ -250,7 +253,7 @@ fn main() {
                     size,
                     cacert,
                 },
-                runs,
+                if size <= 64 * MIB { 3 * runs } else { runs },
                 curl,
                 &sink,
                 &up,

@@ -100,10 +100,14 @@ pub fn contest_rows(
         _ => f64::NAN,
     };
     let wall = |a: &str, b: &str| paired(a, b, |x| &x.wall);
-    // CPU is counted in 10 ms ticks: the ratio of the totals over all rounds is finer.
+    // The in-process contenders' CPU is in nanoseconds: paired like the wall time.
+    // curl's is in 10 ms ticks: against it, the ratio of the totals over all rounds is
+    // finer.
     let cpu = |a: &str, b: &str| match (s.get(a), s.get(b)) {
-        (Some(a), Some(b)) => a.cpu.iter().sum::<f64>() / b.cpu.iter().sum::<f64>(),
-        _ => f64::NAN,
+        (Some(x), Some(y)) if a == "curl" || b == "curl" => {
+            x.cpu.iter().sum::<f64>() / y.cpu.iter().sum::<f64>()
+        }
+        _ => paired(a, b, |x| &x.cpu),
     };
     let r = wall("this crate", "bare ureq");
     table.max(
@@ -183,9 +187,10 @@ pub fn print_header(quick: bool, runs: usize, load_at_start: &str) {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     println!(
-        "transfer benchmark ({}, {runs} runs each, medians): {} × {cpu}; load average {} \
-         at start, {} at end",
+        "transfer benchmark ({}, {runs} runs each, {} at 64 MiB, medians): {} × {cpu}; load \
+         average {} at start, {} at end",
         if quick { "quick" } else { "full" },
+        3 * runs,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_at_start,
         load_average()

@@ -11,7 +11,7 @@ use background_transfer::journal::process_fsyncs;
 use background_transfer::{UploadRequest, Uploader, UploaderBuilder};
 
 use crate::contest::{check_answer, Target};
-use crate::measure::{cpu_times, JournalCost};
+use crate::measure::{process_cpu, JournalCost};
 
 /// The crate's `Uploader` for a store in `store`, trusting `ca_pem` (if not empty), with
 /// `BGXFER_BENCH_BUFFER` as its `buffer_size` if set.
@@ -37,14 +37,14 @@ pub fn run_crate(t: &Target, up: &Uploader, cost: &mut JournalCost) -> (f64, f64
     let journal = journal_path(up);
     let len0 = fs::metadata(&journal).map_or(0, |m| m.len());
     let f0 = process_fsyncs();
-    let (c0, _) = cpu_times();
+    let c0 = process_cpu();
     let start = Instant::now();
     let op = up
         .create_upload(UploadRequest::put(t.url.clone(), t.file))
         .expect("create_upload");
     let info = op.wait().expect("upload");
     let wall = start.elapsed().as_secs_f64();
-    let (c1, _) = cpu_times();
+    let c1 = process_cpu();
     let f1 = process_fsyncs();
     assert_eq!(info.status, 200, "crate upload answered {}", info.status);
     let mut answer = String::new();
