@@ -55,21 +55,22 @@ impl Scheduler {
     }
 
     /// fsyncs the Running records of the transfers started since the last call, then
-    /// shows them Running and opens their gates (or refuses them, when the fsync failed:
-    /// the journal failure stops those transfers before they send anything).
+    /// opens their gates and shows them Running (or refuses the gates, when the fsync
+    /// failed: the journal failure stops those transfers before they send anything).
     pub(super) fn open_gates(&mut self) {
         if self.gates.is_empty() && self.starting.is_empty() {
             return;
         }
         let go = !self.journal_failed && self.sync_now().is_ok();
+        // The first bytes go before the handles hear of it: both only wait for the fsync.
+        for gate in self.gates.drain(..) {
+            gate.open(go);
+        }
         for id in std::mem::take(&mut self.starting) {
             // After a failed fsync the handles show the journal failure instead.
             if go {
                 self.publish(id);
             }
-        }
-        for gate in self.gates.drain(..) {
-            gate.open(go);
         }
     }
 
@@ -211,6 +212,8 @@ impl Scheduler {
             Ok(a) => a,
             Err(e) => {
                 if !terminating {
+                    // Shown once, as what it became (not also as a start at `open_gates`).
+                    self.starting.retain(|s| *s != id);
                     self.set_status(id, Status::Error, attempts, Some(e.to_failure()));
                 }
                 return;
@@ -268,6 +271,7 @@ impl Scheduler {
             Err(e) => {
                 log::error!("cannot start a worker thread for upload {id}: {e}");
                 if !terminating {
+                    self.starting.retain(|s| *s != id);
                     self.set_status(id, Status::WaitingToRetry, attempts, None);
                     self.retry_at
                         .insert(id, Instant::now() + Duration::from_secs(5));
