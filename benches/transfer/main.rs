@@ -17,7 +17,10 @@
 //!   dropped in the kernel with `MSG_TRUNC`, never copied out), `200` with the byte count
 //!   as the body (each contender's answer is checked against the file size). Its CPU per
 //!   run is shown next to each contender: far below the wall time, it is not the limit. Plain HTTP and TLS (rustls server, a leaf signed by a throwaway rcgen CA). It
-//!   lives in its own process so that its CPU is never counted as a contender's.
+//!   lives in its own process so that its CPU is never counted as a contender's, and
+//!   on a machine of two CPUs or more it runs on the last one only, so that its TLS
+//!   work does not land on the contender's core at random (that swung the TLS ratios
+//!   by up to 10 % between runs). The contenders are not pinned.
 //! - Contenders alternate, rotating the order each round, after one untimed warm-up each.
 //!   Every figure is the median of the timed runs; a ratio is the median over rounds of
 //!   the wall-time ratio within the round (paired: load from other work drifts over

@@ -275,8 +275,15 @@ pub fn accept_loop(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>
 }
 
 /// The sink process: writes `ca.pem` to `BGXFER_BENCH_DIR`, prints `ports <http> <https>`,
-/// serves until its stdin closes.
+/// serves until its stdin closes. With `BGXFER_BENCH_SINK_CPU` set it runs on that CPU
+/// only (every thread: they are started after).
 pub fn sink_main() {
+    if let Some(cpu) = std::env::var("BGXFER_BENCH_SINK_CPU")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+    {
+        pin_to(cpu);
+    }
     let dir = PathBuf::from(std::env::var("BGXFER_BENCH_DIR").expect("BGXFER_BENCH_DIR"));
     let (ca_pem, config) = tls_material();
     fs::write(dir.join("ca.pem"), ca_pem).expect("write ca.pem");
@@ -300,6 +307,29 @@ pub fn sink_main() {
     }
 }
 
+/// Restricts the calling thread, and the threads it starts from now on, to `cpu`.
+fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays within it (checked
+    // against its size), and sched_setaffinity only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert!(
+            cpu < 8 * std::mem::size_of::<libc::cpu_set_t>(),
+            "CPU {cpu}"
+        );
+        libc::CPU_SET(cpu, &mut set);
+        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(rc, 0, "sched_setaffinity to CPU {cpu}");
+    }
+}
+
+/// The CPU the sink gets to itself: the last one, on a machine of two or more (the
+/// contenders are not pinned, so they share the others and, when idle, that one).
+fn sink_cpu() -> Option<usize> {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (n >= 2).then(|| n - 1)
+}
+
 pub struct Sink {
     pub child: Child,
     pub http: u16,
@@ -310,7 +340,11 @@ pub struct Sink {
 
 impl Sink {
     pub fn start(dir: &Path) -> Sink {
-        let mut child = Command::new(self_exe())
+        let mut cmd = Command::new(self_exe());
+        if let Some(cpu) = sink_cpu() {
+            cmd.env("BGXFER_BENCH_SINK_CPU", cpu.to_string());
+        }
+        let mut child = cmd
             .env(ROLE, "sink")
             .env("BGXFER_BENCH_DIR", dir)
             .stdin(Stdio::piped())
