@@ -275,15 +275,8 @@ pub fn accept_loop(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>
 }
 
 /// The sink process: writes `ca.pem` to `BGXFER_BENCH_DIR`, prints `ports <http> <https>`,
-/// serves until its stdin closes. With `BGXFER_BENCH_SINK_CPU` set it runs on that CPU
-/// only (every thread: they are started after).
+/// serves until its stdin closes.
 pub fn sink_main() {
-    if let Some(cpu) = std::env::var("BGXFER_BENCH_SINK_CPU")
-        .ok()
-        .and_then(|c| c.parse::<usize>().ok())
-    {
-        pin_to(cpu);
-    }
     let dir = PathBuf::from(std::env::var("BGXFER_BENCH_DIR").expect("BGXFER_BENCH_DIR"));
     let (ca_pem, config) = tls_material();
     fs::write(dir.join("ca.pem"), ca_pem).expect("write ca.pem");
@@ -307,24 +300,41 @@ pub fn sink_main() {
     }
 }
 
-/// Restricts the calling thread, and the threads it starts from now on, to `cpu`.
-fn pin_to(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays within it (checked
-    // against its size), and sched_setaffinity only reads it.
-    unsafe {
+/// Restricts every thread of process `pid` to `cpu`, or lets them run anywhere (`None`).
+/// Threads it starts later inherit the mask of the thread that starts them.
+fn pin_process(pid: u32, cpu: Option<usize>) {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET is only called with CPUs
+    // below its capacity (checked), and sched_setaffinity only reads the set.
+    let set = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        assert!(
-            cpu < 8 * std::mem::size_of::<libc::cpu_set_t>(),
-            "CPU {cpu}"
-        );
-        libc::CPU_SET(cpu, &mut set);
-        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        assert_eq!(rc, 0, "sched_setaffinity to CPU {cpu}");
+        let cap = 8 * std::mem::size_of::<libc::cpu_set_t>();
+        for c in (0..n.min(cap)).filter(|c| cpu.is_none_or(|p| p == *c)) {
+            libc::CPU_SET(c, &mut set);
+        }
+        set
+    };
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for tid in tasks
+        .flatten()
+        .filter_map(|t| t.file_name().to_str()?.parse::<i32>().ok())
+    {
+        // SAFETY: `set` is a valid cpu_set_t of the size passed.
+        let rc =
+            unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+        if rc != 0 {
+            eprintln!(
+                "sched_setaffinity of the sink's thread {tid}: {}",
+                io::Error::last_os_error()
+            );
+        }
     }
 }
 
-/// The CPU the sink gets to itself: the last one, on a machine of two or more (the
-/// contenders are not pinned, so they share the others and, when idle, that one).
+/// The CPU the sink gets to itself in the throughput contests: the last one, on a
+/// machine of two or more (the contenders are not pinned: they share the others).
 fn sink_cpu() -> Option<usize> {
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
     (n >= 2).then(|| n - 1)
@@ -340,11 +350,7 @@ pub struct Sink {
 
 impl Sink {
     pub fn start(dir: &Path) -> Sink {
-        let mut cmd = Command::new(self_exe());
-        if let Some(cpu) = sink_cpu() {
-            cmd.env("BGXFER_BENCH_SINK_CPU", cpu.to_string());
-        }
-        let mut child = cmd
+        let mut child = Command::new(self_exe())
             .env(ROLE, "sink")
             .env("BGXFER_BENCH_DIR", dir)
             .stdin(Stdio::piped())
@@ -363,6 +369,7 @@ impl Sink {
         };
         let ca_path = dir.join("ca.pem");
         let ca_pem = fs::read_to_string(&ca_path).expect("ca.pem");
+        pin_process(child.id(), sink_cpu());
         Sink {
             child,
             http,
@@ -370,6 +377,15 @@ impl Sink {
             ca_pem,
             ca_path,
         }
+    }
+}
+
+impl Sink {
+    /// Lets the sink run on every CPU: for the rows where it does almost nothing per
+    /// upload (the fixed cost, the CLI), so that its pinning does not decide where the
+    /// contenders' threads may run.
+    pub fn unpin(&self) {
+        pin_process(self.child.id(), None);
     }
 }
 
