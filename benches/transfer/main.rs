@@ -19,12 +19,13 @@
 //!   run is shown next to each contender: far below the wall time, it is not the limit. Plain HTTP and TLS (rustls server, a leaf signed by a throwaway rcgen CA). It
 //!   lives in its own process so that its CPU is never counted as a contender's. In
 //!   the throughput contests, on a machine of two CPUs or more, it runs on the last
-//!   one only, so that its TLS work does not land on the contender's core at random
-//!   (that swung the TLS ratios by up to 10 % between runs). From the fixed cost on,
-//!   where it does next to nothing per upload, it may run anywhere again: pinned, it
-//!   crowds the crate's three threads on that path (caller, scheduler, worker) onto
-//!   the other core, about 0.1 ms more on the 2-core machine. The contenders are never
-//!   pinned.
+//!   CPU and the contenders on the others: unpinned, the kernel at times put a
+//!   contender's thread on the sink's CPU, where every send was preempted by the
+//!   sink's wake-up (thousands of context switches per GiB, up to 9 % more CPU for
+//!   whichever contender it hit, and the two bare ureq baselines 0.89–1.17 apart).
+//!   From the fixed cost on, where the sink does next to nothing per upload, all run
+//!   anywhere again: pinned, the crate's three threads on that path (caller,
+//!   scheduler, worker) would share one core, about 0.1 ms more on the 2-core machine.
 //! - Contenders alternate, rotating the order each round, after one untimed warm-up each.
 //!   Every figure is the median of the timed runs; a ratio is the median over rounds of
 //!   the wall-time ratio within the round (paired: load from other work drifts over
@@ -282,7 +283,7 @@ fn main() {
     // The crate's fsyncs must not queue behind the writeback of this bench's own test
     // files (GiBs written at the start): that is the disk's backlog, not the crate's cost.
     let _ = std::process::Command::new("sync").status();
-    sink.unpin();
+    sink.share_cpus();
     let (mut tiny_crate, mut tiny_ureq) = (Vec::new(), Vec::new());
     for _ in 0..TINY_RUNS {
         tiny_ureq.push(run_ureq(&tiny, &sink.ca_pem).0);

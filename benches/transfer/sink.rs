@@ -300,16 +300,22 @@ pub fn sink_main() {
     }
 }
 
-/// Restricts every thread of process `pid` to `cpu`, or lets them run anywhere (`None`).
-/// Threads it starts later inherit the mask of the thread that starts them.
-fn pin_process(pid: u32, cpu: Option<usize>) {
-    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+/// CPUs online (not this thread's affinity, which the pinning below changes).
+fn online_cpus() -> usize {
+    // SAFETY: sysconf has no memory effects.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).unwrap_or(1).max(1)
+}
+
+/// Restricts every thread of process `pid` to the online CPUs `keep` accepts. Threads
+/// it starts later inherit the mask of the thread that starts them.
+fn set_affinity(pid: u32, keep: impl Fn(usize) -> bool) {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET is only called with CPUs
-    // below its capacity (checked), and sched_setaffinity only reads the set.
+    // below its capacity, and sched_setaffinity only reads the set.
     let set = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         let cap = 8 * std::mem::size_of::<libc::cpu_set_t>();
-        for c in (0..n.min(cap)).filter(|c| cpu.is_none_or(|p| p == *c)) {
+        for c in (0..online_cpus().min(cap)).filter(|c| keep(*c)) {
             libc::CPU_SET(c, &mut set);
         }
         set
@@ -326,18 +332,24 @@ fn pin_process(pid: u32, cpu: Option<usize>) {
             unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
         if rc != 0 {
             eprintln!(
-                "sched_setaffinity of the sink's thread {tid}: {}",
+                "sched_setaffinity of thread {tid} of process {pid}: {}",
                 io::Error::last_os_error()
             );
         }
     }
 }
 
-/// The CPU the sink gets to itself in the throughput contests: the last one, on a
-/// machine of two or more (the contenders are not pinned: they share the others).
-fn sink_cpu() -> Option<usize> {
-    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (n >= 2).then(|| n - 1)
+/// For the throughput contests, on a machine of two CPUs or more: the sink gets the
+/// last CPU to itself and this process (every contender, curl included, as its child)
+/// the others. Unpinned, the kernel at times put a contender's thread on the sink's
+/// CPU, where each of its sends was preempted by the sink's wake-up: thousands of
+/// context switches per GiB, and up to 9 % more CPU, for whichever contender it hit.
+fn split_cpus(sink: u32) {
+    let n = online_cpus();
+    if n >= 2 {
+        set_affinity(sink, |c| c == n - 1);
+        set_affinity(std::process::id(), |c| c < n - 1);
+    }
 }
 
 pub struct Sink {
@@ -369,7 +381,7 @@ impl Sink {
         };
         let ca_path = dir.join("ca.pem");
         let ca_pem = fs::read_to_string(&ca_path).expect("ca.pem");
-        pin_process(child.id(), sink_cpu());
+        split_cpus(child.id());
         Sink {
             child,
             http,
@@ -381,11 +393,12 @@ impl Sink {
 }
 
 impl Sink {
-    /// Lets the sink run on every CPU: for the rows where it does almost nothing per
-    /// upload (the fixed cost, the CLI), so that its pinning does not decide where the
-    /// contenders' threads may run.
-    pub fn unpin(&self) {
-        pin_process(self.child.id(), None);
+    /// Lets the sink and this process run on every CPU again: for the rows where the
+    /// sink does almost nothing per upload (the fixed cost, the CLI, memory), so that
+    /// the contenders' threads (the crate's caller, scheduler and worker) may spread.
+    pub fn share_cpus(&self) {
+        set_affinity(self.child.id(), |_| true);
+        set_affinity(std::process::id(), |_| true);
     }
 }
 
