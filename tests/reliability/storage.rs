@@ -553,6 +553,11 @@ impl SlowFirstFsync {
             released: Default::default(),
         })
     }
+
+    /// When the held fsync was let go on.
+    fn released_at(&self) -> std::time::Instant {
+        self.released.lock().unwrap().expect("the first fsync ran")
+    }
 }
 
 impl background_transfer::journal::fault::FaultHook for SlowFirstFsync {
@@ -570,6 +575,35 @@ impl background_transfer::journal::fault::FaultHook for SlowFirstFsync {
             }
         }
         Ok(())
+    }
+}
+
+/// A store whose first journal fsync is held for 300 ms (then failed with `fail`, if
+/// set), a server that answers 200, and a 1 KiB source written with `seed`. Bind
+/// `_tmp` where it is taken apart: it holds the store and the source.
+struct Held {
+    up: Uploader,
+    server: TestServer,
+    src: std::path::PathBuf,
+    hook: Arc<SlowFirstFsync>,
+    _tmp: tempfile::TempDir,
+}
+
+fn held_first_fsync(seed: u64, fail: Option<i32>) -> Held {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start(Action::ok());
+    let src = write_file(tmp.path(), "src.bin", 1024, seed);
+    let hook = SlowFirstFsync::new(Duration::from_millis(300), fail);
+    let up = fast(&tmp.path().join("store"))
+        .fault_hook(hook.clone())
+        .open()
+        .unwrap();
+    Held {
+        up,
+        server,
+        src,
+        hook,
+        _tmp: tmp,
     }
 }
 
@@ -618,25 +652,20 @@ fn put_and_wait(up: &Uploader, server: &TestServer, path: &str, src: &Path) {
 /// not.
 #[test]
 fn a_transfer_connects_during_its_starts_fsync_and_sends_only_after_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = TestServer::start(Action::ok());
-    let src = write_file(tmp.path(), "src.bin", 1024, 5);
-    let hook = SlowFirstFsync::new(Duration::from_millis(300), None);
-    let up = fast(&tmp.path().join("store"))
-        .fault_hook(hook.clone())
-        .open()
-        .unwrap();
+    let Held {
+        up,
+        server,
+        src,
+        hook,
+        _tmp,
+    } = held_first_fsync(5, None);
     let t0 = std::time::Instant::now();
     let connected = first_seen_during(
         || server.connections() > 0,
         || put_and_wait(&up, &server, "/gated", &src),
     )
     .expect("the worker connected");
-    let released = hook
-        .released
-        .lock()
-        .unwrap()
-        .expect("the start was fsynced");
+    let released = hook.released_at();
     assert!(
         connected < released,
         "the worker connected only {:?} after the start's fsync",
@@ -657,14 +686,13 @@ fn a_transfer_connects_during_its_starts_fsync_and_sends_only_after_it() {
 /// reaches the wire.
 #[test]
 fn a_start_whose_fsync_fails_sends_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = TestServer::start(Action::ok());
-    let src = write_file(tmp.path(), "src.bin", 1024, 6);
-    let hook = SlowFirstFsync::new(Duration::from_millis(300), Some(EIO));
-    let up = fast(&tmp.path().join("store"))
-        .fault_hook(hook)
-        .open()
-        .unwrap();
+    let Held {
+        up,
+        server,
+        src,
+        _tmp,
+        ..
+    } = held_first_fsync(6, Some(EIO));
     let e = up
         .create_upload(UploadRequest::put(server.url("/never"), &src))
         .unwrap_err();
@@ -686,23 +714,18 @@ fn a_start_whose_fsync_fails_sends_nothing() {
 /// the start's fsync is held never sees the upload `Running`.
 #[test]
 fn running_is_shown_only_once_the_start_is_durable() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = TestServer::start(Action::ok());
-    let src = write_file(tmp.path(), "src.bin", 1024, 7);
-    let hook = SlowFirstFsync::new(Duration::from_millis(300), None);
-    let up = fast(&tmp.path().join("store"))
-        .fault_hook(hook.clone())
-        .open()
-        .unwrap();
+    let Held {
+        up,
+        server,
+        src,
+        hook,
+        _tmp,
+    } = held_first_fsync(7, None);
     let shown = first_seen_during(
         || up.uploads().iter().any(|u| u.status() == Status::Running),
         || put_and_wait(&up, &server, "/shown", &src),
     );
-    let released = hook
-        .released
-        .lock()
-        .unwrap()
-        .expect("the start was fsynced");
+    let released = hook.released_at();
     if let Some(at) = shown {
         assert!(
             at >= released,
@@ -718,23 +741,18 @@ fn running_is_shown_only_once_the_start_is_durable() {
 /// then would take it back.
 #[test]
 fn an_upload_is_listed_only_once_its_create_is_durable() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = TestServer::start(Action::ok());
-    let src = write_file(tmp.path(), "src.bin", 1024, 8);
-    let hook = SlowFirstFsync::new(Duration::from_millis(300), None);
-    let up = fast(&tmp.path().join("store"))
-        .fault_hook(hook.clone())
-        .open()
-        .unwrap();
+    let Held {
+        up,
+        server,
+        src,
+        hook,
+        _tmp,
+    } = held_first_fsync(8, None);
     let listed = first_seen_during(
         || !up.uploads().is_empty() || up.get(1).is_some(),
         || put_and_wait(&up, &server, "/listed", &src),
     );
-    let released = hook
-        .released
-        .lock()
-        .unwrap()
-        .expect("the create was fsynced");
+    let released = hook.released_at();
     let at = listed.expect("the upload is listed once it is created");
     assert!(
         at >= released,
