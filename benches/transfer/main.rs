@@ -216,6 +216,8 @@ fn main() {
     }
     let mut table = Table::default();
     if std::env::var("BGXFER_BENCH_ONLY").as_deref() == Ok("s3") {
+        // The S3 rows (moto and boto3 are children of this process) run unpinned.
+        sink.share_cpus();
         drop(sink);
         s3_section(&mut table, dir, quick);
         print_header(quick, runs, &load_at_start);

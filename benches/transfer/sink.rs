@@ -390,9 +390,7 @@ impl Sink {
             ca_path,
         }
     }
-}
 
-impl Sink {
     /// Lets the sink and this process run on every CPU again: for the rows where the
     /// sink does almost nothing per upload (the fixed cost, the CLI, memory), so that
     /// the contenders' threads (the crate's caller, scheduler and worker) may spread.
