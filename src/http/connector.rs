@@ -268,7 +268,7 @@ impl std::error::Error for ConnectionLost {}
 /// A read or write error on an established connection, as ureq should see it.
 /// `WouldBlock` is our own socket timeout (`SO_SNDTIMEO`/`SO_RCVTIMEO`, set from
 /// ureq's timeouts): the peer is there but too slow. `TimedOut` is the kernel's.
-fn transport_error(e: io::Error, reason: Timeout) -> ureq::Error {
+pub(crate) fn transport_error(e: io::Error, reason: Timeout) -> ureq::Error {
     use io::ErrorKind as K;
     match e.kind() {
         K::WouldBlock => ureq::Error::Timeout(reason),
@@ -280,42 +280,100 @@ fn transport_error(e: io::Error, reason: Timeout) -> ureq::Error {
     }
 }
 
+impl SocketTransport {
+    /// Sets the socket's send timeout (`SO_SNDTIMEO`) from ureq's next write timeout,
+    /// with a system call only when it changed; returns the timeout's reason.
+    ///
+    /// # Errors
+    /// [`ureq::Error::Timeout`] when that timeout has already passed.
+    pub(crate) fn write_timeout(&mut self, timeout: NextTimeout) -> Result<Timeout, ureq::Error> {
+        let timeout = timeout.for_write();
+        if timeout.after.is_zero() {
+            return Err(ureq::Error::Timeout(timeout.reason));
+        }
+        self.set_socket_write_timeout(timeout.not_zero().map(|d| *d))?;
+        Ok(timeout.reason)
+    }
+
+    /// Sets the socket's receive timeout (`SO_RCVTIMEO`) as [`Self::write_timeout`]
+    /// does the send timeout.
+    ///
+    /// # Errors
+    /// [`ureq::Error::Timeout`] when that timeout has already passed.
+    pub(crate) fn read_timeout(&mut self, timeout: NextTimeout) -> Result<Timeout, ureq::Error> {
+        let timeout = timeout.for_read();
+        if timeout.after.is_zero() {
+            return Err(ureq::Error::Timeout(timeout.reason));
+        }
+        self.set_socket_read_timeout(timeout.not_zero().map(|d| *d))?;
+        Ok(timeout.reason)
+    }
+}
+
+impl SocketTransport {
+    /// Sets the socket's receive timeout directly (the TLS handshake counts down to its
+    /// own deadline).
+    pub(crate) fn set_socket_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+        if t != self.read_timeout {
+            self.stream.0.set_read_timeout(t)?;
+            self.read_timeout = t;
+        }
+        Ok(())
+    }
+
+    /// Sets the socket's send timeout directly, as [`Self::set_socket_read_timeout`].
+    pub(crate) fn set_socket_write_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+        if t != self.write_timeout {
+            self.stream.0.set_write_timeout(t)?;
+            self.write_timeout = t;
+        }
+        Ok(())
+    }
+}
+
+/// The socket itself, for a layer above (TLS) that reads and writes it directly rather
+/// than through this transport's buffers. Writes keep their vectors: TLS records go
+/// out in one `writev`.
+impl Read for SocketTransport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&self.stream.0).read(buf)
+    }
+}
+
+impl Write for SocketTransport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&self.stream.0).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        (&self.stream.0).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Transport for SocketTransport {
     fn buffers(&mut self) -> &mut dyn Buffers {
         &mut self.buffers
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
-        let timeout = timeout.for_write();
-        if timeout.after.is_zero() {
-            return Err(ureq::Error::Timeout(timeout.reason));
-        }
-        let t = timeout.not_zero().map(|d| *d);
-        if t != self.write_timeout {
-            self.stream.0.set_write_timeout(t)?;
-            self.write_timeout = t;
-        }
+        let reason = self.write_timeout(timeout)?;
         let output = &self.buffers.output()[..amount];
         (&self.stream.0)
             .write_all(output)
-            .map_err(|e| transport_error(e, timeout.reason))
+            .map_err(|e| transport_error(e, reason))
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
-        let timeout = timeout.for_read();
-        if timeout.after.is_zero() {
-            return Err(ureq::Error::Timeout(timeout.reason));
-        }
-        let t = timeout.not_zero().map(|d| *d);
-        if t != self.read_timeout {
-            self.stream.0.set_read_timeout(t)?;
-            self.read_timeout = t;
-        }
+        let reason = self.read_timeout(timeout)?;
         let input = self.buffers.input_append_buf();
         let amount = loop {
             match (&self.stream.0).read(input) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other.map_err(|e| transport_error(e, timeout.reason))?,
+                other => break other.map_err(|e| transport_error(e, reason))?,
             }
         };
         self.buffers.input_appended(amount);

@@ -11,6 +11,7 @@ mod identity;
 mod resolver;
 mod response;
 mod start_gate;
+mod tls;
 mod wire;
 
 use std::collections::HashMap;
@@ -18,9 +19,11 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use rustls::{ClientConfig, RootCertStore};
 use ureq::config::Config as UreqConfig;
-use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
-use ureq::unversioned::transport::{ConnectProxyConnector, Connector, RustlsConnector};
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector};
 use ureq::Agent;
 
 pub(crate) use attempt::{
@@ -45,10 +48,12 @@ pub(crate) enum Control {
 }
 
 /// What every agent's TLS needs: the roots, the uploader's client certificate if one is
-/// set, and the client identities uploads may name.
+/// set, and the client identities uploads may name, each as a ready TLS configuration.
 #[derive(Debug)]
 pub(crate) struct Tls {
-    roots: Option<RootCerts>,
+    base: tls::TlsBase,
+    /// The configuration of connections that present no client certificate.
+    anonymous: Arc<ClientConfig>,
     identity: Option<identity::Identity>,
     named: RwLock<HashMap<String, Arc<identity::Identity>>>,
 }
@@ -60,12 +65,19 @@ impl Tls {
     /// [`Error::InvalidCertificate`] for a root that does not parse, or a client
     /// certificate or key that is missing, unreadable or does not parse.
     pub fn load(config: &Config) -> Result<Tls, Error> {
+        let base = tls::TlsBase::new(root_certs(config)?);
+        let anonymous = base
+            .client_config(None)
+            .map_err(|e| Error::InvalidCertificate {
+                reason: format!("TLS configuration: {e}"),
+            })?;
         let identity = match &config.client_cert {
-            Some((cert, key)) => Some(identity::Identity::load(cert, key)?),
+            Some((cert, key)) => Some(identity::Identity::load(cert, key, &base)?),
             None => None,
         };
         let tls = Tls {
-            roots: root_certs(config)?,
+            base,
+            anonymous,
             identity,
             named: RwLock::default(),
         };
@@ -81,7 +93,7 @@ impl Tls {
     /// # Errors
     /// [`Error::InvalidCertificate`] as for [`Tls::load`]; nothing is registered then.
     pub fn register(&self, name: String, cert: &Path, key: &Path) -> Result<(), Error> {
-        let id = Arc::new(identity::Identity::load(cert, key)?);
+        let id = Arc::new(identity::Identity::load(cert, key, &self.base)?);
         self.named
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -120,31 +132,33 @@ pub(crate) fn identity_missing(name: &str) -> Error {
     }
 }
 
-/// The parsed root certificates, checked once at open.
-fn root_certs(config: &Config) -> Result<Option<RootCerts>, Error> {
+/// The trusted roots, checked once at open: the added ones if any, else the Mozilla
+/// roots (webpki-roots) unless they are turned off, else none (every certificate is
+/// refused).
+fn root_certs(config: &Config) -> Result<RootCertStore, Error> {
     if config.root_certs_pem.is_empty() {
-        return Ok(None);
-    }
-    let mut certs = Vec::new();
-    for pem in &config.root_certs_pem {
-        for item in ureq::tls::parse_pem(pem) {
-            match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(Error::InvalidCertificate {
-                        reason: e.to_string(),
-                    })
-                }
+        return Ok(if config.webpki_roots {
+            RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             }
-        }
-    }
-    if certs.is_empty() {
-        return Err(Error::InvalidCertificate {
-            reason: "no CERTIFICATE block in the PEM data".into(),
+        } else {
+            RootCertStore::empty()
         });
     }
-    Ok(Some(RootCerts::new_with_certs(&certs)))
+    let bad = |reason: String| Error::InvalidCertificate { reason };
+    let mut store = RootCertStore::empty();
+    for pem in &config.root_certs_pem {
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| bad(format!("root certificate PEM: {e}")))?;
+            store
+                .add(cert)
+                .map_err(|e| bad(format!("root certificate: {e}")))?;
+        }
+    }
+    if store.is_empty() {
+        return Err(bad("no CERTIFICATE block in the PEM data".into()));
+    }
+    Ok(store)
 }
 
 /// A new agent. Each worker gets its own, so the scheduler can interrupt its sockets
@@ -159,24 +173,16 @@ pub(crate) fn agent(
     watch: Option<ConnectWatch>,
     gate: Option<Arc<StartGate>>,
 ) -> Result<Agent, Error> {
-    let cert = match identity {
-        Some(name) => Some(
-            setup
-                .named_identity(name)
-                .ok_or_else(|| identity_missing(name))?
-                .current(),
-        ),
-        None => setup.identity.as_ref().map(|i| i.current()),
+    let tls_config = match identity {
+        Some(name) => setup
+            .named_identity(name)
+            .ok_or_else(|| identity_missing(name))?
+            .current(&setup.base),
+        None => match &setup.identity {
+            Some(i) => i.current(&setup.base),
+            None => setup.anonymous.clone(),
+        },
     };
-    let mut tls = TlsConfig::builder()
-        .provider(TlsProvider::Rustls)
-        .client_cert(cert);
-    if let Some(r) = &setup.roots {
-        tls = tls.root_certs(r.clone());
-    } else if !config.webpki_roots {
-        // No root at all: every certificate is refused (ureq's default is webpki-roots).
-        tls = tls.root_certs(RootCerts::new_with_certs(&[]));
-    }
     let proxy = match &config.proxy {
         Some(p) => Some(ureq::Proxy::new(p).map_err(|e| Error::InvalidUrl {
             url: crate::redact::redact_url(p),
@@ -203,7 +209,6 @@ pub(crate) fn agent(
         .timeout_per_write(Some(config.stall_timeout))
         .timeout_recv_response(Some(config.response_timeout))
         .timeout_recv_body(Some(config.response_timeout))
-        .tls_config(tls.build())
         .build();
     let stop_for_resolver = stop.clone();
     let connector = ()
@@ -215,7 +220,7 @@ pub(crate) fn agent(
             watch,
             gate,
         })
-        .chain(RustlsConnector::default())
+        .chain(tls::TlsConnector { config: tls_config })
         .chain(fresh_input::FreshInputConnector);
     Ok(Agent::with_parts(
         ucfg,

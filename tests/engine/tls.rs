@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use background_transfer::{Error, Status, UploadRequest, Uploader};
 
+use crate::support::connect_proxy::ConnectProxy;
+use crate::support::tls::TlsMaterial;
 use crate::support::{fast, sha256_file, write_file, Action, TestServer, TlsFlavor};
 
 #[test]
@@ -32,6 +34,71 @@ fn https_upload_with_the_configured_root_is_byte_exact() {
     assert!(reqs[0].complete);
     assert_eq!(reqs[0].body_len, 3 << 20);
     assert_eq!(reqs[0].sha256, sha256_file(&f));
+    up.shutdown().unwrap();
+}
+
+/// Through an HTTP `CONNECT` proxy, TLS runs over the proxy's tunnel (not a socket of
+/// the uploader's own): the body still arrives byte-exact, and through the proxy.
+#[test]
+fn https_through_a_connect_proxy_is_byte_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start_tls(Action::respond(201, "stored over tls"));
+    let proxy = ConnectProxy::start();
+    let up = fast(&tmp.path().join("store"))
+        .add_root_certificate_pem(server.ca_pem())
+        .proxy(Some(proxy.url()))
+        .open()
+        .unwrap();
+    let f = write_file(tmp.path(), "a", 3 << 20, 3);
+    let h = up
+        .create_upload(UploadRequest::put(server.url("/u"), &f))
+        .unwrap();
+    let info = h
+        .wait_timeout(Duration::from_secs(20))
+        .expect("ended in time")
+        .expect("completed");
+    assert_eq!(info.status, 201);
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(
+        (reqs[0].body_len, &reqs[0].sha256),
+        (3 << 20, &sha256_file(&f))
+    );
+    assert_eq!(proxy.tunnels(), 1, "the connection went through the proxy");
+    up.shutdown().unwrap();
+}
+
+/// Uploads to one server share TLS sessions: each upload after the first resumes a
+/// session instead of a full handshake (one TLS configuration per uploader, not one per
+/// transfer), and still sends every byte.
+#[test]
+fn later_uploads_to_a_server_resume_its_tls_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (material, resumed) = TlsMaterial::generate(TlsFlavor::Good).counting_resumptions();
+    let server = TestServer::start_tls_material(Action::respond(201, "ok"), material);
+    let up = fast(&tmp.path().join("store"))
+        .add_root_certificate_pem(server.ca_pem())
+        .open()
+        .unwrap();
+    for (i, len) in [(0u8, 10_000u64), (1, 200_000), (2, 1)] {
+        let f = write_file(tmp.path(), &format!("f{i}"), len, i.into());
+        let h = up
+            .create_upload(UploadRequest::put(server.url(&format!("/r{i}")), &f))
+            .unwrap();
+        let info = h
+            .wait_timeout(Duration::from_secs(20))
+            .expect("ended in time")
+            .expect("completed");
+        assert_eq!(info.status, 201);
+        let reqs = server.requests();
+        assert_eq!(reqs[usize::from(i)].sha256, sha256_file(&f));
+    }
+    assert_eq!(server.connections(), 3, "one connection per upload");
+    assert_eq!(
+        resumed.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the second and third uploads resumed a session"
+    );
     up.shutdown().unwrap();
 }
 

@@ -688,7 +688,8 @@ fn slow_down_and_a_200_error_document_are_retried_and_entity_too_small_is_explai
 
 #[test]
 fn virtual_hosted_buckets_are_signed_and_stored_on_s3s() {
-    use crate::support::s3::{ConnectProxy, S3S_DOMAIN};
+    use crate::support::connect_proxy::ConnectProxy;
+    use crate::support::s3::S3S_DOMAIN;
     let tmp = tempfile::tempdir().unwrap();
     let server = s3_server!("S3 virtual-hosted", Kind::S3sFs);
     let proxy = ConnectProxy::start();

@@ -8,6 +8,7 @@ pub mod child;
 #[cfg(any(feature = "gcs", feature = "azure"))]
 pub mod cloud;
 mod conn;
+pub mod connect_proxy;
 pub mod dns;
 mod engine;
 mod files;

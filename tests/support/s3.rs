@@ -9,7 +9,7 @@
 //! Plus a small signed client (rusty-s3 presigned URLs over ureq) to read objects back
 //! and to act behind the uploader's back.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -40,74 +40,8 @@ pub const S3S_KEY: &str = "bgxfer-test-key";
 /// s3s-fs's secret.
 pub const S3S_SECRET: &str = "bgxfer-test-secret";
 /// The domain s3s-fs serves virtual-hosted buckets under (`BUCKET.s3.test`); the
-/// names resolve nowhere: tests reach them through [`ConnectProxy`].
+/// names resolve nowhere: tests reach them through `support::connect_proxy::ConnectProxy`.
 pub const S3S_DOMAIN: &str = "s3.test";
-
-/// An HTTP CONNECT proxy that tunnels every request to 127.0.0.1 at the port asked
-/// for, whatever the host: virtual-hosted names then need no DNS. It serves for two
-/// minutes at most.
-pub struct ConnectProxy {
-    pub port: u16,
-}
-
-impl ConnectProxy {
-    pub fn start() -> ConnectProxy {
-        use std::io::{BufRead, BufReader, Write};
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        std::thread::spawn(move || {
-            let deadline = std::time::Instant::now() + Duration::from_secs(120);
-            while std::time::Instant::now() < deadline {
-                let Ok((client, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                };
-                std::thread::spawn(move || {
-                    let _ = client.set_nonblocking(false);
-                    let mut reader = BufReader::new(client.try_clone().unwrap());
-                    let mut first = String::new();
-                    if reader.read_line(&mut first).is_err() {
-                        return;
-                    }
-                    let mut line = String::new();
-                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                        line.clear();
-                    }
-                    let port = first
-                        .split_whitespace()
-                        .nth(1)
-                        .and_then(|hp| hp.rsplit(':').next())
-                        .and_then(|p| p.parse::<u16>().ok());
-                    let (Some(port), true) = (port, first.starts_with("CONNECT ")) else {
-                        return;
-                    };
-                    let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
-                        return;
-                    };
-                    let mut c = client;
-                    let _ = c.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n");
-                    let (mut s_read, mut c_write) =
-                        (server.try_clone().unwrap(), c.try_clone().unwrap());
-                    let up = std::thread::spawn(move || {
-                        let mut reader = reader;
-                        let mut server = server;
-                        let _ = std::io::copy(&mut reader, &mut server);
-                        let _ = server.shutdown(std::net::Shutdown::Write);
-                    });
-                    let _ = std::io::copy(&mut s_read, &mut c_write);
-                    let _ = c_write.shutdown(std::net::Shutdown::Write);
-                    let _ = up.join();
-                });
-            }
-        });
-        ConnectProxy { port }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
 
 /// A running S3 server with bucket [`BUCKET`].
 pub struct S3Server {

@@ -1,5 +1,6 @@
 //! Test certificates (a throwaway CA and leaves signed by it) and rustls configs using them.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rcgen::{
@@ -92,6 +93,55 @@ impl TlsMaterial {
             chain,
             key,
         }
+    }
+}
+
+impl TlsMaterial {
+    /// The same material, its server counting the handshakes that resumed an earlier
+    /// session (TLS 1.3 tickets or a TLS 1.2 session ID) instead of a full handshake.
+    pub fn counting_resumptions(mut self) -> (TlsMaterial, Arc<AtomicU64>) {
+        let resumed = Arc::new(AtomicU64::new(0));
+        let mut config = (*self.server_config).clone();
+        config.session_storage = Arc::new(CountingSessions {
+            inner: rustls::server::ServerSessionMemoryCache::new(256),
+            resumed: resumed.clone(),
+        });
+        self.server_config = Arc::new(config);
+        (self, resumed)
+    }
+}
+
+/// A server session cache that counts the sessions it hands back for resumption.
+#[derive(Debug)]
+struct CountingSessions {
+    inner: Arc<rustls::server::ServerSessionMemoryCache>,
+    resumed: Arc<AtomicU64>,
+}
+
+impl CountingSessions {
+    fn counted(&self, found: Option<Vec<u8>>) -> Option<Vec<u8>> {
+        if found.is_some() {
+            self.resumed.fetch_add(1, Ordering::SeqCst);
+        }
+        found
+    }
+}
+
+impl rustls::server::StoresServerSessions for CountingSessions {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.inner.put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.counted(self.inner.get(key))
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.counted(self.inner.take(key))
+    }
+
+    fn can_cache(&self) -> bool {
+        self.inner.can_cache()
     }
 }
 

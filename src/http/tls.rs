@@ -1,0 +1,327 @@
+//! TLS over the connection's own socket: rustls driven directly, in place of ureq's
+//! `RustlsConnector`.
+//!
+//! ureq's connector puts a generic adapter between rustls and the socket: every TLS
+//! record is copied once more into the TCP transport's buffer and sent with a system
+//! call of its own (eight `sendto` per 128 KiB of body). Here rustls writes its records
+//! for a whole output buffer to the socket in one `writev`, straight from its own
+//! buffers, and reads straight from the socket. A connection tunnelled through a
+//! `CONNECT` proxy, which has no socket of its own, goes through ureq's adapter as before.
+//!
+//! One [`ClientConfig`] per uploader (and one per client identity) is shared by all its
+//! connections, so a TLS 1.3 session is resumed across uploads to the same server
+//! instead of a full handshake each (early data stays off).
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustls::client::Resumption;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
+use ureq::unversioned::transport::time::{Duration as UreqDuration, Instant as UreqInstant};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport,
+    TransportAdapter,
+};
+use ureq::Timeout;
+
+use super::connector::{transport_error, SocketTransport};
+
+/// What every TLS configuration of an uploader starts from: the trusted roots and the
+/// crypto provider (ring).
+#[derive(Debug)]
+pub(crate) struct TlsBase {
+    roots: Arc<RootCertStore>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl TlsBase {
+    /// Trusts `roots` only.
+    pub fn new(roots: RootCertStore) -> TlsBase {
+        TlsBase {
+            roots: Arc::new(roots),
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+        }
+    }
+
+    /// A client configuration: TLS 1.2 and 1.3, certificates verified against the
+    /// roots, `auth` presented as the client certificate if given.
+    ///
+    /// # Errors
+    /// The key is not one rustls can sign with, or does not parse.
+    pub fn client_config(
+        &self,
+        auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    ) -> Result<Arc<ClientConfig>, rustls::Error> {
+        let builder = ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(rustls::ALL_VERSIONS)?
+            .with_root_certificates(self.roots.clone());
+        let mut config = match auth {
+            Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
+            None => builder.with_no_client_auth(),
+        };
+        config.resumption = Resumption::in_memory_sessions(64);
+        Ok(Arc::new(config))
+    }
+}
+
+/// Wraps connections to `https` URLs in TLS with `config`.
+#[derive(Clone)]
+pub(crate) struct TlsConnector {
+    pub config: Arc<ClientConfig>,
+}
+
+impl fmt::Debug for TlsConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TlsConnector")
+    }
+}
+
+impl<A: Transport> Connector<Either<A, SocketTransport>> for TlsConnector {
+    type Out = Either<Either<A, SocketTransport>, TlsTransport>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<Either<A, SocketTransport>>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some(inner) = chained else {
+            return Ok(None);
+        };
+        if !details.needs_tls() || inner.is_tls() {
+            return Ok(Some(Either::A(inner)));
+        }
+        let host = details.uri.host().unwrap_or_default();
+        // An IPv6 literal comes bracketed from the URI.
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|_| ureq::Error::Tls("invalid DNS name for TLS"))?;
+        let mut conn = ClientConnection::new(self.config.clone(), name)?;
+        // rustls queues at most one output buffer's records: each is written out before
+        // the next is taken.
+        conn.set_buffer_limit(None);
+        let mut io = match inner {
+            Either::B(socket) => Io::Socket(socket),
+            Either::A(tunnel) => {
+                let mut adapter =
+                    TransportAdapter::new(tunnel.boxed(), details.current_time.clone());
+                adapter.set_timeout(details.timeout);
+                Io::Tunnel(adapter)
+            }
+        };
+        let deadline = handshake_deadline(details);
+        let mut handshake = Handshake {
+            io: &mut io,
+            deadline,
+            reason: details.timeout.reason,
+        };
+        conn.complete_io(&mut handshake)
+            .map_err(|e| handshake.error(e))?;
+        log::trace!("TLS handshake done ({:?})", conn.protocol_version());
+        let buffers = LazyBuffers::new(
+            details.config.input_buffer_size(),
+            details.config.output_buffer_size(),
+        );
+        Ok(Some(Either::B(TlsTransport { buffers, conn, io })))
+    }
+}
+
+/// When the connect step's timeout runs out, counted from the start of the connection
+/// as ureq counts it; `None`: never.
+fn handshake_deadline(details: &ConnectionDetails) -> Option<Instant> {
+    match (details.now, details.timeout.after) {
+        (UreqInstant::Exact(start), UreqDuration::Exact(after)) => start.checked_add(after),
+        (UreqInstant::AlreadyHappened, _) => Some(Instant::now()),
+        _ => None,
+    }
+}
+
+/// What TLS reads and writes: the socket itself, or a proxy's tunnel through ureq's
+/// adapter.
+enum Io {
+    Socket(SocketTransport),
+    Tunnel(TransportAdapter),
+}
+
+impl Io {
+    /// Applies ureq's next write timeout; returns its reason.
+    fn write_timeout(&mut self, timeout: NextTimeout) -> Result<Timeout, ureq::Error> {
+        match self {
+            Io::Socket(s) => s.write_timeout(timeout),
+            Io::Tunnel(t) => {
+                t.set_timeout(timeout);
+                Ok(timeout.reason)
+            }
+        }
+    }
+
+    /// Applies ureq's next read timeout; returns its reason.
+    fn read_timeout(&mut self, timeout: NextTimeout) -> Result<Timeout, ureq::Error> {
+        match self {
+            Io::Socket(s) => s.read_timeout(timeout),
+            Io::Tunnel(t) => {
+                t.set_timeout(timeout);
+                Ok(timeout.reason)
+            }
+        }
+    }
+
+    /// An I/O error as ureq should see it: the socket's as the plain transport maps
+    /// them, the tunnel's (ureq's own errors inside) unwrapped.
+    fn error(&self, e: io::Error, reason: Timeout) -> ureq::Error {
+        match self {
+            Io::Socket(_) => transport_error(e, reason),
+            Io::Tunnel(_) => ureq::Error::from(e),
+        }
+    }
+}
+
+impl Read for Io {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Io::Socket(s) => s.read(buf),
+            Io::Tunnel(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Io {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Io::Socket(s) => s.write(buf),
+            Io::Tunnel(t) => t.write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Io::Socket(s) => s.write_vectored(bufs),
+            Io::Tunnel(t) => t.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The handshake's I/O: before each read and write, the socket's timeout is what is
+/// left until the deadline, so the whole handshake, not each step, is bounded.
+struct Handshake<'a> {
+    io: &'a mut Io,
+    deadline: Option<Instant>,
+    reason: Timeout,
+}
+
+impl Handshake<'_> {
+    fn left(&self) -> io::Result<Option<std::time::Duration>> {
+        match self.deadline {
+            None => Ok(None),
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Ok(Some(left)),
+                _ => Err(io::ErrorKind::WouldBlock.into()),
+            },
+        }
+    }
+
+    fn error(&self, e: io::Error) -> ureq::Error {
+        self.io.error(e, self.reason)
+    }
+}
+
+impl Read for Handshake<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.left()?;
+        if let Io::Socket(s) = &mut self.io {
+            s.set_socket_read_timeout(left)?;
+        }
+        self.io.read(buf)
+    }
+}
+
+impl Write for Handshake<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let left = self.left()?;
+        if let Io::Socket(s) = &mut self.io {
+            s.set_socket_write_timeout(left)?;
+        }
+        self.io.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A TLS connection: ureq's plaintext buffers, the rustls state, and the socket.
+pub(crate) struct TlsTransport {
+    buffers: LazyBuffers,
+    conn: ClientConnection,
+    io: Io,
+}
+
+impl TlsTransport {
+    /// Writes out every record rustls has queued.
+    fn flush_records(&mut self, reason: Timeout) -> Result<(), ureq::Error> {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut self.io) {
+                Ok(0) => {
+                    let e = io::Error::from(io::ErrorKind::WriteZero);
+                    return Err(self.io.error(e, reason));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.io.error(e, reason)),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Transport for TlsTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        let reason = self.io.write_timeout(timeout)?;
+        let mut sent = 0;
+        while sent < amount {
+            let output = &self.buffers.output()[sent..amount];
+            sent += self.conn.writer().write(output)?;
+            self.flush_records(reason)?;
+        }
+        Ok(())
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        let reason = self.io.read_timeout(timeout)?;
+        let input = self.buffers.input_append_buf();
+        let read = rustls::Stream::new(&mut self.conn, &mut self.io).read(input);
+        let amount = read.map_err(|e| self.io.error(e, reason))?;
+        self.buffers.input_appended(amount);
+        Ok(amount > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        match &mut self.io {
+            Io::Socket(s) => s.is_open(),
+            Io::Tunnel(t) => t.get_mut().is_open(),
+        }
+    }
+
+    fn is_tls(&self) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsTransport")
+            .field("version", &self.conn.protocol_version())
+            .finish()
+    }
+}
