@@ -107,6 +107,24 @@ fn a_missing_or_unreadable_key_fails_open_with_a_typed_error() {
         .open()
         .expect_err("no key in the file");
     assert!(matches!(err, Error::InvalidCertificate { .. }), "{err:?}");
+    // A PRIVATE KEY block whose bytes are no key: refused at open, naming the file (it
+    // used to pass the PEM check and panic in ureq's TLS setup at the first connection).
+    let garbage = tmp.path().join("garbage.key");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN PRIVATE KEY-----\nAAECAwQFBgcICQ==\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let err = fast(&tmp.path().join("s4"))
+        .client_certificate(&cert, &garbage)
+        .open()
+        .expect_err("a key that is not one");
+    match &err {
+        Error::InvalidCertificate { reason } => {
+            assert!(reason.contains("garbage.key"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
     // And the good pair opens.
     fast(&tmp.path().join("s3"))
         .client_certificate(&cert, &key)
