@@ -1,5 +1,5 @@
 //! The whole-open fuzz harness: an arbitrary journal through everything an `open()` does
-//! with it — recovery, the uploads' cells and handles, the first scheduling pass and the
+//! with it — recovery, the uploads' cells, handles and stored bodies, the first scheduling pass and the
 //! transfers it starts — then a shutdown. Shared by the `open_store` cargo-fuzz target
 //! and `cargo test` (over the committed seeds). Journal values reach arithmetic there
 //! (part lengths summed, offsets, attempts, timestamps): none may panic.
@@ -59,6 +59,10 @@ pub fn open_store(data: &[u8]) {
         if let Ok(up) = opened {
             for u in up.uploads() {
                 let _ = (u.status(), u.progress(), u.error(), u.response_info());
+                // A small body is read from the journal, at the offset replay found.
+                if let Ok(mut body) = u.response_body() {
+                    let _ = std::io::copy(&mut body, &mut std::io::sink());
+                }
                 let r = u.request();
                 let _ = format!("{r:?}");
             }

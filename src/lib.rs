@@ -135,7 +135,8 @@
 //! [`Error::StoreLocked`]. Other processes reach the store's owner through a
 //! [`Client`] instead (see "One store, many programs" below). Its `journal` is an append-only log: a header (magic bytes and
 //! format version), then records framed as `len (u32 LE) | crc32 | postcard payload`,
-//! each at most 1 MiB. Response bodies live in `bodies/`, spooled sources in `spool/`.
+//! each at most 1 MiB. Response bodies over 4 KiB live in `bodies/` (smaller ones in the
+//! journal), spooled sources in `spool/`.
 //! Files there that a whole journal does not account for are crash leftovers and are
 //! deleted at open; after journal damage they are moved to `lost/` instead, and never
 //! touched again.
@@ -166,10 +167,11 @@
 //! Spooled sources, response bodies and the store's directories are fsynced (with the
 //! directory entries that name them) before a journal record refers to them, so a power
 //! cut keeps them on ext4, XFS and btrfs alike (`tests/powercut/`). A response body of
-//! at most 4 KiB ([`journal::INLINE_BODY_MAX`]) is the exception: the journal keeps its
-//! bytes, in the fsync that makes the response durable, and the next open rewrites its
-//! file if a power cut lost or cut it (two fsyncs fewer per upload; a compaction fsyncs
-//! the file and drops the bytes). After a failed write or fsync the journal refuses
+//! at most 4 KiB ([`journal::INLINE_BODY_MAX`], most answers) gets no file at all: the
+//! journal keeps its bytes in the response's own record, durable in the fsync that makes
+//! the response durable, and [`Upload::response_body`] reads them from there (a
+//! [`ResponseBody`] reads like a file either way). That is two fsyncs and a file
+//! creation fewer per upload, and a compaction carries the bytes over. After a failed write or fsync the journal refuses
 //! every later append ([`Error::JournalPoisoned`]): after a failed fsync Linux may drop
 //! the dirty pages, so the only honest way on is to reopen and rescan. The operation
 //! that hit the failure gets the I/O error, and the record it tried to write is cut off
@@ -294,6 +296,7 @@ mod progress;
 mod redact;
 mod request;
 mod request_info;
+mod response_body;
 mod route;
 #[cfg(feature = "s3")]
 pub mod s3_object;
@@ -326,6 +329,7 @@ pub use model::TimeoutPhase;
 pub use progress::{CostPolicy, Event, Priority, Progress, ResponseInfo, Status};
 pub use request::UploadRequest;
 pub use request_info::RequestInfo;
+pub use response_body::ResponseBody;
 pub use service::{Client, Follow, RemoteUpload, Submission, Submitted};
 pub use upload::Upload;
 pub use uploader::{GroupBehavior, Uploader};

@@ -52,6 +52,10 @@ pub(crate) struct Snapshot {
     /// The final error, or the last attempt's error while retrying.
     pub error: Option<Failure>,
     pub removed: bool,
+    /// Where the journal file holds the response's body (the offset of its record), when
+    /// the body has no file: what `Upload::response_body` reads. Kept current across
+    /// compactions, which move it.
+    pub body_at: Option<u64>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -60,7 +64,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Cell {
-    pub fn new(u: &UploadState, total: u64, response: Option<ResponseInfo>) -> Cell {
+    pub fn new(
+        u: &UploadState,
+        total: u64,
+        response: Option<ResponseInfo>,
+        body_at: Option<u64>,
+    ) -> Cell {
         Cell {
             id: u.id,
             info: RequestInfo::of(&u.request, u.created_ms),
@@ -79,6 +88,7 @@ impl Cell {
                 response,
                 error: u.error.clone(),
                 removed: false,
+                body_at,
             }),
             changed: Condvar::new(),
             subscribers: Mutex::new(Vec::new()),

@@ -12,7 +12,7 @@ use crate::events::{self, Events};
 use crate::model::UploadId;
 use crate::progress::{Event, Progress, ResponseInfo};
 use crate::shared::{lock, Cell, Shared, Snapshot};
-use crate::{Error, RequestInfo, Status};
+use crate::{Error, RequestInfo, ResponseBody, Status};
 
 /// A handle to one upload (WinRT's `UploadOperation`). Cheap to clone; every clone
 /// sees the same upload. Reading progress never blocks on the network.
@@ -70,24 +70,52 @@ impl Upload {
         lock(&self.cell.snap).response.clone()
     }
 
-    /// The stored response body (WinRT's `GetResultStreamAt(0)`).
+    /// The stored response body (WinRT's `GetResultStreamAt(0)`): read it like a file.
     ///
     /// # Errors
     /// [`Error::NoResponse`] if the server has not answered yet; [`Error::NotFound`]
-    /// if the upload was removed; [`Error::Io`] if the file cannot be opened.
-    pub fn response_body(&self) -> Result<File, Error> {
-        let (removed, answered) = {
-            let s = lock(&self.cell.snap);
-            (s.removed, s.response.is_some())
-        };
-        if removed {
-            return Err(Error::NotFound { id: self.id() });
+    /// if the upload was removed; [`Error::Io`] if the body cannot be read from the store.
+    pub fn response_body(&self) -> Result<ResponseBody, Error> {
+        // A compaction may move a body the journal holds between the look at the cell and
+        // the read: the read then finds another record there, and the cell, updated right
+        // after the compaction, says where it went. A read that fails while the cell does
+        // not change is a real failure.
+        loop {
+            let (removed, answered, at) = {
+                let s = lock(&self.cell.snap);
+                (s.removed, s.response.is_some(), s.body_at)
+            };
+            if removed {
+                return Err(Error::NotFound { id: self.id() });
+            }
+            if !answered {
+                return Err(Error::NoResponse { id: self.id() });
+            }
+            let Some(at) = at else {
+                let path = crate::store::body_path(&self.shared.store_dir, self.id());
+                return File::open(&path)
+                    .and_then(ResponseBody::file)
+                    .map_err(|e| Error::io("open response body", path, e));
+            };
+            let path = self.shared.store_dir.join(crate::journal::JOURNAL_FILE);
+            let read = File::open(&path)
+                .map_err(|e| Error::io("open journal", &path, e))
+                .and_then(|f| crate::journal::read_body(&f, &path, at, self.id()));
+            let e = match read {
+                Ok(bytes) => return Ok(ResponseBody::bytes(bytes)),
+                Err(e) => e,
+            };
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while {
+                let s = lock(&self.cell.snap);
+                !s.removed && s.body_at == Some(at)
+            } {
+                if Instant::now() >= deadline {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
-        if !answered {
-            return Err(Error::NoResponse { id: self.id() });
-        }
-        let path = crate::store::body_path(&self.shared.store_dir, self.id());
-        File::open(&path).map_err(|e| Error::io("open response body", path, e))
     }
 
     fn op(&self, op: Op) -> Result<(), Error> {

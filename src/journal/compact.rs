@@ -39,6 +39,11 @@ impl Journal {
         self.compact_until(live, CompactStep::Done)
     }
 
+    /// [`Journal::compact`], returning where each record of `live` starts in the new file.
+    pub(crate) fn compact_indexed(&mut self, live: &[Record]) -> Result<Vec<u64>, JournalError> {
+        self.compact_steps(live, CompactStep::Done)
+    }
+
     /// [`Journal::compact`] that stops after `step`, for crash tests. The handle is only
     /// good for dropping afterwards unless `step` is `Done`.
     #[doc(hidden)]
@@ -47,6 +52,14 @@ impl Journal {
         live: &[Record],
         step: CompactStep,
     ) -> Result<(), JournalError> {
+        self.compact_steps(live, step).map(|_| ())
+    }
+
+    fn compact_steps(
+        &mut self,
+        live: &[Record],
+        step: CompactStep,
+    ) -> Result<Vec<u64>, JournalError> {
         self.check_usable()?;
         // Whatever was batched must be durable before the file that holds it goes away.
         self.sync()?;
@@ -57,7 +70,9 @@ impl Journal {
             .to_path_buf();
         let tmp = dir.join(COMPACT_FILE);
         let mut bytes = format::header().to_vec();
+        let mut offsets = Vec::with_capacity(live.len());
         for r in live {
+            offsets.push(bytes.len() as u64);
             let frame = format::encode_frame(r).map_err(|len| JournalError::RecordTooLarge {
                 len,
                 max: format::MAX_RECORD_LEN,
@@ -74,14 +89,14 @@ impl Journal {
             .and_then(|()| f.write_all(&bytes[..written]))
             .map_err(|e| JournalError::io("write", &tmp, e))?;
         if step <= CompactStep::Written {
-            return Ok(());
+            return Ok(offsets);
         }
         self.hook(super::fault::FileOp::Compact)
             .and_then(|()| f.sync_all())
             .map_err(|e| JournalError::io("fsync", &tmp, e))?;
         self.count_fsync();
         if step == CompactStep::Synced {
-            return Ok(());
+            return Ok(offsets);
         }
         if let Err(e) = fs::rename(&tmp, &self.path) {
             let _ = fs::remove_file(&tmp);
@@ -94,7 +109,7 @@ impl Journal {
         // From here on the old file handle points at an unlinked inode.
         self.poisoned = true;
         if step == CompactStep::Renamed {
-            return Ok(());
+            return Ok(offsets);
         }
         sync_dir(&dir)?;
         self.count_fsync();
@@ -113,6 +128,6 @@ impl Journal {
             live.len(),
             bytes.len()
         );
-        Ok(())
+        Ok(offsets)
     }
 }

@@ -4,9 +4,9 @@
 use crate::model::{Failure, Request, Session, StoredPart, StoredResponse, UploadId};
 use crate::model::{Priority, Status};
 
-/// The largest response body kept in the journal beside its file (in its
-/// [`Entry::Response`]) instead of being fsynced on its own: two fsyncs fewer per upload
-/// whose answer is small, as most are.
+/// The largest response body the journal keeps (in its [`Entry::Response`]) instead of a
+/// file of its own: two fsyncs and a file creation fewer per upload whose answer is
+/// small, as most are.
 pub const INLINE_BODY_MAX: u64 = 4096;
 
 /// One change to the store.
@@ -63,9 +63,9 @@ pub enum Entry {
         id: UploadId,
         /// The response.
         response: StoredResponse,
-        /// The body's bytes (at most [`INLINE_BODY_MAX`]) when its file was written
-        /// without fsync: recovery restores the file from them. `None` for a body that
-        /// was fsynced on its own.
+        /// The body's bytes (at most [`INLINE_BODY_MAX`]) when it has no file: the
+        /// journal is where it is kept. `None` for a body in a file of its own (fsynced
+        /// before this record).
         body: Option<Vec<u8>>,
     },
     /// The upload and its files were removed.

@@ -21,6 +21,38 @@ pub const COMPACT_FILE: &str = "journal.compact";
 /// cut between the cut-back and the moves cannot turn a damaged journal into lost bytes.
 pub const QUARANTINE_FILE: &str = "quarantine";
 
+/// What [`Journal::open_indexed`] gives: the journal, its records, where each starts in
+/// the file, and what opening found.
+pub(crate) type Opened = (Journal, Vec<Record>, Vec<u64>, Recovery);
+
+/// The record whose frame starts at `at` in the journal `file`, checked as replay checks
+/// it (length cap, checksum, decoding): a small response body is read back this way.
+///
+/// # Errors
+/// The read fails, or the bytes there are not a whole, valid frame (the file was replaced
+/// by a compaction since `at` was taken, or is damaged): `InvalidData`.
+pub(crate) fn record_at(file: &File, at: u64) -> io::Result<Record> {
+    use std::os::unix::fs::FileExt;
+    let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
+    let mut head = [0u8; format::FRAME_HEADER_LEN];
+    file.read_exact_at(&mut head, at)?;
+    let len =
+        (u32::from_le_bytes([head[0], head[1], head[2], head[3]]) & !format::SKIPPABLE) as usize;
+    if len > MAX_RECORD_LEN {
+        return Err(bad(format!("no record at journal offset {at}")));
+    }
+    let mut frame = vec![0u8; format::FRAME_HEADER_LEN + len];
+    frame[..format::FRAME_HEADER_LEN].copy_from_slice(&head);
+    file.read_exact_at(
+        &mut frame[format::FRAME_HEADER_LEN..],
+        at + head.len() as u64,
+    )?;
+    match format::decode_frame(&frame) {
+        Ok(Some((format::Frame::Record(r), _))) => Ok(r),
+        _ => Err(bad(format!("no valid record at journal offset {at}"))),
+    }
+}
+
 /// How hard an append is pushed to disk before it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -101,6 +133,13 @@ impl Journal {
     /// Opens (creating if needed) the journal in `dir`, recovering it to its last whole
     /// record. The caller holds the store lock.
     pub fn open(dir: &Path) -> Result<(Journal, Vec<Record>, Recovery), JournalError> {
+        let (journal, records, _, recovery) = Journal::open_indexed(dir)?;
+        Ok((journal, records, recovery))
+    }
+
+    /// [`Journal::open`], with where in the file each record starts (its frame's offset,
+    /// for [`record_at`]).
+    pub(crate) fn open_indexed(dir: &Path) -> Result<Opened, JournalError> {
         let path = dir.join(JOURNAL_FILE);
         remove_stale_compaction(dir)?;
         // Only a regular file can be a journal: the read below would block forever on a
@@ -123,7 +162,7 @@ impl Journal {
                     mark_quarantine(dir, 0)?;
                 }
                 let journal = create_empty(dir, &path)?;
-                return Ok((journal, Vec::new(), Recovery::Created));
+                return Ok((journal, Vec::new(), Vec::new(), Recovery::Created));
             }
             Err(e) => return Err(JournalError::io("open journal", &path, e)),
         };
@@ -144,7 +183,7 @@ impl Journal {
                 );
                 drop(file);
                 let journal = create_empty(dir, &path)?;
-                return Ok((journal, Vec::new(), Recovery::Created));
+                return Ok((journal, Vec::new(), Vec::new(), Recovery::Created));
             }
             HeaderCheck::NotRecognized => return Err(JournalError::JournalNotRecognized { path }),
             HeaderCheck::Newer(found) => {
@@ -221,7 +260,12 @@ impl Journal {
             skipped: scan.skipped as u64,
             fault: None,
         };
-        Ok((journal, scan.records, recovery))
+        let offsets = scan
+            .offsets
+            .iter()
+            .map(|&o| (HEADER_LEN + o) as u64)
+            .collect();
+        Ok((journal, scan.records, offsets, recovery))
     }
 
     /// Appends one record.

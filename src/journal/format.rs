@@ -145,6 +145,8 @@ pub enum Frame {
 pub struct Scan {
     /// The records that checked out, in order.
     pub records: Vec<Record>,
+    /// Where each of `records` starts (its frame), from the start of the scanned bytes.
+    pub offsets: Vec<usize>,
     /// Frames of unknown kinds marked [`SKIPPABLE`], skipped (inside `valid_len`).
     pub skipped: usize,
     /// Offset (from the start of the scanned bytes) just past the last good record.
@@ -207,6 +209,7 @@ fn decode_frame_inner(bytes: &[u8]) -> Result<Option<(Frame, usize)>, Damage> {
 /// Scans the records in `bytes` (the file without its header).
 pub fn scan(bytes: &[u8]) -> Scan {
     let mut records = Vec::new();
+    let mut offsets = Vec::new();
     let mut skipped = 0;
     let mut pos = 0usize;
     loop {
@@ -215,7 +218,10 @@ pub fn scan(bytes: &[u8]) -> Scan {
             Ok(None) => None,
             Ok(Some((frame, used))) => {
                 match frame {
-                    Frame::Record(record) => records.push(record),
+                    Frame::Record(record) => {
+                        records.push(record);
+                        offsets.push(pos);
+                    }
                     Frame::Skipped => skipped += 1,
                 }
                 pos += used;
@@ -225,6 +231,7 @@ pub fn scan(bytes: &[u8]) -> Scan {
         };
         return Scan {
             records,
+            offsets,
             skipped,
             valid_len: pos,
             damage,

@@ -48,25 +48,49 @@ const COMPACT_MIN_RECORDS: u64 = 4096;
 /// ...and runs when it holds more than this many times the live records.
 const COMPACT_RATIO: u64 = 4;
 
-/// The last body bytes the journal holds for each upload whose latest response has them.
-fn inline_bodies(records: &[Record], state: &State) -> BTreeMap<UploadId, Vec<u8>> {
-    let mut bodies = BTreeMap::new();
-    for r in records {
+/// Where the journal holds the body of each upload whose latest response record has it
+/// (the frame's offset), from the records replayed at open and their offsets.
+fn bodies_at(records: &[Record], offsets: &[u64], state: &State) -> BTreeMap<UploadId, u64> {
+    let mut at = BTreeMap::new();
+    for (r, &offset) in records.iter().zip(offsets) {
         match r {
             Record::ResponseWithBody(r) => {
-                bodies.insert(r.response.id, r.body.clone());
+                at.insert(r.response.id, offset);
             }
             Record::Response(r) => {
-                bodies.remove(&r.id);
+                at.remove(&r.id);
             }
             Record::Removed(id) => {
-                bodies.remove(id);
+                at.remove(id);
             }
             _ => {}
         }
     }
-    bodies.retain(|id, _| state.uploads.get(id).is_some_and(|u| u.body_in_journal));
-    bodies
+    at.retain(|id, _| state.uploads.get(id).is_some_and(|u| u.body_in_journal));
+    at
+}
+
+/// The response body of upload `id` kept in the journal `file` (at `path`) in the record
+/// whose frame starts at `at` ([`Store::body_at`]).
+///
+/// # Errors
+/// [`Error::Io`] (`InvalidData`) if the record there is not a response with a body of
+/// that upload: the journal was compacted since `at` was taken (take it again), or is
+/// damaged; [`Error::Io`] if the file cannot be read.
+pub fn read_body(
+    file: &std::fs::File,
+    path: &Path,
+    at: u64,
+    id: UploadId,
+) -> Result<Vec<u8>, Error> {
+    let read = |e| Error::io("read response body from the journal", path, e);
+    match file::record_at(file, at).map_err(read)? {
+        Record::ResponseWithBody(r) if r.response.id == id => Ok(r.body),
+        _ => Err(read(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("no response body of upload {id} at journal offset {at}"),
+        ))),
+    }
 }
 
 /// A locked store with its journal and the state folded from it.
@@ -75,9 +99,13 @@ pub struct Store {
     journal: Journal,
     state: State,
     recovery: Recovery,
-    /// The journal's bytes of small response bodies whose files were written without
-    /// fsync, by upload, from the records replayed at open (taken by recovery).
-    inline_bodies: BTreeMap<UploadId, Vec<u8>>,
+    /// Where in the journal file the response body of each upload whose body the journal
+    /// holds is ([`UploadState::body_in_journal`]): the offset of the frame of its latest
+    /// response record. Invariant: an upload is here exactly when its state says
+    /// `body_in_journal`; kept by `open`, `commit` and `compact`.
+    bodies_at: BTreeMap<UploadId, u64>,
+    /// Compactions done since open: each moves every record, so every offset above.
+    compactions: u64,
     // Dropped last: the lock outlives every file handle of the store.
     lock: StoreLock,
 }
@@ -92,9 +120,9 @@ impl Store {
     /// [`Error::Io`] for file system failures.
     pub fn open(dir: &Path) -> Result<Store, Error> {
         let lock = StoreLock::acquire(dir)?;
-        let (journal, records, recovery) = Journal::open(dir)?;
+        let (journal, records, offsets, recovery) = Journal::open_indexed(dir)?;
         let state = replay::fold(&records);
-        let inline_bodies = inline_bodies(&records, &state);
+        let bodies_at = bodies_at(&records, &offsets, &state);
         if journal.skipped > 0 {
             log::warn!(
                 "journal {} holds {} records of a kind a newer build wrote; they are kept, \
@@ -107,7 +135,8 @@ impl Store {
             journal,
             state,
             recovery,
-            inline_bodies,
+            bodies_at,
+            compactions: 0,
             lock,
         };
         // Ids a damaged journal lost are not handed out again: the marker holds the
@@ -136,8 +165,32 @@ impl Store {
     /// before its rename leaves the journal as it was.
     pub fn commit(&mut self, entry: impl Into<Entry>, durability: Durability) -> Result<(), Error> {
         let entry = entry.into();
+        // Where the record's frame starts: the end of the file before the append.
+        let at = self.journal.len();
         self.journal.append(&Record::from(&entry), durability)?;
         self.state.apply(&entry);
+        match &entry {
+            Entry::Response { id, body, .. } => {
+                let kept = self
+                    .state
+                    .uploads
+                    .get(id)
+                    .is_some_and(|u| u.body_in_journal);
+                match body {
+                    Some(_) if kept => self.bodies_at.insert(*id, at),
+                    _ => self.bodies_at.remove(id),
+                };
+            }
+            Entry::Removed(id) => {
+                self.bodies_at.remove(id);
+            }
+            _ => {}
+        }
+        debug_assert!(self.bodies_at.keys().all(|id| self
+            .state
+            .uploads
+            .get(id)
+            .is_some_and(|u| u.body_in_journal)));
         if let Err(e) = self.maybe_compact() {
             log::error!("journal compaction failed: {e}");
             let _ = std::fs::remove_file(self.path(COMPACT_FILE));
@@ -168,44 +221,54 @@ impl Store {
             );
             return Ok(());
         }
-        // The snapshot drops the bodies the journal holds: their files first.
-        self.sync_inline_bodies()?;
-        let live = self.state.snapshot();
-        self.journal.compact(&live)?;
-        for u in self.state.uploads.values_mut() {
-            u.body_in_journal = false;
+        let live = self.snapshot()?;
+        let offsets = self.journal.compact_indexed(&live)?;
+        self.compactions += 1;
+        // The snapshot keeps every body the journal held, in its upload's response
+        // record: at a new offset.
+        self.bodies_at.clear();
+        for (r, at) in live.iter().zip(offsets) {
+            if let Record::ResponseWithBody(r) = r {
+                self.bodies_at.insert(r.response.id, at);
+            }
         }
         Ok(())
     }
 
-    /// fsyncs the response body files whose bytes only the journal holds durably, and
-    /// their directory. A file that is gone (removed by hand) is said and passed over:
-    /// there is nothing of it to keep.
-    fn sync_inline_bodies(&self) -> Result<(), Error> {
-        let ids: Vec<UploadId> = (self.state.uploads.values())
-            .filter(|u| u.body_in_journal)
-            .map(|u| u.id)
-            .collect();
-        if ids.is_empty() {
-            return Ok(());
+    /// The fewest records that rebuild the live state, small response bodies included
+    /// (read back from the journal): what a compaction writes.
+    ///
+    /// # Errors
+    /// A body the journal holds cannot be read back ([`Error::Io`]).
+    pub fn snapshot(&self) -> Result<Vec<Record>, Error> {
+        let mut bodies = BTreeMap::new();
+        for &id in self.bodies_at.keys() {
+            bodies.insert(id, self.body(id)?);
         }
-        for id in ids {
-            let path = body_file(self.dir(), id);
-            match std::fs::File::open(&path).and_then(|f| f.sync_all()) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    log::warn!("upload {id}: its response body {} is gone", path.display());
-                }
-                Err(e) => return Err(Error::io("fsync response body file", path, e)),
-            }
-        }
-        Ok(file::sync_dir(&self.path(BODIES_DIR))?)
+        Ok(self.state.snapshot(|id| bodies.remove(&id)))
     }
 
-    /// The journal's bytes of response bodies whose files may not have reached the disk
-    /// (see [`Entry::Response`]), as replayed at open; empty after the first call.
-    pub fn take_inline_bodies(&mut self) -> BTreeMap<UploadId, Vec<u8>> {
-        std::mem::take(&mut self.inline_bodies)
+    /// The response body of `id` that the journal holds (see [`Store::body_at`]).
+    ///
+    /// # Errors
+    /// [`Error::NoResponse`] if the journal holds no body for it; [`Error::Io`] if it
+    /// cannot be read back.
+    pub fn body(&self, id: UploadId) -> Result<Vec<u8>, Error> {
+        let at = *self.bodies_at.get(&id).ok_or(Error::NoResponse { id })?;
+        read_body(&self.journal.file, &self.journal.path, at, id)
+    }
+
+    /// Where the journal file holds the response body of `id` (the offset of its record),
+    /// if it does: [`read_body`] reads it there. Valid until the next compaction
+    /// ([`Store::compactions`]).
+    pub fn body_at(&self, id: UploadId) -> Option<u64> {
+        self.bodies_at.get(&id).copied()
+    }
+
+    /// Compactions since open: offsets from [`Store::body_at`] taken before the last one
+    /// are stale.
+    pub fn compactions(&self) -> u64 {
+        self.compactions
     }
 
     fn maybe_compact(&mut self) -> Result<(), Error> {

@@ -50,11 +50,11 @@ pub enum Record {
     /// owner created itself are written as before.
     CreatedV4(CreatedV4),
     /// The server's final response with its body (at most 4 KiB), in one record so that
-    /// the two reach the disk together or not at all. Its file in `bodies/` was written
-    /// without fsync: this record is what makes the body durable, and recovery rewrites
-    /// the file from it if a power cut lost or cut it. Compaction fsyncs the file and
-    /// writes a plain `Response` instead. Not skippable: an older build that ignored it
-    /// would miss the response.
+    /// the two reach the disk together or not at all. The body has no file in `bodies/`:
+    /// this record is where it is kept and read from, and compaction carries it over.
+    /// (Earlier builds also wrote the file, and rewrite a missing one from this record:
+    /// one rolled back to reads the store whole.) Not skippable: an older build that ignored it would
+    /// miss the response.
     ResponseWithBody(ResponseWithBodyV1),
 }
 

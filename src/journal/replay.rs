@@ -38,8 +38,8 @@ pub struct UploadState {
     pub session: Option<Session>,
     /// The server's final response.
     pub response: Option<StoredResponse>,
-    /// The response's body file was written without fsync and the journal holds its
-    /// bytes (in its [`Entry::Response`]) until a compaction has fsynced the file.
+    /// The journal holds the response's body (at most [`super::INLINE_BODY_MAX`] bytes,
+    /// in its [`Entry::Response`]): it has no file, and a compaction carries it over.
     pub body_in_journal: bool,
     /// Some attempt started again from byte 0.
     pub restarted: bool,
@@ -137,11 +137,19 @@ impl State {
         self.next_id = self.next_id.max(id.saturating_add(1));
     }
 
-    /// The fewest records that rebuild this state: what compaction writes.
-    pub fn snapshot(&self) -> Vec<Record> {
+    /// The fewest records that rebuild this state: what compaction writes. `bodies`
+    /// gives the bytes of each response body the journal holds
+    /// ([`UploadState::body_in_journal`]); one it does not give is written as a body with
+    /// a file of its own.
+    pub fn snapshot(&self, mut bodies: impl FnMut(UploadId) -> Option<Vec<u8>>) -> Vec<Record> {
         let mut out = Vec::new();
         for u in self.uploads.values() {
-            upload_entries(u, &mut out);
+            let body = if u.body_in_journal {
+                bodies(u.id)
+            } else {
+                None
+            };
+            upload_entries(u, body, &mut out);
         }
         let max_live = self.uploads.keys().next_back().map(|id| id + 1);
         if self.next_id > 0 && max_live != Some(self.next_id) {
@@ -211,7 +219,7 @@ fn apply_to_upload(u: &mut UploadState, entry: &Entry) {
     }
 }
 
-fn upload_entries(u: &UploadState, out: &mut Vec<Entry>) {
+fn upload_entries(u: &UploadState, body: Option<Vec<u8>>, out: &mut Vec<Entry>) {
     out.push(Entry::Created {
         id: u.id,
         created_ms: u.created_ms,
@@ -260,11 +268,10 @@ fn upload_entries(u: &UploadState, out: &mut Vec<Entry>) {
         }
     }
     if let Some(r) = &u.response {
-        // Compaction has fsynced the bodies the journal held (`Store::compact`).
         out.push(Entry::Response {
             id: u.id,
             response: r.clone(),
-            body: None,
+            body,
         });
     }
 }

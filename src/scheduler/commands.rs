@@ -48,7 +48,7 @@ impl Scheduler {
                 reason: "this store has run out of upload ids; use a new store".into(),
             });
         };
-        let cell = Arc::new(Cell::new(u, total_len(&u.request), None));
+        let cell = Arc::new(Cell::new(u, total_len(&u.request), None, None));
         // Listed, and its key put into `submissions`, once the record is durable (the
         // caller's fsync): until then no handle sees it, and an inbox copy of it is not
         // taken for created.

@@ -21,6 +21,8 @@ pub(super) struct Context {
     pub error: Option<Error>,
     /// The server's answer, when there was one.
     pub response: Option<StoredResponse>,
+    /// Its body's bytes, when the journal is to keep them (it has no file).
+    pub body: Option<Vec<u8>>,
     /// The server's `Retry-After`.
     pub retry_after: Option<Duration>,
     /// The operation's reply (answered by `Reply`, or kept by `ReplyLater`).
@@ -168,7 +170,7 @@ impl Scheduler {
                 Effect::StoreResponse => {
                     if let Some(resp) = &ctx.response {
                         let resp = resp.clone();
-                        self.store_response(id, &resp);
+                        self.store_response(id, &resp, ctx.body.take());
                     }
                 }
                 Effect::WatchHost => {

@@ -330,8 +330,12 @@ impl Scheduler {
     /// later commit fails the same way, so nothing is silently half-written).
     fn commit(&mut self, record: Entry, durability: Durability) -> Result<(), Error> {
         let id = record.id();
+        let compactions = self.store.compactions();
         let committed = self.store.commit(record, durability);
         self.index(id);
+        if self.store.compactions() != compactions {
+            self.moved_bodies();
+        }
         if let Err(e) = &committed {
             log::error!("journal write failed: {e}; the store must be reopened");
             // A record over the size cap is refused before anything is written.
@@ -341,6 +345,22 @@ impl Scheduler {
             }
         }
         committed
+    }
+
+    /// A compaction moved every record: the handles learn where the bodies the journal
+    /// holds are now. No event: nothing about the uploads changed.
+    fn moved_bodies(&self) {
+        let cells: Vec<(UploadId, Arc<Cell>)> = lock(&self.shared.cells)
+            .iter()
+            .map(|(id, c)| (*id, c.clone()))
+            .collect();
+        for (id, cell) in cells {
+            let at = self.store.body_at(id);
+            let mut s = lock(&cell.snap);
+            if s.response.is_some() {
+                s.body_at = at;
+            }
+        }
     }
 
     /// Brings the scheduling index up to date for `id` after a change.
@@ -466,6 +486,7 @@ impl Scheduler {
             .map(|r| response_info(r, &u.request.protocol));
         let status = u.status;
         let (attempts, restarted, error) = (u.attempts, u.restarted, u.error.clone());
+        let body_at = self.store.body_at(id);
         cell.update(
             |s| {
                 if s.response.is_some() && response.is_some() && s.response != response {
@@ -473,6 +494,7 @@ impl Scheduler {
                 }
                 if response.is_some() {
                     s.response = response;
+                    s.body_at = body_at;
                 }
                 s.progress.status = status;
                 s.progress.attempts = attempts;

@@ -2,7 +2,6 @@
 //! of an attempt (the retry policy lives here).
 
 use crate::http::StoredResponse;
-use crate::journal::INLINE_BODY_MAX;
 use crate::journal::{Durability, Entry};
 use crate::model::UploadId;
 use crate::progress::Event;
@@ -45,7 +44,7 @@ impl Scheduler {
                 }
             }
             WorkerEvent::Connecting { id, waiting } => self.connecting(id, waiting),
-            WorkerEvent::Done { id, outcome } => self.done(id, outcome),
+            WorkerEvent::Done { id, outcome, body } => self.done(id, outcome, body),
         }
     }
 
@@ -82,21 +81,16 @@ impl Scheduler {
         }
     }
 
-    pub(super) fn store_response(&mut self, id: UploadId, r: &StoredResponse) {
-        // A small body was written without fsync: its bytes go into the response's
-        // record, so that both reach the disk in one frame.
-        let body = if r.body_len <= INLINE_BODY_MAX {
-            let path = crate::store::body_path(&self.shared.store_dir, id);
-            crate::store::body::read_small(&path, r.body_len).unwrap_or_else(|e| {
-                log::error!("upload {id}: {e}; fsyncing its response body instead");
-                if let Err(e) = crate::store::body::make_durable(&path) {
-                    log::error!("upload {id}: {e}");
-                }
-                None
-            })
-        } else {
-            None
-        };
+    /// Journals the response, with its body's bytes when it has no file of its own
+    /// (they reach the disk in the same frame, and reads come from there). A body file an
+    /// earlier answer left stays until the upload is removed: deleting it before this
+    /// record is durable could leave that answer without its body after a power cut.
+    pub(super) fn store_response(
+        &mut self,
+        id: UploadId,
+        r: &StoredResponse,
+        body: Option<Vec<u8>>,
+    ) {
         let rec = Entry::Response {
             id,
             response: r.clone(),
@@ -105,7 +99,7 @@ impl Scheduler {
         let _ = self.commit(rec, Durability::Batched);
     }
 
-    fn done(&mut self, id: UploadId, outcome: Outcome) {
+    fn done(&mut self, id: UploadId, outcome: Outcome, body: Option<Vec<u8>>) {
         let Some(state) = self.machine_state(id) else {
             // Removed meanwhile: only its thread is left to reap.
             self.rebounded.remove(&id);
@@ -180,7 +174,11 @@ impl Scheduler {
                 )
             }
         };
-        let ctx = Context { waiting, ..ctx };
+        let ctx = Context {
+            waiting,
+            body,
+            ..ctx
+        };
         // The machine decides from the state the upload was in while its worker ran.
         self.step_from(id, state, state::Event::Ended(ending), ctx);
         self.rebounded.remove(&id);

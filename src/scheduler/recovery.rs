@@ -84,7 +84,9 @@ impl Scheduler {
                     .response
                     .as_ref()
                     .map(|r| super::response_info(r, &u.request.protocol));
-                (u.id, Cell::new(u, super::total_len(&u.request), resp))
+                let body_at = self.store.body_at(u.id);
+                let cell = Cell::new(u, super::total_len(&u.request), resp, body_at);
+                (u.id, cell)
             })
             .collect();
         {
@@ -115,9 +117,6 @@ impl Scheduler {
             crate::Recovery::Clean | crate::Recovery::TornTail { .. }
         );
         let quarantine = !whole || self.store.quarantine_pending();
-        // Small response bodies whose files a power cut lost come back from the journal.
-        let bodies = self.store.take_inline_bodies();
-        crate::store::body::restore_small(&self.shared.store_dir, bodies);
         let orphans =
             crate::store::handle_orphans(&self.shared.store_dir, self.store.state(), quarantine);
         // Ids are never handed out twice: not those of uploads a damaged journal lost

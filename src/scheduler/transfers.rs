@@ -247,6 +247,7 @@ impl Scheduler {
             tx: self.worker_tx.clone(),
             body_path: crate::store::body_path(&self.shared.store_dir, id),
             terminate: terminating,
+            small_body: std::cell::RefCell::new(None),
         };
         let spawned = self
             .pool

@@ -35,6 +35,10 @@ pub(crate) struct Job {
     pub body_path: PathBuf,
     /// Only end the upload on the server (after a cancel or removal): `abort`.
     pub terminate: bool,
+    /// The bytes of the response body the attempt kept last, when that body has no file
+    /// (at most [`crate::journal::INLINE_BODY_MAX`] bytes): they go to the scheduler with
+    /// the outcome, for the journal. Set by every kept response ([`keep_body`]).
+    pub small_body: std::cell::RefCell<Option<Vec<u8>>>,
 }
 
 /// How a transfer's attempt ended.
@@ -81,8 +85,13 @@ pub(crate) enum WorkerEvent {
     /// A connect of this upload has gone unanswered for a while (`true`), or that
     /// connect ended (`false`).
     Connecting { id: UploadId, waiting: bool },
-    /// The attempt is over.
-    Done { id: UploadId, outcome: Outcome },
+    /// The attempt is over. `body`: the bytes of its response's body when that body has
+    /// no file (the journal keeps them).
+    Done {
+        id: UploadId,
+        outcome: Outcome,
+        body: Option<Vec<u8>>,
+    },
 }
 
 /// Reports progress at most once per interval.
@@ -155,9 +164,17 @@ pub(crate) fn run(job: Job) {
         job.id,
         outcome_word(&outcome)
     );
+    let body = match &outcome {
+        Outcome::Completed(_)
+        | Outcome::Failed {
+            response: Some(_), ..
+        } => job.small_body.take(),
+        _ => None,
+    };
     let _ = job.tx.send(WorkerEvent::Done {
         id: job.id,
         outcome,
+        body,
     });
 }
 
@@ -228,29 +245,42 @@ pub(crate) fn accepted(stored: StoredResponse, segments: &[Segment]) -> Outcome 
     }
 }
 
-/// Stores the response (in `early`, the body's temp file, if the protocol made it
-/// before the answer came) and decides what it means.
+/// Keeps a response body (see [`store::body::save`]), and hands its bytes to the job's
+/// outcome when the journal is to keep them.
+pub(crate) fn keep_body(
+    job: &Job,
+    body: &mut dyn std::io::Read,
+    announced: Option<u64>,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<store::body::Saved, store::body::SaveError> {
+    job.small_body.replace(None);
+    let saved = store::body::save(
+        body,
+        announced,
+        &job.body_path,
+        job.config.max_response_body,
+        progress,
+    )?;
+    job.small_body.replace(saved.small.clone());
+    Ok(saved)
+}
+
+/// Stores the response and decides what it means.
 pub(crate) fn finish(
     job: &Job,
     resp: ureq::http::Response<ureq::Body>,
     url: &str,
     segments: &[Segment],
     reporter: &mut Reporter,
-    early: Option<store::body::BodyFile>,
 ) -> Outcome {
     let mut answer = http::answer(resp);
-    let saved = store::body::save(
-        &mut answer.body,
-        answer.announced,
-        &job.body_path,
-        early,
-        job.config.max_response_body,
-        &mut |got, of| reporter.received(got, of),
-    );
+    let saved = keep_body(job, &mut answer.body, answer.announced, &mut |got, of| {
+        reporter.received(got, of)
+    });
     let refusal =
         !(200..300).contains(&answer.status) && !classify::is_transient_status(answer.status);
-    let (body_len, body_truncated) = match saved {
-        Ok(v) => v,
+    let (body_len, body_truncated, small) = match saved {
+        Ok(s) => (s.len, s.truncated, s.small),
         // A refusal whose page breaks off is still that refusal: nginx, refusing a
         // request before its body (Expect: 100-continue), holds the page until its
         // lingering timeout and may then reset the connection. Keep the status without
@@ -261,7 +291,8 @@ pub(crate) fn finish(
                 job.id,
                 answer.status
             );
-            (0, true)
+            job.small_body.replace(Some(Vec::new()));
+            (0, true, None)
         }
         Err(failed) => {
             let (error, class) = match failed {
@@ -309,10 +340,10 @@ pub(crate) fn finish(
     let https = url
         .get(..8)
         .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
-    let head = if status == 400 && https {
-        store::body::head(&job.body_path, 4096)
-    } else {
-        Vec::new()
+    let head = match small {
+        _ if status != 400 || !https => Vec::new(),
+        Some(bytes) => bytes,
+        None => store::body::head(&job.body_path, 4096),
     };
     let error = match classify::client_cert_refusal(status, https, &head) {
         Some(message) => Error::Tls { message },

@@ -198,7 +198,9 @@ fn cancel_ends_the_request_and_the_upload() {
 fn remove_deletes_the_files_and_the_upload() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
-    let server = TestServer::start(Action::respond(201, "the stored response"));
+    // An answer over 4 KiB: kept in a file of its own (a smaller one is in the journal).
+    let answer = support::random_bytes(10_000, 9);
+    let server = TestServer::start(Action::respond(201, answer.clone()));
     let data = support::random_bytes(200_000, 5);
     let up = fast(&store).open().unwrap();
     let h = up
@@ -212,7 +214,7 @@ fn remove_deletes_the_files_and_the_upload() {
     let spool = store.join("spool").join(id.to_string());
     assert!(spool.is_file(), "the reader is spooled into the store");
     assert_eq!(ended(&h, T).unwrap().status, 201);
-    assert_eq!(std::fs::read(&body).unwrap(), b"the stored response");
+    assert_eq!(std::fs::read(&body).unwrap(), answer);
     assert_eq!(server.requests()[0].sha256, support::sha256_hex(&data));
 
     let clone = h.clone();

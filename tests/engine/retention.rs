@@ -6,13 +6,17 @@ use std::time::Duration;
 use background_transfer::UploadRequest;
 
 use crate::support;
-use crate::support::{closed_port, fast, wait_for, write_file, Behavior, TestServer};
+use crate::support::{closed_port, fast, wait_for, write_file, Action, Behavior, TestServer};
 
 #[test]
 fn ended_uploads_are_removed_once_the_window_passes() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
-    let server = TestServer::start(Behavior::ok());
+    let server = TestServer::start(Behavior::always(Action::respond(
+        201,
+        // Over 4 KiB: a body file of its own, which must go with the upload.
+        support::random_bytes(8_000, 3),
+    )));
     let f = write_file(tmp.path(), "a", 1000, 1);
     let (done, waiting) = {
         let up = fast(&store).open().unwrap();

@@ -143,7 +143,9 @@ fn reader_uploads_are_spooled_and_survive_a_reopen() {
 fn files_are_kept_when_the_journal_had_to_start_afresh() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
-    let server = TestServer::start(Behavior::always(Action::respond(201, "kept")));
+    // An answer over 4 KiB: a body file of its own (a smaller one is in the journal).
+    let answer = "kept".repeat(2000);
+    let server = TestServer::start(Behavior::always(Action::respond(201, answer.clone())));
     let f = write_file(tmp.path(), "a", 1000, 1);
     let id = {
         let up = fast(&store).open().unwrap();
@@ -164,7 +166,7 @@ fn files_are_kept_when_the_journal_had_to_start_afresh() {
     let kept = store.join("lost").join(format!("bodies-{id}"));
     assert_eq!(
         std::fs::read(&kept).unwrap(),
-        b"kept",
+        answer.as_bytes(),
         "moved aside, not deleted"
     );
     // ...and left alone by later opens.

@@ -9,7 +9,16 @@ use background_transfer::journal::Store;
 use background_transfer::model::Body;
 use background_transfer::{Recovery, Status, Uploader};
 
-use crate::support::sha256_file;
+use crate::support::{sha256_file, sha256_hex};
+
+/// The response body of upload `id` as the store keeps it: in the journal when it holds
+/// it (at most 4 KiB), else in `bodies/<id>`; `None` when neither has it.
+fn kept_body(st: &Store, store: &Path, id: u64) -> Option<Vec<u8>> {
+    if st.body_at(id).is_some() {
+        return st.body(id).ok();
+    }
+    std::fs::read(store.join("bodies").join(id.to_string())).ok()
+}
 
 /// What an acknowledged change left an upload as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,15 +276,14 @@ pub fn check(store: &Path, model: &Model, purged: bool) -> Vec<String> {
             }
         }
         if let Want::Completed(sha) = &e.last {
-            let body = store.join("bodies").join(id.to_string());
-            if !body.exists() {
-                v.push(format!(
-                    "upload {id}: completed, but bodies/{id} is missing"
-                ));
-            } else if sha256_file(&body) != *sha {
-                v.push(format!(
-                    "upload {id}: bodies/{id} differs from the body read"
-                ));
+            match kept_body(&st, store, id) {
+                None => v.push(format!(
+                    "upload {id}: completed, but its response body is missing"
+                )),
+                Some(b) if sha256_hex(&b) != *sha => v.push(format!(
+                    "upload {id}: its response body differs from the body read"
+                )),
+                Some(_) => {}
             }
         }
     }
@@ -304,13 +312,12 @@ pub fn check(store: &Path, model: &Model, purged: bool) -> Vec<String> {
             }
         }
         if let Some(r) = &u.response {
-            let body = store.join("bodies").join(u.id.to_string());
-            if r.body_len > 0 && std::fs::metadata(&body).map(|m| m.len()).ok() != Some(r.body_len)
-            {
+            let kept = kept_body(&st, store, u.id).map(|b| b.len() as u64);
+            if r.body_len > 0 && kept != Some(r.body_len) {
                 v.push(format!(
-                    "upload {}: the journal lists a {}-byte response body; bodies/{} is \
-                     missing or of another length",
-                    u.id, r.body_len, u.id
+                    "upload {}: the journal lists a {}-byte response body; it is \
+                     missing or of another length ({kept:?})",
+                    u.id, r.body_len
                 ));
             }
         }

@@ -657,9 +657,18 @@ fn journal_of(store: &Path) -> PathBuf {
     store.join("journal")
 }
 
+/// The base server's answer to `path`: `/c`'s is over 4 KiB, so it gets a body file of
+/// its own (the others stay in the journal).
+fn answer_of(path: &str) -> String {
+    match path {
+        "/c" => "resp /c ".repeat(1000),
+        path => format!("resp {path}"),
+    }
+}
+
 fn build_base(t: &Path) -> Base {
     let server = TestServer::start(Behavior::handler(|head: &RequestHead, _| {
-        Action::respond(201, format!("resp {}", head.path))
+        Action::respond(201, answer_of(&head.path))
     }));
     let store = t.join("base");
     let f = write_file(t, "base-src", 20_000, 9);
@@ -739,7 +748,7 @@ fn assert_kept(up: &Uploader, base: &Base, ids: &[u64], what: &str) {
             .read_to_string(&mut body)
             .unwrap();
         let path = ["/a", "/b", "/c"][base.ids.iter().position(|&i| i == id).unwrap()];
-        assert_eq!(body, format!("resp {path}"), "{what}: upload {id}");
+        assert_eq!(body, answer_of(path), "{what}: upload {id}");
     }
 }
 
@@ -925,38 +934,33 @@ fn broken_store_layouts_are_typed_errors_and_keep_the_uploads() {
     let e = inspect(&bodies_file).expect_err("bodies file");
     m.error("bodies/ is a regular file", &e, "Io", "bodies");
 
-    // A small response body deleted behind the store's back comes back from the
-    // journal, which keeps its bytes until a compaction has fsynced the file.
-    let restored = t.join("body-restored");
-    copy_dir(&base.store, &restored);
-    fs::remove_file(restored.join("bodies").join(base.ids[0].to_string())).unwrap();
-    let up = inspect(&restored).unwrap();
+    // A small response body has no file: the journal keeps it, and a compaction
+    // carries it over.
+    let compacted = t.join("body-compacted");
+    copy_dir(&base.store, &compacted);
+    background_transfer::journal::Store::open(&compacted)
+        .and_then(|mut s| s.compact())
+        .unwrap();
+    let up = inspect(&compacted).unwrap();
     let mut body = String::new();
     (up.get(base.ids[0]).unwrap().response_body())
-        .expect("the body came back")
+        .expect("the body is there")
         .read_to_string(&mut body)
         .unwrap();
     assert_eq!(body, "resp /a");
     up.shutdown().unwrap();
 
-    // Deleted after that compaction: that upload says so, typed.
+    // A larger body's file deleted behind the store's back: that upload says so, typed.
     let no_body = t.join("no-body");
     copy_dir(&base.store, &no_body);
-    background_transfer::journal::Store::open(&no_body)
-        .and_then(|mut s| s.compact())
-        .unwrap();
-    fs::remove_file(no_body.join("bodies").join(base.ids[0].to_string())).unwrap();
+    let large = base.ids[2];
+    fs::remove_file(no_body.join("bodies").join(large.to_string())).unwrap();
     let up = inspect(&no_body).unwrap();
-    let h = up.get(base.ids[0]).unwrap();
+    let h = up.get(large).unwrap();
     assert_eq!(h.status(), Status::Completed);
     let e = h.response_body().expect_err("deleted body");
-    m.error(
-        "response body file deleted",
-        &e,
-        "Io",
-        &base.ids[0].to_string(),
-    );
-    assert_kept(&up, &base, &base.ids[1..], "body deleted");
+    m.error("response body file deleted", &e, "Io", &large.to_string());
+    assert_kept(&up, &base, &base.ids[..2], "body deleted");
     up.shutdown().unwrap();
     m.finish();
 }

@@ -623,8 +623,8 @@ impl Chaos {
             }
             let part = fs::read_dir(self.store.join("bodies"))
                 .map(|rd| {
-                    // Not empty: a plain upload makes its (empty) temp file before
-                    // it sends; bytes in it mean the kill came during the body.
+                    // A temp file is made only once a body outgrows the journal
+                    // (over 4 KiB); bytes in it mean the kill came during the body.
                     rd.filter_map(Result::ok).any(|e| {
                         e.file_name().to_string_lossy().ends_with(".part")
                             && e.metadata().is_ok_and(|m| m.len() > 0)

@@ -39,10 +39,12 @@ pub fn child_process() {
     let dir = Path::new(&dir);
     let store = dir.join("store");
     let server = TestServer::start(Behavior::handler(|head: &RequestHead, _| {
+        // Answers over 4 KiB: each gets a body file (a smaller one stays in the journal).
+        let page = |word: &str| word.repeat(1000);
         if head.path == "/deny" {
-            Action::respond(403, "denied")
+            Action::respond(403, page("denied"))
         } else {
-            Action::respond(201, "stored")
+            Action::respond(201, page("stored"))
         }
     }));
     let src = write_file(dir, "src", 50_000, 1);

@@ -220,7 +220,7 @@ fn finish_kept(s: &mut Sender, resp: Response<Body>, segments: &[Segment]) -> Ou
         .split_once('?')
         .map_or(own.as_str(), |(u, _)| u)
         .to_string();
-    finish(s.job, resp, &url, segments, &mut s.reporter, None)
+    finish(s.job, resp, &url, segments, &mut s.reporter)
 }
 
 /// Starts a session at the initiation URL; journals its URI before returning it.

@@ -35,11 +35,6 @@ fn run_plain(job: &Job) -> Outcome {
         }
     };
     let total = crate::multipart::total_len(&segments);
-    // Made now, while the start's fsync runs, rather than after the answer. If it cannot
-    // be made here, `finish` tries again and reports why.
-    let mut early = crate::store::body::BodyFile::create(&job.body_path)
-        .map_err(|e| log::debug!("upload {}: {e}; trying again after the answer", job.id))
-        .ok();
     let mut reporter = Reporter::new(job.id, job.tx.clone(), job.config.progress_interval);
     let mut creds = match Creds::new(job) {
         Ok(c) => c,
@@ -106,6 +101,6 @@ fn run_plain(job: &Job) -> Outcome {
         } else {
             url
         };
-        return finish(job, resp, &url, &segments, &mut reporter, early.take());
+        return finish(job, resp, &url, &segments, &mut reporter);
     }
 }

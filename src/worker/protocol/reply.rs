@@ -99,16 +99,14 @@ pub(crate) fn keep(
     body: &[u8],
     url: &str,
 ) -> Result<StoredResponse, Outcome> {
-    let saved = store::body::save(
+    let saved = crate::worker::keep_body(
+        job,
         &mut Cursor::new(body),
         Some(body.len() as u64),
-        &job.body_path,
-        None,
-        job.config.max_response_body,
         &mut |_, _| {},
     );
     let (body_len, body_truncated) = match saved {
-        Ok(v) => v,
+        Ok(s) => (s.len, s.truncated),
         Err(store::body::SaveError::Store(e)) => return Err(fail(e, Class::Final)),
         // An in-memory body cannot fail to read.
         Err(store::body::SaveError::Read(e)) => {

@@ -146,7 +146,7 @@ impl TusAttempt<'_> {
                  answer; is {url} a tus endpoint?"
             ));
         }
-        finish(self.job, resp, url, &[], &mut self.reporter, None)
+        finish(self.job, resp, url, &[], &mut self.reporter)
     }
 
     /// HEAD: where does the server stand?
@@ -457,7 +457,6 @@ impl TusAttempt<'_> {
             &last_url,
             segments,
             &mut self.reporter,
-            None,
         ))
     }
 }
