@@ -33,6 +33,12 @@ pub(crate) struct Shared {
     /// Who submitted the uploads clients submitted (the uid of the client's process).
     /// Kept with `submissions`, under its lock's order: `submissions`, then this.
     pub submitters: Mutex<HashMap<UploadId, u32>>,
+    /// Where the journal file holds the body of each published response that has no
+    /// file (the offset of its record): what `Upload::response_body` reads. Only the
+    /// scheduler writes it: an entry before the cell shows the response, all of them
+    /// again after a compaction moved them. A map beside the cells rather than a field
+    /// in each: most uploads have no such body to point at.
+    pub bodies_at: Mutex<HashMap<UploadId, u64>>,
 }
 
 /// One upload as handles see it.
@@ -52,10 +58,6 @@ pub(crate) struct Snapshot {
     /// The final error, or the last attempt's error while retrying.
     pub error: Option<Failure>,
     pub removed: bool,
-    /// Where the journal file holds the response's body (the offset of its record), when
-    /// the body has no file: what `Upload::response_body` reads. Kept current across
-    /// compactions, which move it.
-    pub body_at: Option<u64>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -64,12 +66,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Cell {
-    pub fn new(
-        u: &UploadState,
-        total: u64,
-        response: Option<ResponseInfo>,
-        body_at: Option<u64>,
-    ) -> Cell {
+    pub fn new(u: &UploadState, total: u64, response: Option<ResponseInfo>) -> Cell {
         Cell {
             id: u.id,
             info: RequestInfo::of(&u.request, u.created_ms),
@@ -88,7 +85,6 @@ impl Cell {
                 response,
                 error: u.error.clone(),
                 removed: false,
-                body_at,
             }),
             changed: Condvar::new(),
             subscribers: Mutex::new(Vec::new()),

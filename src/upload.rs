@@ -81,10 +81,11 @@ impl Upload {
         // after the compaction, says where it went. A read that fails while the cell does
         // not change is a real failure.
         loop {
-            let (removed, answered, at) = {
+            let (removed, answered) = {
                 let s = lock(&self.cell.snap);
-                (s.removed, s.response.is_some(), s.body_at)
+                (s.removed, s.response.is_some())
             };
+            let at = self.body_at();
             if removed {
                 return Err(Error::NotFound { id: self.id() });
             }
@@ -106,16 +107,18 @@ impl Upload {
                 Err(e) => e,
             };
             let deadline = Instant::now() + Duration::from_secs(2);
-            while {
-                let s = lock(&self.cell.snap);
-                !s.removed && s.body_at == Some(at)
-            } {
+            while !lock(&self.cell.snap).removed && self.body_at() == Some(at) {
                 if Instant::now() >= deadline {
                     return Err(e);
                 }
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
+    }
+
+    /// Where the journal holds its response body, if it does.
+    fn body_at(&self) -> Option<u64> {
+        lock(&self.shared.bodies_at).get(&self.id()).copied()
     }
 
     fn op(&self, op: Op) -> Result<(), Error> {

@@ -87,6 +87,7 @@ impl Uploader {
             recovery: store.recovery().clone(),
             submissions: Default::default(),
             submitters: Default::default(),
+            bodies_at: Default::default(),
         });
         let providers = config.providers.clone();
         #[cfg_attr(

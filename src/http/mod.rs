@@ -16,7 +16,7 @@ mod wire;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
@@ -49,12 +49,19 @@ pub(crate) enum Control {
 
 /// What every agent's TLS needs: the roots, the uploader's client certificate if one is
 /// set, and the client identities uploads may name, each as a ready TLS configuration.
+/// The Mozilla roots and the configuration without a client certificate are built at
+/// the first TLS connection: a program that only speaks plain HTTP never loads them
+/// (about 0.5 MiB of resident code and data).
 #[derive(Debug)]
 pub(crate) struct Tls {
-    base: tls::TlsBase,
+    /// The roots added with `add_root_certificate_pem`, parsed at open (a bad one fails
+    /// the open); `None`: the Mozilla roots, or none if they are turned off.
+    added_roots: Option<RootCertStore>,
+    webpki_roots: bool,
+    base: OnceLock<tls::TlsBase>,
     /// The configuration of connections that present no client certificate.
-    anonymous: Arc<ClientConfig>,
-    identity: Option<identity::Identity>,
+    anonymous: OnceLock<Arc<ClientConfig>>,
+    identity: Option<Arc<identity::Identity>>,
     named: RwLock<HashMap<String, Arc<identity::Identity>>>,
 }
 
@@ -65,26 +72,54 @@ impl Tls {
     /// [`Error::InvalidCertificate`] for a root that does not parse, or a client
     /// certificate or key that is missing, unreadable or does not parse.
     pub fn load(config: &Config) -> Result<Tls, Error> {
-        let base = tls::TlsBase::new(root_certs(config)?);
-        let anonymous = base
-            .client_config(None)
-            .map_err(|e| Error::InvalidCertificate {
-                reason: format!("TLS configuration: {e}"),
-            })?;
-        let identity = match &config.client_cert {
-            Some((cert, key)) => Some(identity::Identity::load(cert, key, &base)?),
-            None => None,
-        };
-        let tls = Tls {
-            base,
-            anonymous,
-            identity,
+        let mut tls = Tls {
+            added_roots: added_roots(config)?,
+            webpki_roots: config.webpki_roots,
+            base: OnceLock::new(),
+            anonymous: OnceLock::new(),
+            identity: None,
             named: RwLock::default(),
         };
+        if let Some((cert, key)) = &config.client_cert {
+            tls.identity = Some(Arc::new(identity::Identity::load(cert, key, tls.base())?));
+        }
         for (name, cert, key) in &config.client_identities {
             tls.register(name.clone(), cert, key)?;
         }
         Ok(tls)
+    }
+
+    /// The roots and crypto provider, built on first use.
+    fn base(&self) -> &tls::TlsBase {
+        self.base.get_or_init(|| {
+            tls::TlsBase::new(match &self.added_roots {
+                Some(roots) => roots.clone(),
+                None if self.webpki_roots => RootCertStore {
+                    roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+                },
+                // No root at all: every certificate is refused.
+                None => RootCertStore::empty(),
+            })
+        })
+    }
+
+    /// The TLS configuration of a connection that presents `identity` (`None`: no
+    /// client certificate).
+    ///
+    /// # Errors
+    /// rustls refuses the configuration (it cannot, for the provider and versions used).
+    pub fn client_config(
+        &self,
+        identity: Option<&identity::Identity>,
+    ) -> Result<Arc<ClientConfig>, rustls::Error> {
+        if let Some(id) = identity {
+            return Ok(id.current(self.base()));
+        }
+        if let Some(c) = self.anonymous.get() {
+            return Ok(c.clone());
+        }
+        let made = self.base().client_config(None)?;
+        Ok(self.anonymous.get_or_init(|| made).clone())
     }
 
     /// Reads a client identity and registers it under `name` (replacing one of the same
@@ -93,7 +128,7 @@ impl Tls {
     /// # Errors
     /// [`Error::InvalidCertificate`] as for [`Tls::load`]; nothing is registered then.
     pub fn register(&self, name: String, cert: &Path, key: &Path) -> Result<(), Error> {
-        let id = Arc::new(identity::Identity::load(cert, key, &self.base)?);
+        let id = Arc::new(identity::Identity::load(cert, key, self.base())?);
         self.named
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -132,18 +167,11 @@ pub(crate) fn identity_missing(name: &str) -> Error {
     }
 }
 
-/// The trusted roots, checked once at open: the added ones if any, else the Mozilla
-/// roots (webpki-roots) unless they are turned off, else none (every certificate is
-/// refused).
-fn root_certs(config: &Config) -> Result<RootCertStore, Error> {
+/// The roots added with `add_root_certificate_pem`, checked once at open; `None` if
+/// none were added.
+fn added_roots(config: &Config) -> Result<Option<RootCertStore>, Error> {
     if config.root_certs_pem.is_empty() {
-        return Ok(if config.webpki_roots {
-            RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            }
-        } else {
-            RootCertStore::empty()
-        });
+        return Ok(None);
     }
     let bad = |reason: String| Error::InvalidCertificate { reason };
     let mut store = RootCertStore::empty();
@@ -158,7 +186,7 @@ fn root_certs(config: &Config) -> Result<RootCertStore, Error> {
     if store.is_empty() {
         return Err(bad("no CERTIFICATE block in the PEM data".into()));
     }
-    Ok(store)
+    Ok(Some(store))
 }
 
 /// A new agent. Each worker gets its own, so the scheduler can interrupt its sockets
@@ -167,21 +195,19 @@ fn root_certs(config: &Config) -> Result<RootCertStore, Error> {
 /// the uploader's own, if any); `watch` hears of connects that go unanswered.
 pub(crate) fn agent(
     config: &Config,
-    setup: &Tls,
+    setup: &Arc<Tls>,
     identity: Option<&str>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     watch: Option<ConnectWatch>,
     gate: Option<Arc<StartGate>>,
 ) -> Result<Agent, Error> {
-    let tls_config = match identity {
-        Some(name) => setup
-            .named_identity(name)
-            .ok_or_else(|| identity_missing(name))?
-            .current(&setup.base),
-        None => match &setup.identity {
-            Some(i) => i.current(&setup.base),
-            None => setup.anonymous.clone(),
-        },
+    let identity = match identity {
+        Some(name) => Some(
+            setup
+                .named_identity(name)
+                .ok_or_else(|| identity_missing(name))?,
+        ),
+        None => setup.identity.clone(),
     };
     let proxy = match &config.proxy {
         Some(p) => Some(ureq::Proxy::new(p).map_err(|e| Error::InvalidUrl {
@@ -220,7 +246,10 @@ pub(crate) fn agent(
             watch,
             gate,
         })
-        .chain(tls::TlsConnector { config: tls_config })
+        .chain(tls::TlsConnector {
+            tls: setup.clone(),
+            identity,
+        })
         .chain(fresh_input::FreshInputConnector);
     Ok(Agent::with_parts(
         ucfg,

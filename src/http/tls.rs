@@ -10,7 +10,8 @@
 //!
 //! One [`ClientConfig`] per uploader (and one per client identity) is shared by all its
 //! connections, so a TLS 1.3 session is resumed across uploads to the same server
-//! instead of a full handshake each (early data stays off).
+//! instead of a full handshake each (early data stays off). It is built at the first TLS
+//! connection, not at open.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -68,10 +69,12 @@ impl TlsBase {
     }
 }
 
-/// Wraps connections to `https` URLs in TLS with `config`.
+/// Wraps connections to `https` URLs in TLS: the uploader's configuration, presenting
+/// `identity` if one is set.
 #[derive(Clone)]
 pub(crate) struct TlsConnector {
-    pub config: Arc<ClientConfig>,
+    pub tls: Arc<super::Tls>,
+    pub identity: Option<Arc<super::identity::Identity>>,
 }
 
 impl fmt::Debug for TlsConnector {
@@ -99,7 +102,8 @@ impl<A: Transport> Connector<Either<A, SocketTransport>> for TlsConnector {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| ureq::Error::Tls("invalid DNS name for TLS"))?;
-        let mut conn = ClientConnection::new(self.config.clone(), name)?;
+        let config = self.tls.client_config(self.identity.as_deref())?;
+        let mut conn = ClientConnection::new(config, name)?;
         // rustls queues at most one output buffer's records: each is written out before
         // the next is taken.
         conn.set_buffer_limit(None);

@@ -21,9 +21,10 @@ pub const COMPACT_FILE: &str = "journal.compact";
 /// cut between the cut-back and the moves cannot turn a damaged journal into lost bytes.
 pub const QUARANTINE_FILE: &str = "quarantine";
 
-/// What [`Journal::open_indexed`] gives: the journal, its records, where each starts in
-/// the file, and what opening found.
-pub(crate) type Opened = (Journal, Vec<Record>, Vec<u64>, Recovery);
+/// What [`Journal::open_indexed`] gives: the journal, its records, where each record
+/// that keeps a response body starts in the file (its index in the records, its
+/// offset), and what opening found.
+pub(crate) type Opened = (Journal, Vec<Record>, Vec<(usize, u64)>, Recovery);
 
 /// The record whose frame starts at `at` in the journal `file`, checked as replay checks
 /// it (length cap, checksum, decoding): a small response body is read back this way.
@@ -137,8 +138,8 @@ impl Journal {
         Ok((journal, records, recovery))
     }
 
-    /// [`Journal::open`], with where in the file each record starts (its frame's offset,
-    /// for [`record_at`]).
+    /// [`Journal::open`], with where in the file each record that keeps a response body
+    /// starts (its frame's offset, for [`record_at`]).
     pub(crate) fn open_indexed(dir: &Path) -> Result<Opened, JournalError> {
         let path = dir.join(JOURNAL_FILE);
         remove_stale_compaction(dir)?;
@@ -261,9 +262,9 @@ impl Journal {
             fault: None,
         };
         let offsets = scan
-            .offsets
+            .body_offsets
             .iter()
-            .map(|&o| (HEADER_LEN + o) as u64)
+            .map(|&(i, o)| (i, (HEADER_LEN + o) as u64))
             .collect();
         Ok((journal, scan.records, offsets, recovery))
     }

@@ -145,8 +145,9 @@ pub enum Frame {
 pub struct Scan {
     /// The records that checked out, in order.
     pub records: Vec<Record>,
-    /// Where each of `records` starts (its frame), from the start of the scanned bytes.
-    pub offsets: Vec<usize>,
+    /// Where each of `records` that keeps a response body starts (its frame): its index
+    /// in `records` and its offset from the start of the scanned bytes.
+    pub body_offsets: Vec<(usize, usize)>,
     /// Frames of unknown kinds marked [`SKIPPABLE`], skipped (inside `valid_len`).
     pub skipped: usize,
     /// Offset (from the start of the scanned bytes) just past the last good record.
@@ -209,7 +210,7 @@ fn decode_frame_inner(bytes: &[u8]) -> Result<Option<(Frame, usize)>, Damage> {
 /// Scans the records in `bytes` (the file without its header).
 pub fn scan(bytes: &[u8]) -> Scan {
     let mut records = Vec::new();
-    let mut offsets = Vec::new();
+    let mut body_offsets = Vec::new();
     let mut skipped = 0;
     let mut pos = 0usize;
     loop {
@@ -219,8 +220,10 @@ pub fn scan(bytes: &[u8]) -> Scan {
             Ok(Some((frame, used))) => {
                 match frame {
                     Frame::Record(record) => {
+                        if matches!(record, Record::ResponseWithBody(_)) {
+                            body_offsets.push((records.len(), pos));
+                        }
                         records.push(record);
-                        offsets.push(pos);
                     }
                     Frame::Skipped => skipped += 1,
                 }
@@ -231,7 +234,7 @@ pub fn scan(bytes: &[u8]) -> Scan {
         };
         return Scan {
             records,
-            offsets,
+            body_offsets,
             skipped,
             valid_len: pos,
             damage,

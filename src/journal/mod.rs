@@ -49,21 +49,19 @@ const COMPACT_MIN_RECORDS: u64 = 4096;
 const COMPACT_RATIO: u64 = 4;
 
 /// Where the journal holds the body of each upload whose latest response record has it
-/// (the frame's offset), from the records replayed at open and their offsets.
-fn bodies_at(records: &[Record], offsets: &[u64], state: &State) -> BTreeMap<UploadId, u64> {
+/// (the frame's offset), from the offsets of the records replayed at open that keep one
+/// (`(index in records, offset)`, in order). The state says which uploads that is: the
+/// fold sets `body_in_journal` from the latest response record, so that upload's latest
+/// record with a body is that one.
+fn bodies_at(
+    records: &[Record],
+    offsets: &[(usize, u64)],
+    state: &State,
+) -> BTreeMap<UploadId, u64> {
     let mut at = BTreeMap::new();
-    for (r, &offset) in records.iter().zip(offsets) {
-        match r {
-            Record::ResponseWithBody(r) => {
-                at.insert(r.response.id, offset);
-            }
-            Record::Response(r) => {
-                at.remove(&r.id);
-            }
-            Record::Removed(id) => {
-                at.remove(id);
-            }
-            _ => {}
+    for &(i, offset) in offsets {
+        if let Some(Record::ResponseWithBody(r)) = records.get(i) {
+            at.insert(r.response.id, offset);
         }
     }
     at.retain(|id, _| state.uploads.get(id).is_some_and(|u| u.body_in_journal));
@@ -263,6 +261,11 @@ impl Store {
     /// ([`Store::compactions`]).
     pub fn body_at(&self, id: UploadId) -> Option<u64> {
         self.bodies_at.get(&id).copied()
+    }
+
+    /// Every upload whose response body the journal holds, with where ([`Store::body_at`]).
+    pub fn kept_bodies(&self) -> impl Iterator<Item = (UploadId, u64)> + '_ {
+        self.bodies_at.iter().map(|(&id, &at)| (id, at))
     }
 
     /// Compactions since open: offsets from [`Store::body_at`] taken before the last one

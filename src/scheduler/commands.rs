@@ -48,7 +48,7 @@ impl Scheduler {
                 reason: "this store has run out of upload ids; use a new store".into(),
             });
         };
-        let cell = Arc::new(Cell::new(u, total_len(&u.request), None, None));
+        let cell = Arc::new(Cell::new(u, total_len(&u.request), None));
         // Listed, and its key put into `submissions`, once the record is durable (the
         // caller's fsync): until then no handle sees it, and an inbox copy of it is not
         // taken for created.
@@ -98,6 +98,7 @@ impl Scheduler {
             lock(&self.shared.submissions).remove(&key);
         }
         lock(&self.shared.submitters).remove(&id);
+        lock(&self.shared.bodies_at).remove(&id);
         crate::store::remove_upload_files(&self.shared.store_dir, id);
         if let Some(cell) = lock(&self.shared.cells).remove(&id) {
             cell.update(|s| s.removed = true, Event::StatusChanged);

@@ -348,17 +348,12 @@ impl Scheduler {
     }
 
     /// A compaction moved every record: the handles learn where the bodies the journal
-    /// holds are now. No event: nothing about the uploads changed.
+    /// holds are now (published responses only: the others are shown by `publish`).
     fn moved_bodies(&self) {
-        let cells: Vec<(UploadId, Arc<Cell>)> = lock(&self.shared.cells)
-            .iter()
-            .map(|(id, c)| (*id, c.clone()))
-            .collect();
-        for (id, cell) in cells {
-            let at = self.store.body_at(id);
-            let mut s = lock(&cell.snap);
-            if s.response.is_some() {
-                s.body_at = at;
+        let mut at = lock(&self.shared.bodies_at);
+        for (id, offset) in self.store.kept_bodies() {
+            if let Some(slot) = at.get_mut(&id) {
+                *slot = offset;
             }
         }
     }
@@ -486,7 +481,14 @@ impl Scheduler {
             .map(|r| response_info(r, &u.request.protocol));
         let status = u.status;
         let (attempts, restarted, error) = (u.attempts, u.restarted, u.error.clone());
-        let body_at = self.store.body_at(id);
+        if response.is_some() {
+            // Before the cell shows the response: whoever sees it finds its body.
+            let mut at = lock(&self.shared.bodies_at);
+            match self.store.body_at(id) {
+                Some(offset) => at.insert(id, offset),
+                None => at.remove(&id),
+            };
+        }
         cell.update(
             |s| {
                 if s.response.is_some() && response.is_some() && s.response != response {
@@ -494,7 +496,6 @@ impl Scheduler {
                 }
                 if response.is_some() {
                     s.response = response;
-                    s.body_at = body_at;
                 }
                 s.progress.status = status;
                 s.progress.attempts = attempts;

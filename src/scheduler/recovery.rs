@@ -84,11 +84,10 @@ impl Scheduler {
                     .response
                     .as_ref()
                     .map(|r| super::response_info(r, &u.request.protocol));
-                let body_at = self.store.body_at(u.id);
-                let cell = Cell::new(u, super::total_len(&u.request), resp, body_at);
-                (u.id, cell)
+                (u.id, Cell::new(u, super::total_len(&u.request), resp))
             })
             .collect();
+        *lock(&self.shared.bodies_at) = self.store.kept_bodies().collect();
         {
             let mut map = lock(&self.shared.cells);
             for (id, c) in cells {
