@@ -340,3 +340,10 @@ pub mod fuzzing {
     pub use crate::fuzz_open::open_store;
     pub use crate::journal::fuzz::{decode_record, replay_file};
 }
+
+/// Body bytes this process has sent with `sendfile(2)` ([`UploaderBuilder::sendfile`]),
+/// by every uploader: for tests and the benchmark. Not part of the API.
+#[doc(hidden)]
+pub fn sendfile_bytes() -> u64 {
+    http::sendfile_bytes()
+}

@@ -22,6 +22,8 @@ pub(crate) struct Attempt<'a> {
     pub body: Option<(&'a [Segment], u64, u64)>,
     pub ctl: &'a Receiver<Control>,
     pub bandwidth: Option<&'a Bandwidth>,
+    /// Shared with the agent's plain sockets when file bytes go out with `sendfile(2)`.
+    pub zero_copy: Option<&'a super::ZeroCopy>,
     pub max_redirects: u32,
     /// Follow a redirect from `https` to `http` (off unless the program opted in).
     pub allow_downgrade: bool,
@@ -215,8 +217,15 @@ pub(crate) fn send(a: Attempt<'_>, progress: &mut dyn FnMut(u64)) -> Sent {
     loop {
         let (resp, complete) = match a.body {
             Some((segments, start, end)) => {
-                let mut reader =
-                    BodyReader::new(segments, start, end, a.ctl, a.bandwidth, progress);
+                let mut reader = BodyReader::new(
+                    segments,
+                    start,
+                    end,
+                    a.ctl,
+                    a.bandwidth,
+                    progress,
+                    a.zero_copy,
+                );
                 let mut builder = ureq::http::Request::builder()
                     .method(a.method)
                     .uri(url.as_str());
@@ -234,7 +243,9 @@ pub(crate) fn send(a: Attempt<'_>, progress: &mut dyn FnMut(u64)) -> Sent {
                         body_complete: complete,
                     };
                 }
-                if let Some(error) = reader.failure.take() {
+                // A source that shrank under `sendfile` is found by the transmit.
+                let sent_from_file = a.zero_copy.and_then(|zc| zc.take_failure());
+                if let Some(error) = reader.failure.take().or(sent_from_file) {
                     return Sent::Failed {
                         failed: Failed::Source(error),
                         body_complete: complete,

@@ -1,12 +1,16 @@
 //! The request body as a `Read` that ureq pulls from: segments streamed from disk,
 //! the shared bandwidth budget, progress, and the control channel checked every read.
+//! With zero copy on, a read of file bytes into the plain socket's output buffer claims
+//! that buffer's transmit for the file range instead of copying it (`zero_copy.rs`).
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 
-use super::Control;
+use super::{Claim, Control, ZeroCopy};
 use crate::bandwidth::Bandwidth;
 use crate::multipart::Segment;
 use crate::source;
@@ -18,12 +22,15 @@ pub(crate) struct BodyReader<'a> {
     /// Index of the segment holding byte `pos`, and where that segment starts.
     seg: usize,
     seg_start: u64,
-    file: Option<File>,
+    /// The current file segment's file, read at explicit offsets (`pread`), as
+    /// `sendfile` reads it.
+    file: Option<Arc<File>>,
     pos: u64,
     end: u64,
     ctl: &'a Receiver<Control>,
     bandwidth: Option<&'a Bandwidth>,
     progress: &'a mut dyn FnMut(u64),
+    zero_copy: Option<&'a ZeroCopy>,
     /// Set when a control message stopped the body.
     pub stop: Option<Control>,
     /// Set when the source failed (changed, shrank, unreadable).
@@ -38,6 +45,7 @@ impl<'a> BodyReader<'a> {
         ctl: &'a Receiver<Control>,
         bandwidth: Option<&'a Bandwidth>,
         progress: &'a mut dyn FnMut(u64),
+        zero_copy: Option<&'a ZeroCopy>,
     ) -> Self {
         let mut seg = 0;
         let mut seg_start = 0u64;
@@ -55,6 +63,7 @@ impl<'a> BodyReader<'a> {
             ctl,
             bandwidth,
             progress,
+            zero_copy,
             stop: None,
             failure: None,
         }
@@ -71,18 +80,39 @@ impl<'a> BodyReader<'a> {
         io::Error::other(msg)
     }
 
-    fn read_file(&mut self, src: &crate::model::Source, buf: &mut [u8]) -> io::Result<usize> {
-        if self.file.is_none() {
-            let mut f = source::open_unchanged(src).map_err(|e| self.fail(e))?;
-            let off = self.pos - self.seg_start;
-            if off > 0 {
-                f.seek(SeekFrom::Start(off))?;
-            }
-            self.file = Some(f);
+    /// The current file segment's file, opened (and checked unchanged) on first use.
+    fn source(&mut self, src: &crate::model::Source) -> io::Result<Arc<File>> {
+        if let Some(f) = &self.file {
+            return Ok(f.clone());
         }
-        let file = self.file.as_mut().expect("opened above");
+        let f = Arc::new(source::open_unchanged(src).map_err(|e| self.fail(e))?);
+        self.file = Some(f.clone());
+        Ok(f)
+    }
+
+    /// Reads file bytes into `buf`, or, with `claim` (the zero copy that `buf` begins
+    /// the output buffer of), claims the transmit of that buffer for them.
+    fn read_file(
+        &mut self,
+        src: &crate::model::Source,
+        buf: &mut [u8],
+        claim: Option<&ZeroCopy>,
+    ) -> io::Result<usize> {
+        let file = self.source(src)?;
+        let at = self.pos - self.seg_start;
+        if let Some(zc) = claim {
+            // ureq transmits these bytes of its output buffer next, from its start: that
+            // transmit sends the range from the file.
+            zc.claim(Claim {
+                file,
+                path: src.path.clone(),
+                offset: at,
+                len: buf.len(),
+            });
+            return Ok(buf.len());
+        }
         let n = loop {
-            match file.read(buf) {
+            match file.read_at(buf, at) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     let path = src.path.clone();
@@ -136,13 +166,16 @@ impl<'a> Read for BodyReader<'a> {
                     continue;
                 }
             }
+            // ureq fills the plain socket's output buffer from its start and transmits
+            // what was read: then file bytes need not be copied into it.
+            let claim = self.zero_copy.filter(|zc| zc.is_output(buf));
             let n = match segment {
                 Segment::Bytes(b) => {
                     let off = (self.pos - self.seg_start) as usize;
                     buf[..want].copy_from_slice(&b[off..off + want]);
                     want
                 }
-                Segment::File(src) => self.read_file(src, &mut buf[..want])?,
+                Segment::File(src) => self.read_file(src, &mut buf[..want], claim)?,
             };
             self.pos += n as u64;
             (self.progress)(self.pos);

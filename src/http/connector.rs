@@ -59,6 +59,8 @@ pub(crate) struct SocketConnector {
     /// Waited on after the connect, before the connection is handed to ureq (and any
     /// byte is sent): the scheduler opens it once the transfer's start is durable.
     pub gate: Option<Arc<super::StartGate>>,
+    /// Shared with the body readers when file bytes go out with `sendfile(2)`.
+    pub zero_copy: Option<Arc<super::ZeroCopy>>,
 }
 
 impl SocketConnector {
@@ -107,6 +109,7 @@ impl<In: Transport> Connector<In> for SocketConnector {
                         buffers,
                         read_timeout: None,
                         write_timeout: None,
+                        zero_copy: self.zero_copy.clone(),
                     })));
                 }
                 Err(e) => {
@@ -248,6 +251,8 @@ pub(crate) struct SocketTransport {
     buffers: LazyBuffers,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// File bytes a body reader claimed for the next transmit go out with `sendfile(2)`.
+    zero_copy: Option<Arc<super::ZeroCopy>>,
 }
 
 /// Marks an established connection that stopped answering: the kernel gave up on it
@@ -361,6 +366,14 @@ impl Transport for SocketTransport {
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
         let reason = self.write_timeout(timeout)?;
+        if let Some(zc) = &self.zero_copy {
+            zc.set_output(self.buffers.output());
+            if let Some(claim) = zc.take_claim() {
+                return zc
+                    .send(&self.stream.0, &claim, amount)
+                    .map_err(|e| transport_error(e, reason));
+            }
+        }
         let output = &self.buffers.output()[..amount];
         (&self.stream.0)
             .write_all(output)

@@ -13,6 +13,7 @@ mod response;
 mod start_gate;
 mod tls;
 mod wire;
+mod zero_copy;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -37,6 +38,8 @@ pub(crate) use response::headers_of;
 pub(crate) use response::{answer, StoredResponse};
 pub(crate) use start_gate::StartGate;
 pub(crate) use wire::WireError;
+pub(crate) use zero_copy::ZeroCopy;
+pub(crate) use zero_copy::{bytes_sent as sendfile_bytes, Claim};
 
 use crate::{Config, Error};
 
@@ -190,7 +193,9 @@ fn added_roots(config: &Config) -> Result<Option<RootCertStore>, Error> {
 }
 
 /// A new agent. Each worker gets its own, so the scheduler can interrupt its sockets
-/// with `Agent::shutdown` without touching other transfers.
+/// with `Agent::shutdown` without touching other transfers. With
+/// [`Config::sendfile`] (on Linux), also what its requests' body readers share with its
+/// plain sockets to send file bytes with `sendfile(2)`.
 /// `identity` names the registered client identity its connections present (`None`:
 /// the uploader's own, if any); `watch` hears of connects that go unanswered.
 pub(crate) fn agent(
@@ -200,7 +205,7 @@ pub(crate) fn agent(
     stop: Arc<std::sync::atomic::AtomicBool>,
     watch: Option<ConnectWatch>,
     gate: Option<Arc<StartGate>>,
-) -> Result<Agent, Error> {
+) -> Result<(Agent, Option<Arc<ZeroCopy>>), Error> {
     let identity = match identity {
         Some(name) => Some(
             setup
@@ -237,6 +242,7 @@ pub(crate) fn agent(
         .timeout_recv_body(Some(config.response_timeout))
         .build();
     let stop_for_resolver = stop.clone();
+    let zero_copy = (config.sendfile && cfg!(target_os = "linux")).then(Arc::default);
     let connector = ()
         .chain(ConnectProxyConnector::default())
         .chain(connector::SocketConnector {
@@ -245,20 +251,22 @@ pub(crate) fn agent(
             stop,
             watch,
             gate,
+            zero_copy: zero_copy.clone(),
         })
         .chain(tls::TlsConnector {
             tls: setup.clone(),
             identity,
         })
         .chain(fresh_input::FreshInputConnector);
-    Ok(Agent::with_parts(
+    let agent = Agent::with_parts(
         ucfg,
         connector,
         resolver::MarkedResolver {
             timeout: config.resolve_timeout,
             stop: stop_for_resolver,
         },
-    ))
+    );
+    Ok((agent, zero_copy))
 }
 
 /// Shared by workers: the roots and the client certificate.

@@ -201,7 +201,7 @@ impl Scheduler {
         // A transfer's first byte waits for its Running record's fsync (`open_gates`);
         // the end of a tus upload records nothing first.
         let gate = (!terminating).then(|| Arc::new(crate::http::StartGate::default()));
-        let agent = match crate::http::agent(
+        let (agent, zero_copy) = match crate::http::agent(
             &self.config,
             &self.roots,
             identity,
@@ -248,6 +248,7 @@ impl Scheduler {
             body_path: crate::store::body_path(&self.shared.store_dir, id),
             terminate: terminating,
             small_body: std::cell::RefCell::new(None),
+            zero_copy,
         };
         let spawned = self
             .pool

@@ -39,6 +39,8 @@ pub(crate) struct Job {
     /// (at most [`crate::journal::INLINE_BODY_MAX`] bytes): they go to the scheduler with
     /// the outcome, for the journal. Set by every kept response ([`keep_body`]).
     pub small_body: std::cell::RefCell<Option<Vec<u8>>>,
+    /// Shared with the agent's plain sockets when file bytes go out with `sendfile(2)`.
+    pub zero_copy: Option<Arc<http::ZeroCopy>>,
 }
 
 /// How a transfer's attempt ended.

@@ -23,6 +23,7 @@ mod restart;
 mod retention;
 mod retry;
 mod scheduling;
+mod sendfile;
 mod small_bodies;
 mod support_selftest;
 mod threads;

@@ -55,6 +55,7 @@ fn run_plain(job: &Job) -> Outcome {
                 body: Some((&segments, 0, total)),
                 ctl: &job.ctl,
                 bandwidth: job.bandwidth.as_deref(),
+                zero_copy: job.zero_copy.as_deref(),
                 max_redirects: job.config.max_redirects,
                 allow_downgrade: job.config.allow_https_downgrade,
                 resume_incomplete: false,

@@ -73,6 +73,7 @@ impl<'a> Sender<'a> {
                     body: r.body,
                     ctl: &self.job.ctl,
                     bandwidth: self.job.bandwidth.as_deref(),
+                    zero_copy: self.job.zero_copy.as_deref(),
                     max_redirects: self.job.config.max_redirects,
                     allow_downgrade: self.job.config.allow_https_downgrade,
                     resume_incomplete: true,
