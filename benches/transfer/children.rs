@@ -118,6 +118,13 @@ pub fn one_main() {
     let up = builder(&store.path().join("store"), &ca_pem)
         .open()
         .expect("open store");
+    // `crate-sendfile`: the same with `UploaderBuilder::sendfile` on.
+    let up_sendfile = whos.iter().any(|w| w == "crate-sendfile").then(|| {
+        builder(&store.path().join("store-sendfile"), &ca_pem)
+            .sendfile(true)
+            .open()
+            .expect("open the sendfile store")
+    });
     for i in 0..repeat * whos.len() {
         let who = &whos[i % whos.len()];
         let (u0, s0) = user_sys();
@@ -131,6 +138,10 @@ pub fn one_main() {
                 .join()
                 .expect("ureq thread")
         } else {
+            let up = match (who.as_str(), &up_sendfile) {
+                ("crate-sendfile", Some(u)) => u,
+                _ => &up,
+            };
             let op = up
                 .create_upload(UploadRequest::put(url.clone(), &file))
                 .expect("create_upload");

@@ -1,5 +1,6 @@
-//! The contest: curl, bare ureq, this crate (and, for plain HTTP, a `sendfile(2)` PUT;
-//! for TLS, bare ureq in a spawned thread) alternating on the same target, one untimed warm-up each, the order rotating each
+//! The contest: curl, bare ureq, this crate (and, for plain HTTP, a `sendfile(2)` PUT and
+//! this crate with `UploaderBuilder::sendfile`; for TLS, bare ureq in a spawned thread)
+//! alternating on the same target, one untimed warm-up each, the order rotating each
 //! round.
 
 use std::collections::BTreeMap;
@@ -19,6 +20,8 @@ pub enum Who {
     Crate,
     /// Plain HTTP only.
     Sendfile,
+    /// Plain HTTP only: this crate with `UploaderBuilder::sendfile(true)`.
+    CrateSendfile,
     /// TLS only: bare ureq in a spawned thread.
     UreqThread,
 }
@@ -30,6 +33,7 @@ impl Who {
             Who::Ureq => "bare ureq",
             Who::Crate => "this crate",
             Who::Sendfile => "sendfile(2)",
+            Who::CrateSendfile => "this crate, sendfile on",
             Who::UreqThread => "bare ureq on a thread",
         }
     }
@@ -64,7 +68,7 @@ pub fn contest(
     runs: usize,
     curl: bool,
     sink: &Sink,
-    up: &Uploader,
+    (up, up_sendfile): (&Uploader, &Uploader),
     cost: &mut JournalCost,
 ) -> BTreeMap<&'static str, Samples> {
     let ca_pem = &sink.ca_pem;
@@ -74,6 +78,7 @@ pub fn contest(
     }
     if t.cacert.is_none() {
         who.push(Who::Sendfile);
+        who.push(Who::CrateSendfile);
     } else {
         who.push(Who::UreqThread);
     }
@@ -84,6 +89,7 @@ pub fn contest(
             Who::Ureq => drop(run_ureq(t, ca_pem)),
             Who::Crate => drop(run_crate(t, up, &mut scratch)),
             Who::Sendfile => drop(run_sendfile(t)),
+            Who::CrateSendfile => drop(run_crate(t, up_sendfile, &mut scratch)),
             Who::UreqThread => drop(run_ureq_thread(t, ca_pem)),
         }
     }
@@ -97,6 +103,7 @@ pub fn contest(
                 Who::Ureq => run_ureq(t, ca_pem),
                 Who::Crate => run_crate(t, up, cost),
                 Who::Sendfile => run_sendfile(t),
+                Who::CrateSendfile => run_crate(t, up_sendfile, &mut scratch),
                 Who::UreqThread => run_ureq_thread(t, ca_pem),
             };
             let s = out.entry(w.name()).or_default();

@@ -44,6 +44,8 @@
 //!   - this crate: one `Uploader` (journal, default checkpointing, the CA added as a
 //!     root), timed from `create_upload(UploadRequest::put(..))` to `wait()`; opening is
 //!     timed separately.
+//!   - this crate, sendfile on (plain HTTP only): a second `Uploader` with
+//!     `UploaderBuilder::sendfile(true)`, timed the same way.
 //!   - CPU of the in-process contenders (bare ureq, on a thread, this crate) is this
 //!     process's `CLOCK_PROCESS_CPUTIME_ID` delta: nanoseconds, every thread (the
 //!     crate's scheduler and prober too); the sink is another process, and nothing
@@ -80,7 +82,8 @@
 //! BGXFER_BENCH_ROLE=one BGXFER_BENCH_WHO=crate BGXFER_BENCH_URL=http://127.0.0.1:<http>/x \
 //!   BGXFER_BENCH_FILES=/tmp/b/file BGXFER_BENCH_REPEAT=5 valgrind --tool=callgrind $BIN
 //! ```
-//! (`BGXFER_BENCH_WHO=ureq` for the bare ureq PUT; `BGXFER_BENCH_CA=/tmp/b/ca.pem` for TLS.)
+//! (`BGXFER_BENCH_WHO=ureq` for the bare ureq PUT, `crate-sendfile` for the crate with
+//! `UploaderBuilder::sendfile` on; `BGXFER_BENCH_CA=/tmp/b/ca.pem` for TLS.)
 //!
 //! The code, by role: `sink.rs` (the sink process and the parent's handle on it),
 //! `baselines.rs` (curl and bare ureq), `this_crate.rs` (the crate's runs), `cli_send.rs`
@@ -232,6 +235,11 @@ fn main() {
     let t = Instant::now();
     let up = builder(&store, &sink.ca_pem).open().expect("open store");
     let open_empty = t.elapsed().as_secs_f64();
+    // The same with `UploaderBuilder::sendfile` on: a contender of the plain contests.
+    let up_sendfile = builder(&dir.join("store-sendfile"), &sink.ca_pem)
+        .sendfile(true)
+        .open()
+        .expect("open the sendfile store");
     let mut cost = JournalCost::default();
     // Plain HTTP and TLS at 64 MiB, and in a full run at 1 GiB too (the 1 GiB file serves
     // both: its content is irrelevant).
@@ -268,7 +276,7 @@ fn main() {
                 if size <= 64 * MIB { 3 * runs } else { 2 * runs },
                 curl,
                 &sink,
-                &up,
+                (&up, &up_sendfile),
                 &mut cost,
             );
             contests.push((label, size, cacert.is_some(), samples));

@@ -60,8 +60,19 @@ pub fn contest_rows(
     s: &BTreeMap<&'static str, Samples>,
     crate_vs_curl_wall: (f64, &str),
 ) {
-    let optional = ["sendfile(2)", "bare ureq on a thread"];
-    for who in ["curl", "bare ureq", "this crate", optional[0], optional[1]] {
+    let optional = [
+        "sendfile(2)",
+        "this crate, sendfile on",
+        "bare ureq on a thread",
+    ];
+    for who in [
+        "curl",
+        "bare ureq",
+        "this crate",
+        optional[0],
+        optional[1],
+        optional[2],
+    ] {
         if optional.contains(&who) && !s.contains_key(who) {
             continue;
         }
@@ -149,6 +160,25 @@ pub fn contest_rows(
         table.info(
             &format!("{label}: crate/sendfile(2) (the plain path's limit), wall / CPU"),
             format!("{w:.2} / {c:.2}"),
+        );
+    }
+    let zero_copy = "this crate, sendfile on";
+    if s.contains_key(zero_copy) {
+        table.info(
+            &format!("{label}: crate with sendfile on / bare ureq, wall / CPU"),
+            format!(
+                "{:.2} / {:.2}",
+                wall(zero_copy, "bare ureq"),
+                cpu(zero_copy, "bare ureq")
+            ),
+        );
+        table.info(
+            &format!("{label}: crate with sendfile on / sendfile(2), wall / CPU"),
+            format!(
+                "{:.2} / {:.2}",
+                wall(zero_copy, "sendfile(2)"),
+                cpu(zero_copy, "sendfile(2)")
+            ),
         );
     }
     let on_thread = "bare ureq on a thread";
