@@ -1063,3 +1063,28 @@ fn url_from_command_sends_each_request_to_the_printed_url() {
     assert!(err.contains("URL command failed"), "{err}");
     assert_eq!(srv.requests().len(), 1, "nothing sent without a URL");
 }
+
+/// `send --sendfile`: the file goes out with sendfile(2), byte-exact.
+#[test]
+fn send_with_sendfile_is_byte_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let srv = server();
+    let f = write_file(tmp.path(), "f.bin", (2 << 20) + 3, 8);
+    let out = bg(
+        &store,
+        &[
+            "send",
+            "--sendfile",
+            &srv.url("/ok/zc"),
+            f.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code(), Some(0), "send: {}\n{}", out.stdout, out.stderr);
+    let got = srv
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/ok/zc" && r.complete)
+        .expect("the upload reached the server");
+    assert_eq!((got.body_len, got.sha256), ((2 << 20) + 3, sha256_file(&f)));
+}

@@ -39,7 +39,7 @@ Usage:
       written to the store, only FILE's path or CMD
   bgupload [--store DIR] run [--until-idle] [--max-concurrent N] [--connect-timeout SECS]
                              [--response-timeout SECS] [--retries N]
-                             [--max-bandwidth BYTES_PER_SEC]
+                             [--max-bandwidth BYTES_PER_SEC] [--sendfile]
                              [--client-cert FILE --client-key FILE] [--ca-cert FILE]
                              [--give-up-after DURATION]
       run the uploads: progress bars on a terminal, plain lines otherwise;
@@ -48,8 +48,9 @@ Usage:
       0 if none failed or was canceled, 1 otherwise; --give-up-after (with --until-idle,
       and `send`) exits 1 once DURATION (90, 90s, 5m, 2h) has passed with uploads still
       waiting, naming each and what it waits for (they stay in the store for a later
-      run); --client-cert/--client-key present a device certificate (PEM chain and key,
-      re-read when they change), --ca-cert trusts only the PEM roots in FILE
+      run); --sendfile sends plain-HTTP file bytes with sendfile(2) (no copy through
+      the program); --client-cert/--client-key present a device certificate (PEM chain
+      and key, re-read when they change), --ca-cert trusts only the PEM roots in FILE
   bgupload [--store DIR] list [--json]
       one line per upload, or a JSON array; `attempts` counts the failed attempts that
       spent a retry (kept across runs: a SIGKILL, a pause or no network spends none)
@@ -155,6 +156,8 @@ pub struct RunArgs {
     pub response_timeout: Option<Duration>,
     pub retries: Option<u32>,
     pub max_bandwidth: Option<u64>,
+    /// `--sendfile`: plain-HTTP file bytes with `sendfile(2)`.
+    pub sendfile: bool,
     /// `--client-cert` and `--client-key` (mutual TLS).
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
@@ -303,6 +306,7 @@ fn parse(mut p: lexopt::Parser) -> Result<Cli, String> {
                 }
                 run.max_bandwidth = Some(b);
             }
+            Long("sendfile") if takes_run => run.sendfile = true,
             Long("client-cert") if takes_run => {
                 run.client_cert = Some(path_value(&mut p, "--client-cert")?)
             }
@@ -524,6 +528,7 @@ mod tests {
             "0",
             "--max-bandwidth",
             "1000",
+            "--sendfile",
         ])
         .unwrap();
         let Command::Run(r) = cli.command else {
@@ -533,6 +538,7 @@ mod tests {
         assert_eq!(r.max_concurrent, Some(2));
         assert_eq!(r.connect_timeout, Some(Duration::from_millis(1500)));
         assert_eq!(r.retries, Some(0));
+        assert!(r.sendfile);
         let cli = parse_args(["send", "http://h/x", "f", "--retries", "1", "-X", "PUT"]).unwrap();
         assert!(matches!(cli.command, Command::Send { .. }));
     }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! bgupload [--store DIR] add [-X METHOD] [-H 'Name: value']... [--priority high|default|low] [--group NAME] [--protocol plain|tus|s3|gcs|azure] [--tus] [--region R] [--part-size BYTES] [--tus-meta KEY=VALUE]... [--bearer-from-file FILE | --url-from-command 'CMD'] URL FILE
-//! bgupload [--store DIR] run [--until-idle] [--max-concurrent N] [--connect-timeout SECS] [--response-timeout SECS] [--retries N] [--max-bandwidth BYTES_PER_SEC] [--client-cert FILE --client-key FILE] [--ca-cert FILE] [--give-up-after DURATION]
+//! bgupload [--store DIR] run [--until-idle] [--max-concurrent N] [--connect-timeout SECS] [--response-timeout SECS] [--retries N] [--max-bandwidth BYTES_PER_SEC] [--sendfile] [--client-cert FILE --client-key FILE] [--ca-cert FILE] [--give-up-after DURATION]
 //! bgupload [--store DIR] list [--json]
 //! bgupload [--store DIR] pause|resume|cancel|remove ID
 //! bgupload [--store DIR] response ID

@@ -86,7 +86,8 @@ fn builder(
 ) -> Result<background_transfer::UploaderBuilder, Failure> {
     let mut b = crate::with_providers(Uploader::builder(), store, extra)
         .store_dir(store)
-        .max_bandwidth(a.max_bandwidth);
+        .max_bandwidth(a.max_bandwidth)
+        .sendfile(a.sendfile);
     if let Some(n) = a.max_concurrent {
         b = b.max_concurrent(n);
     }
