@@ -47,6 +47,9 @@ impl<'a> BodyReader<'a> {
         progress: &'a mut dyn FnMut(u64),
         zero_copy: Option<&'a ZeroCopy>,
     ) -> Self {
+        if let Some(zc) = zero_copy {
+            zc.new_request();
+        }
         let mut seg = 0;
         let mut seg_start = 0u64;
         while seg < segments.len() && seg_start.saturating_add(segments[seg].len()) <= start {

@@ -110,6 +110,7 @@ impl<In: Transport> Connector<In> for SocketConnector {
                         read_timeout: None,
                         write_timeout: None,
                         zero_copy: self.zero_copy.clone(),
+                        id: super::ZeroCopy::transport_id(),
                     })));
                 }
                 Err(e) => {
@@ -253,6 +254,8 @@ pub(crate) struct SocketTransport {
     write_timeout: Option<Duration>,
     /// File bytes a body reader claimed for the next transmit go out with `sendfile(2)`.
     zero_copy: Option<Arc<super::ZeroCopy>>,
+    /// Tells this transport's output buffer from another's in `zero_copy`.
+    id: u64,
 }
 
 /// Marks an established connection that stopped answering: the kernel gave up on it
@@ -286,6 +289,19 @@ pub(crate) fn transport_error(e: io::Error, reason: Timeout) -> ureq::Error {
 }
 
 impl SocketTransport {
+    /// A transport over a connected socket (what the connector makes, for unit tests).
+    #[cfg(test)]
+    pub(crate) fn over(stream: TcpStream) -> SocketTransport {
+        SocketTransport {
+            stream: Arc::new(Sock(stream)),
+            buffers: LazyBuffers::new(16 * 1024, 16 * 1024),
+            read_timeout: None,
+            write_timeout: None,
+            zero_copy: None,
+            id: super::ZeroCopy::transport_id(),
+        }
+    }
+
     /// Sets the socket's send timeout (`SO_SNDTIMEO`) from ureq's next write timeout,
     /// with a system call only when it changed; returns the timeout's reason.
     ///
@@ -365,10 +381,12 @@ impl Transport for SocketTransport {
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        // Taken first: an early return must not leave it for another transmit.
+        let claim = self.zero_copy.as_ref().and_then(|zc| zc.take_claim());
         let reason = self.write_timeout(timeout)?;
         if let Some(zc) = &self.zero_copy {
-            zc.set_output(self.buffers.output());
-            if let Some(claim) = zc.take_claim() {
+            zc.set_output(self.id, self.buffers.output());
+            if let Some(claim) = claim {
                 return zc
                     .send(&self.stream.0, &claim, amount)
                     .map_err(|e| transport_error(e, reason));
@@ -416,6 +434,9 @@ impl fmt::Debug for SocketTransport {
 
 impl Drop for SocketTransport {
     fn drop(&mut self) {
+        if let Some(zc) = &self.zero_copy {
+            zc.transport_gone(self.id);
+        }
         let _ = self.stream.0.shutdown(Shutdown::Both);
     }
 }

@@ -53,8 +53,8 @@ pub(crate) enum Control {
 /// What every agent's TLS needs: the roots, the uploader's client certificate if one is
 /// set, and the client identities uploads may name, each as a ready TLS configuration.
 /// The Mozilla roots and the configuration without a client certificate are built at
-/// the first TLS connection: a program that only speaks plain HTTP never loads them
-/// (about 0.5 MiB of resident code and data).
+/// the first TLS connection: a program that only speaks plain HTTP and sets no client
+/// certificate never loads them (about 0.5 MiB of resident code and data).
 #[derive(Debug)]
 pub(crate) struct Tls {
     /// The roots added with `add_root_certificate_pem`, parsed at open (a bad one fails
@@ -177,17 +177,26 @@ fn added_roots(config: &Config) -> Result<Option<RootCertStore>, Error> {
         return Ok(None);
     }
     let bad = |reason: String| Error::InvalidCertificate { reason };
-    let mut store = RootCertStore::empty();
+    let mut certs = Vec::new();
     for pem in &config.root_certs_pem {
         for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| bad(format!("root certificate PEM: {e}")))?;
-            store
-                .add(cert)
-                .map_err(|e| bad(format!("root certificate: {e}")))?;
+            certs.push(cert.map_err(|e| bad(format!("root certificate PEM: {e}")))?);
         }
     }
-    if store.is_empty() {
+    if certs.is_empty() {
         return Err(bad("no CERTIFICATE block in the PEM data".into()));
+    }
+    // As ureq did: a certificate of a bundle (a system CA file) that webpki cannot take
+    // as a root is passed over, not a reason to refuse the others.
+    let mut store = RootCertStore::empty();
+    let (added, ignored) = store.add_parsable_certificates(certs);
+    if ignored > 0 {
+        log::warn!("{ignored} of the added root certificates cannot be used as roots; ignored");
+    }
+    if added == 0 {
+        return Err(bad(
+            "none of the added root certificates can be used as a root".into(),
+        ));
     }
     Ok(Some(store))
 }

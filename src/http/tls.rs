@@ -124,6 +124,12 @@ impl<A: Transport> Connector<Either<A, SocketTransport>> for TlsConnector {
         };
         conn.complete_io(&mut handshake)
             .map_err(|e| handshake.error(e))?;
+        if conn.is_handshaking() {
+            // rustls returns early only on a would-block, which the handshake's I/O turns
+            // into the timeout: a safety net, so that a half-made connection never
+            // carries a body.
+            return Err(ureq::Error::Timeout(details.timeout.reason));
+        }
         log::trace!("TLS handshake done ({:?})", conn.protocol_version());
         let buffers = LazyBuffers::new(
             details.config.input_buffer_size(),
@@ -213,7 +219,9 @@ impl Write for Io {
 }
 
 /// The handshake's I/O: before each read and write, the socket's timeout is what is
-/// left until the deadline, so the whole handshake, not each step, is bounded.
+/// left until the deadline, so the whole handshake, not each step, is bounded. A read or
+/// write that runs out of time is ureq's timeout error, not a would-block: rustls'
+/// `complete_io` would take that for a non-blocking socket and return mid-handshake.
 struct Handshake<'a> {
     io: &'a mut Io,
     deadline: Option<Instant>,
@@ -221,17 +229,32 @@ struct Handshake<'a> {
 }
 
 impl Handshake<'_> {
+    fn timed_out(&self) -> io::Error {
+        io::Error::other(ureq::Error::Timeout(self.reason))
+    }
+
     fn left(&self) -> io::Result<Option<std::time::Duration>> {
         match self.deadline {
             None => Ok(None),
             Some(d) => match d.checked_duration_since(Instant::now()) {
                 Some(left) if !left.is_zero() => Ok(Some(left)),
-                _ => Err(io::ErrorKind::WouldBlock.into()),
+                _ => Err(self.timed_out()),
             },
         }
     }
 
+    /// A would-block (the socket's timeout) as the timeout it is.
+    fn timeout_as_error<T>(&self, r: io::Result<T>) -> io::Result<T> {
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(self.timed_out()),
+            other => other,
+        }
+    }
+
     fn error(&self, e: io::Error) -> ureq::Error {
+        if e.get_ref().is_some_and(|inner| inner.is::<ureq::Error>()) {
+            return ureq::Error::from(e);
+        }
         self.io.error(e, self.reason)
     }
 }
@@ -242,7 +265,8 @@ impl Read for Handshake<'_> {
         if let Io::Socket(s) = &mut self.io {
             s.set_socket_read_timeout(left)?;
         }
-        self.io.read(buf)
+        let r = self.io.read(buf);
+        self.timeout_as_error(r)
     }
 }
 
@@ -252,7 +276,8 @@ impl Write for Handshake<'_> {
         if let Io::Socket(s) = &mut self.io {
             s.set_socket_write_timeout(left)?;
         }
-        self.io.write(buf)
+        let r = self.io.write(buf);
+        self.timeout_as_error(r)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -327,5 +352,60 @@ impl fmt::Debug for TlsTransport {
         f.debug_struct("TlsTransport")
             .field("version", &self.conn.protocol_version())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::time::{Duration, Instant};
+
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConnection, RootCertStore};
+    use ureq::Timeout;
+
+    use super::{Handshake, Io, TlsBase};
+    use crate::http::connector::SocketTransport;
+
+    /// A server that sends the start of its answer and then nothing: rustls' own loop
+    /// takes the socket's timeout for a would-block and returns as if the handshake had
+    /// gone as far as it could, so it must come back as the timeout it is.
+    #[test]
+    fn a_handshake_that_stalls_half_way_is_a_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut hello = [0u8; 2048];
+            let _ = s.read(&mut hello);
+            // The head of a ServerHello record, and no more.
+            s.write_all(&[0x16, 0x03, 0x03, 0x00, 0x40, 0x02, 0x00, 0x00])
+                .unwrap();
+            std::thread::sleep(Duration::from_secs(2));
+        });
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        let config = TlsBase::new(RootCertStore::empty())
+            .client_config(None)
+            .unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut conn = ClientConnection::new(config, name).unwrap();
+        let mut io = Io::Socket(SocketTransport::over(stream));
+        let mut handshake = Handshake {
+            io: &mut io,
+            deadline: Some(Instant::now() + Duration::from_millis(300)),
+            reason: Timeout::Connect,
+        };
+        let started = Instant::now();
+        let e = conn
+            .complete_io(&mut handshake)
+            .expect_err("half a handshake is no connection");
+        assert!(
+            matches!(handshake.error(e), ureq::Error::Timeout(Timeout::Connect)),
+            "a timeout of the connect step"
+        );
+        assert!(conn.is_handshaking());
+        assert!(started.elapsed() < Duration::from_secs(2));
+        server.join().unwrap();
     }
 }

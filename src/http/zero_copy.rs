@@ -8,7 +8,9 @@
 //! next transmit for a range of the file instead, and the transport sends the range with
 //! `sendfile`. Every read still goes through the reader, so pause, cancel, progress and
 //! the bandwidth budget act per buffer as before. A connection wrapped in TLS never
-//! transmits from that buffer (TLS has its own), so its reader never claims one.
+//! transmits from that buffer (TLS has its own), so its reader never claims one: the
+//! buffer is known by its transport's id, address and length, and forgotten when that
+//! transport goes (a later buffer may take its address).
 
 use std::fs::File;
 use std::io;
@@ -39,9 +41,11 @@ pub(crate) struct Claim {
 
 #[derive(Default)]
 struct State {
-    /// The output buffer of the plain socket transport: its address and length, as it
-    /// was at the transport's last transmit (the request head comes first).
-    output: Option<(usize, usize)>,
+    /// The output buffer of the plain socket transport that transmitted last: that
+    /// transport's id, the buffer's address and length (the request head comes first).
+    /// Cleared when that transport goes: a later buffer (a TLS connection's) may be
+    /// allocated at the same address.
+    output: Option<(u64, usize, usize)>,
     claim: Option<Claim>,
     /// Why a claimed range could not be sent from its file (it shrank): what the attempt
     /// fails with, instead of the transport error ureq reports.
@@ -65,15 +69,37 @@ impl ZeroCopy {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The plain socket transport's output buffer, seen at a transmit.
-    pub fn set_output(&self, output: &[u8]) {
-        self.state().output = Some((output.as_ptr() as usize, output.len()));
+    /// A new id for a socket transport.
+    pub fn transport_id() -> u64 {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The output buffer of plain socket transport `id`, seen at a transmit.
+    pub fn set_output(&self, id: u64, output: &[u8]) {
+        self.state().output = Some((id, output.as_ptr() as usize, output.len()));
+    }
+
+    /// Transport `id` is gone: its buffer, and a claim on it, with it.
+    pub fn transport_gone(&self, id: u64) {
+        let mut s = self.state();
+        if s.output.is_some_and(|(owner, _, _)| owner == id) {
+            s.output = None;
+            s.claim = None;
+        }
+    }
+
+    /// A new request: no claim of an earlier one is left.
+    pub fn new_request(&self) {
+        self.state().claim = None;
     }
 
     /// Whether `buf` is that output buffer, whole: what ureq hands a body of known
     /// length to fill and then transmits from offset 0.
     pub fn is_output(&self, buf: &[u8]) -> bool {
-        self.state().output == Some((buf.as_ptr() as usize, buf.len()))
+        self.state()
+            .output
+            .is_some_and(|(_, at, len)| (at, len) == (buf.as_ptr() as usize, buf.len()))
     }
 
     /// Claims the next transmit for `claim`.
@@ -139,4 +165,26 @@ fn sendfile(sock: &TcpStream, file: &File, offset: &mut i64, count: usize) -> ni
 #[cfg(not(target_os = "linux"))]
 fn sendfile(_: &TcpStream, _: &File, _: &mut i64, _: usize) -> nix::Result<usize> {
     Err(nix::errno::Errno::ENOSYS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ZeroCopy;
+
+    #[test]
+    fn a_buffer_is_forgotten_with_its_transport() {
+        let zc = ZeroCopy::default();
+        let buf = vec![0u8; 64];
+        let (a, b) = (ZeroCopy::transport_id(), ZeroCopy::transport_id());
+        zc.set_output(a, &buf);
+        assert!(zc.is_output(&buf));
+        assert!(!zc.is_output(&buf[..32]), "only the whole buffer");
+        zc.transport_gone(b);
+        assert!(
+            zc.is_output(&buf),
+            "another transport going changes nothing"
+        );
+        zc.transport_gone(a);
+        assert!(!zc.is_output(&buf), "forgotten with its transport");
+    }
 }

@@ -350,12 +350,15 @@ impl Scheduler {
     /// A compaction moved every record: the handles learn where the bodies the journal
     /// holds are now (published responses only: the others are shown by `publish`).
     fn moved_bodies(&self) {
-        let mut at = lock(&self.shared.bodies_at);
-        for (id, offset) in self.store.kept_bodies() {
-            if let Some(slot) = at.get_mut(&id) {
-                *slot = offset;
+        // A published body the journal no longer holds (a later answer replaced it, not
+        // published yet) has no record any more: its entry goes.
+        lock(&self.shared.bodies_at).retain(|&id, offset| match self.store.body_at(id) {
+            Some(now) => {
+                *offset = now;
+                true
             }
-        }
+            None => false,
+        });
     }
 
     /// Brings the scheduling index up to date for `id` after a change.
