@@ -217,10 +217,11 @@ pub fn print_header(quick: bool, runs: usize, load_at_start: &str) {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     println!(
-        "transfer benchmark ({}, {runs} runs each, {} at 64 MiB, medians): {} × {cpu}; load \
-         average {} at start, {} at end",
+        "transfer benchmark ({}, {runs} runs each, {} at 64 MiB and {} at 1 GiB, medians): {} × \
+         {cpu}; load average {} at start, {} at end",
         if quick { "quick" } else { "full" },
         3 * runs,
+        2 * runs,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_at_start,
         load_average()
