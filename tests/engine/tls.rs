@@ -10,11 +10,26 @@ use crate::support::{fast, sha256_file, write_file, Action, TestServer, TlsFlavo
 
 #[test]
 fn https_upload_with_the_configured_root_is_byte_exact() {
+    https_upload_is_byte_exact(None);
+}
+
+/// Through an HTTP `CONNECT` proxy, TLS runs over the proxy's tunnel (not a socket of
+/// the uploader's own): the body still arrives byte-exact, and through the proxy.
+#[test]
+fn https_through_a_connect_proxy_is_byte_exact() {
+    let proxy = ConnectProxy::start();
+    https_upload_is_byte_exact(Some(&proxy));
+    assert_eq!(proxy.tunnels(), 1, "the connection went through the proxy");
+}
+
+/// A 3 MiB PUT over TLS (through `proxy` if given), trusting the server's CA.
+fn https_upload_is_byte_exact(proxy: Option<&ConnectProxy>) {
     let tmp = tempfile::tempdir().unwrap();
     let server = TestServer::start_tls(Action::respond(201, "stored over tls"));
     assert!(server.url("/u").starts_with("https://"));
     let up = fast(&tmp.path().join("store"))
         .add_root_certificate_pem(server.ca_pem())
+        .proxy(proxy.map(ConnectProxy::url))
         .open()
         .unwrap();
     let f = write_file(tmp.path(), "a", 3 << 20, 1);
@@ -34,37 +49,6 @@ fn https_upload_with_the_configured_root_is_byte_exact() {
     assert!(reqs[0].complete);
     assert_eq!(reqs[0].body_len, 3 << 20);
     assert_eq!(reqs[0].sha256, sha256_file(&f));
-    up.shutdown().unwrap();
-}
-
-/// Through an HTTP `CONNECT` proxy, TLS runs over the proxy's tunnel (not a socket of
-/// the uploader's own): the body still arrives byte-exact, and through the proxy.
-#[test]
-fn https_through_a_connect_proxy_is_byte_exact() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = TestServer::start_tls(Action::respond(201, "stored over tls"));
-    let proxy = ConnectProxy::start();
-    let up = fast(&tmp.path().join("store"))
-        .add_root_certificate_pem(server.ca_pem())
-        .proxy(Some(proxy.url()))
-        .open()
-        .unwrap();
-    let f = write_file(tmp.path(), "a", 3 << 20, 3);
-    let h = up
-        .create_upload(UploadRequest::put(server.url("/u"), &f))
-        .unwrap();
-    let info = h
-        .wait_timeout(Duration::from_secs(20))
-        .expect("ended in time")
-        .expect("completed");
-    assert_eq!(info.status, 201);
-    let reqs = server.requests();
-    assert_eq!(reqs.len(), 1);
-    assert_eq!(
-        (reqs[0].body_len, &reqs[0].sha256),
-        (3 << 20, &sha256_file(&f))
-    );
-    assert_eq!(proxy.tunnels(), 1, "the connection went through the proxy");
     up.shutdown().unwrap();
 }
 

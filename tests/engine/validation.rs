@@ -3,7 +3,7 @@
 use std::fs::OpenOptions;
 use std::time::{Duration, Instant};
 
-use background_transfer::{Status, UploadRequest};
+use background_transfer::{Status, UploadRequest, UploaderBuilder};
 
 use crate::support::{
     fast, ids, kind, paused_upload, sha256_file, sparse_file, wait_until, write_file, Action,
@@ -203,11 +203,17 @@ fn a_source_deleted_after_create_fails_the_upload() {
 
 #[test]
 fn a_source_that_shrinks_mid_upload_fails_quickly() {
+    a_shrinking_source_fails_quickly(|b| b);
+}
+
+/// A 64 MiB PUT (through an uploader `tune` sets up) whose file is cut to 512 KiB once
+/// 1 MiB has reached the server: `SourceChanged` at once, final, no whole body.
+pub fn a_shrinking_source_fails_quickly(tune: impl FnOnce(UploaderBuilder) -> UploaderBuilder) {
     let tmp = tempfile::tempdir().unwrap();
     let server = TestServer::start(Action::SlowRead {
         bytes_per_sec: 4 << 20,
     });
-    let up = fast(&tmp.path().join("store")).open().unwrap();
+    let up = tune(fast(&tmp.path().join("store"))).open().unwrap();
     // 64 MiB at 4 MiB/s would take 16 s: the file is cut long before that.
     let f = write_file(tmp.path(), "shrinks", 64 << 20, 7);
     let h = up
