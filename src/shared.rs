@@ -39,6 +39,9 @@ pub(crate) struct Shared {
     /// again after a compaction moved them. A map beside the cells rather than a field
     /// in each: most uploads have no such body to point at.
     pub bodies_at: Mutex<HashMap<UploadId, u64>>,
+    /// Notified whenever `bodies_at` changes: a read that raced a compaction waits on it
+    /// for the body's new offset.
+    pub bodies_moved: Condvar,
 }
 
 /// One upload as handles see it.

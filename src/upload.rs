@@ -76,10 +76,10 @@ impl Upload {
     /// [`Error::NoResponse`] if the server has not answered yet; [`Error::NotFound`]
     /// if the upload was removed; [`Error::Io`] if the body cannot be read from the store.
     pub fn response_body(&self) -> Result<ResponseBody, Error> {
-        // A compaction may move a body the journal holds between the look at the cell and
-        // the read: the read then finds another record there, and the cell, updated right
-        // after the compaction, says where it went. A read that fails while the cell does
-        // not change is a real failure.
+        // A compaction may move a body the journal holds between the look at its offset
+        // and the read: the read then finds another record there, and the offset, updated
+        // right after the compaction, says where it went. A read that fails while the
+        // offset does not change is a real failure.
         loop {
             let (removed, answered) = {
                 let s = lock(&self.cell.snap);
@@ -106,12 +106,19 @@ impl Upload {
                 Ok(bytes) => return Ok(ResponseBody::bytes(bytes)),
                 Err(e) => e,
             };
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while !lock(&self.cell.snap).removed && self.body_at() == Some(at) {
-                if Instant::now() >= deadline {
-                    return Err(e);
-                }
-                std::thread::sleep(Duration::from_millis(2));
+            // The scheduler moves the offset right after a compaction (a removal takes
+            // it away): wait for that, not longer than the compaction's fsyncs take.
+            let map = lock(&self.shared.bodies_at);
+            let (map, waited) = self
+                .shared
+                .bodies_moved
+                .wait_timeout_while(map, Duration::from_secs(2), |m| {
+                    m.get(&self.id()) == Some(&at)
+                })
+                .unwrap_or_else(|p| p.into_inner());
+            drop(map);
+            if waited.timed_out() {
+                return Err(e);
             }
         }
     }

@@ -88,6 +88,7 @@ impl Uploader {
             submissions: Default::default(),
             submitters: Default::default(),
             bodies_at: Default::default(),
+            bodies_moved: Default::default(),
         });
         let providers = config.providers.clone();
         #[cfg_attr(

@@ -329,9 +329,7 @@ impl SocketTransport {
         self.set_socket_read_timeout(timeout.not_zero().map(|d| *d))?;
         Ok(timeout.reason)
     }
-}
 
-impl SocketTransport {
     /// Sets the socket's receive timeout directly (the TLS handshake counts down to its
     /// own deadline).
     pub(crate) fn set_socket_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {

@@ -157,20 +157,11 @@ enum Io {
 }
 
 impl Io {
-    /// Applies ureq's next write timeout; returns its reason.
-    fn write_timeout(&mut self, timeout: NextTimeout) -> Result<Timeout, ureq::Error> {
+    /// Applies ureq's next timeout for a write (`write`) or a read; returns its reason.
+    /// The tunnel's adapter picks the per-write or per-read part itself.
+    fn timeout(&mut self, timeout: NextTimeout, write: bool) -> Result<Timeout, ureq::Error> {
         match self {
-            Io::Socket(s) => s.write_timeout(timeout),
-            Io::Tunnel(t) => {
-                t.set_timeout(timeout);
-                Ok(timeout.reason)
-            }
-        }
-    }
-
-    /// Applies ureq's next read timeout; returns its reason.
-    fn read_timeout(&mut self, timeout: NextTimeout) -> Result<Timeout, ureq::Error> {
-        match self {
+            Io::Socket(s) if write => s.write_timeout(timeout),
             Io::Socket(s) => s.read_timeout(timeout),
             Io::Tunnel(t) => {
                 t.set_timeout(timeout);
@@ -316,7 +307,7 @@ impl Transport for TlsTransport {
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
-        let reason = self.io.write_timeout(timeout)?;
+        let reason = self.io.timeout(timeout, true)?;
         let mut sent = 0;
         while sent < amount {
             let output = &self.buffers.output()[sent..amount];
@@ -327,7 +318,7 @@ impl Transport for TlsTransport {
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
-        let reason = self.io.read_timeout(timeout)?;
+        let reason = self.io.timeout(timeout, false)?;
         let input = self.buffers.input_append_buf();
         let read = rustls::Stream::new(&mut self.conn, &mut self.io).read(input);
         let amount = read.map_err(|e| self.io.error(e, reason))?;

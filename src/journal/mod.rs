@@ -184,11 +184,6 @@ impl Store {
             }
             _ => {}
         }
-        debug_assert!(self.bodies_at.keys().all(|id| self
-            .state
-            .uploads
-            .get(id)
-            .is_some_and(|u| u.body_in_journal)));
         if let Err(e) = self.maybe_compact() {
             log::error!("journal compaction failed: {e}");
             let _ = std::fs::remove_file(self.path(COMPACT_FILE));

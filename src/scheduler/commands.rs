@@ -99,6 +99,7 @@ impl Scheduler {
         }
         lock(&self.shared.submitters).remove(&id);
         lock(&self.shared.bodies_at).remove(&id);
+        self.shared.bodies_moved.notify_all();
         crate::store::remove_upload_files(&self.shared.store_dir, id);
         if let Some(cell) = lock(&self.shared.cells).remove(&id) {
             cell.update(|s| s.removed = true, Event::StatusChanged);

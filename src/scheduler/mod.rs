@@ -359,6 +359,7 @@ impl Scheduler {
             }
             None => false,
         });
+        self.shared.bodies_moved.notify_all();
     }
 
     /// Brings the scheduling index up to date for `id` after a change.
@@ -491,6 +492,7 @@ impl Scheduler {
                 Some(offset) => at.insert(id, offset),
                 None => at.remove(&id),
             };
+            self.shared.bodies_moved.notify_all();
         }
         cell.update(
             |s| {
